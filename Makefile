@@ -1,0 +1,45 @@
+# depth-workbook: `make pipeline` runs the notebooks on the embedded sample; `make test` runs the suite.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROFILE ?= sample
+PYTEST_ARGS ?=
+
+.PHONY: pipeline test test-fast venv browser-deps bench clean-runs
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+## Headless Chromium for the browser test (Debian's package; root only). Skipped quietly when not root.
+browser-deps:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian chromium for the browser test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "note: no /usr/bin/chromium and not root: the browser test will be skipped"; fi
+
+## The whole notebook pipeline on the embedded real NYU sample (CPU, minutes).
+pipeline: $(STAMP)
+	$(PY) -m depthlib.pipeline --profile $(PROFILE)
+
+## The whole test suite (slow and browser tests included, as CI runs it).
+test: $(STAMP) browser-deps
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+## Only the fast part.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_models.py
+	$(PY) benchmarks/bench_loader.py
+
+clean-runs:
+	rm -rf runs/

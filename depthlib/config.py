@@ -1,0 +1,122 @@
+"""Flat settings dataclasses for data / model / training / evaluation, saved as plain dicts.
+
+Each module owns the meaning of its fields; this file only holds their names, types and
+defaults so that notebooks, the pipeline runner and checkpoints agree on them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from .errors import ConfigError
+
+T = TypeVar("T")
+
+
+@dataclass
+class DataConfig:
+    """Where frames come from and how they are turned into training samples."""
+
+    source: str = "densedepth"          # reader name, see depthlib.data.list_sources()
+    path: str = "data/sample"           # folder or archive, relative to the project root
+    split: str = "test"                 # which part of the source (reader-specific)
+    image_size: tuple[int, int] = (240, 320)   # (H, W) fed to the model; multiple of 32
+    border_crop: str = "nyu"            # "nyu" (labeled-set white border), "detect", "none"
+    max_depth: float = 10.0             # metres; Kinect v1 range cap used by NYU
+    min_depth: float = 0.1              # metres
+    flip_p: float = 0.5                 # DenseDepth paper, Sec. 3.3
+    swap_p: float = 0.25                # colour-channel swap probability (DenseDepth paper, Sec. 3.3)
+    batch_size: int = 4
+    num_workers: int = 0
+    seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """Which registered architecture, and the keyword arguments it is built with."""
+
+    name: str = "unet"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    """Settings of depthlib.train.fit (fine-tuning uses the same fields)."""
+
+    epochs: int = 1
+    lr: float = 1e-4                    # DenseDepth paper: Adam, lr 0.0001
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    amsgrad: bool = False
+    scheduler: str = "cosine"           # "none", "cosine", "step", "onecycle"
+    warmup_steps: int = 0
+    grad_clip: float = 1.0              # max global grad norm; 0 disables
+    grad_accum: int = 1
+    loss: str = "densedepth"            # see depthlib.losses.LOSSES
+    device: str = "auto"                # "auto", "cpu", "cuda", "cuda:1", ...
+    precision: str = "fp32"             # "fp32", "bf16", "fp16"
+    channels_last: bool = False
+    compile: bool = False
+    freeze_encoder: bool = False
+    seed: int = 0
+    deterministic: bool = False
+    out_dir: str = "checkpoints/run"    # best.pt / last.pt / history.{csv,json}
+    checkpoint_every: int = 0           # steps between mid-epoch checkpoints; 0 = end of epoch only
+    resume: bool = True                 # pick up out_dir/last.pt when present
+    init_from: str = ""                 # checkpoint to start from (fine-tuning)
+    log_every: int = 10
+    tensorboard: bool = False
+    max_steps: int = 0                  # stop after this many optimiser steps; 0 = no cap
+    progress: bool = True
+    batch_size: int = 4                 # per process (per GPU under torchrun)
+    num_workers: int = 0                # DataLoader workers per process
+    lr_step_size: int = 0               # "step" schedule: steps between decays; 0 = a third of the run
+    lr_gamma: float = 0.1               # "step" schedule: decay factor
+    min_lr_ratio: float = 0.0           # "cosine"/"onecycle": final lr as a fraction of lr
+    non_blocking: bool = True           # pinned host memory + async host-to-device copies (cuda only)
+    gpu_augment: bool = False           # flip + channel swap on the batch on the device
+    aug_flip_p: float = 0.5             # gpu_augment: horizontal flip probability per sample
+    aug_swap_p: float = 0.25            # gpu_augment: random RGB permutation probability per sample
+    compile_backend: str = "inductor"   # torch.compile backend when compile=True
+    sync_batchnorm: bool = False        # DDP: convert BatchNorm to SyncBatchNorm (cuda only)
+
+
+@dataclass
+class EvalConfig:
+    """Settings of depthlib.evaluate."""
+
+    protocol: str = "densedepth"        # "densedepth" or "eigen"
+    flip_average: bool = True
+    alignment: str = "none"             # "none", "median", "scale_shift", "scale_shift_inverse"
+    batch_size: int = 2
+    device: str = "auto"
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A dataclass as a plain dict of builtins (tuples become lists), safe for weights_only loads."""
+    return _plain(dataclasses.asdict(cfg))
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
+
+
+def from_dict(cls: type[T], d: dict[str, Any]) -> T:
+    """Build `cls` from a dict, refusing unknown keys and restoring tuple-typed fields."""
+    names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(d) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"{cls.__name__} has no setting(s) {unknown}; known: {sorted(names)}."
+        )
+    kw: dict[str, Any] = {}
+    for k, v in d.items():
+        default = getattr(cls(), k)  # type: ignore[call-arg]
+        kw[k] = tuple(v) if isinstance(default, tuple) and isinstance(v, list) else v
+    return cls(**kw)  # type: ignore[call-arg]

@@ -1,0 +1,107 @@
+"""Dataset over any FrameSource, scene-level splits, and a DataLoader factory with per-worker seeding."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import random
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..errors import DataError
+from .frame import FrameSource, frame_to_sample
+
+SPLITS = ("train", "val", "test")
+
+
+class DepthDataset(Dataset):
+    """Samples {"image", "depth", "valid", "name"} of `source[indices]`, passed through `transform`."""
+
+    def __init__(self, source: FrameSource, indices: Sequence[int] | None = None,
+                 transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
+        self.source = source
+        self.indices = list(range(len(source))) if indices is None else [int(i) for i in indices]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        sample = frame_to_sample(self.source[self.indices[i]])
+        return self.transform(sample) if self.transform else sample
+
+
+def read_split_file(path: str | Path) -> dict[str, str]:
+    """Read a `name,scene,split` CSV (header required) -> {name: split}."""
+    p = Path(path)
+    try:
+        with p.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+    except FileNotFoundError:
+        raise DataError(p, "split file not found.", "write one with columns name,scene,split or use scene_split().") from None
+    if not rows or not {"name", "split"} <= set(rows[0]):
+        raise DataError(p, "needs a header with at least the columns `name` and `split`.")
+    bad = sorted({r["split"] for r in rows} - set(SPLITS))
+    if bad:
+        raise DataError(p, f"has unknown split value(s) {bad}; allowed: {list(SPLITS)}.")
+    return {r["name"]: r["split"] for r in rows}
+
+
+def scene_split(scenes: Sequence[str], *, val_frac: float = 0.1, test_frac: float = 0.0, seed: int = 0) -> list[str]:
+    """Assign each frame's scene (not frame) to train/val/test by a seeded hash -> split per frame."""
+    def u(scene: str) -> float:
+        h = hashlib.sha256(f"{seed}:{scene}".encode()).digest()
+        return int.from_bytes(h[:8], "big") / 2**64
+
+    table = {}
+    for s in set(scenes):
+        x = u(s)
+        table[s] = "test" if x < test_frac else "val" if x < test_frac + val_frac else "train"
+    return [table[s] for s in scenes]
+
+
+def split_indices(source: FrameSource, split: str, *, split_file: str | Path | None = None,
+                  val_frac: float = 0.1, test_frac: float = 0.0, seed: int = 0) -> list[int]:
+    """Indices of `source` in `split`, from a split file when given, else by scene hash."""
+    if split not in SPLITS:
+        raise DataError(None, f"unknown split {split!r}; use one of {list(SPLITS)}.")
+    if split_file is not None:
+        table = read_split_file(split_file)
+        names = source.names
+        missing = [n for n in names if n not in table]
+        if missing:
+            raise DataError(split_file, f"has no row for {len(missing)} frame(s) of {source.path}, e.g. {missing[0]!r}.",
+                            "add them, or regenerate the split file.")
+        return [i for i, n in enumerate(names) if table[n] == split]
+    assignment = scene_split(source.scenes, val_frac=val_frac, test_frac=test_frac, seed=seed)
+    return [i for i, s in enumerate(assignment) if s == split]
+
+
+def seed_worker(worker_id: int) -> None:
+    """Give each loader worker distinct, reproducible NumPy/random seeds (torch's is set by DataLoader)."""
+    s = torch.initial_seed() % 2**32
+    np.random.seed(s)
+    random.seed(s)
+
+
+def make_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, num_workers: int = 0, seed: int = 0,
+                drop_last: bool = False, sampler: Sampler | None = None, pin_memory: bool = False) -> DataLoader:
+    """DataLoader whose shuffling and per-worker augmentation are reproducible from `seed`."""
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle if sampler is None else False,
+        sampler=sampler,
+        num_workers=num_workers,
+        worker_init_fn=seed_worker,
+        generator=g,
+        drop_last=drop_last,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
+    )

@@ -1,0 +1,80 @@
+"""Decoding of image and depth files with errors that name the file, never a crash inside PIL/torch."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import DataError
+
+# PIL modes of 16-bit greyscale PNGs.
+_MODES_16 = ("I;16", "I;16B", "I;16L", "I")
+
+
+def _open(data: bytes | str | Path, name: str) -> Image.Image:
+    try:
+        img = Image.open(io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data)
+        img.load()  # force full decode now so truncation surfaces here
+    except FileNotFoundError:
+        raise DataError(name, "file not found.", "check the path, or re-extract the archive.") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DataError(
+            name, f"cannot decode image ({e}).", "the file is truncated or not an image; re-download or re-extract it."
+        ) from None
+    return img
+
+
+def read_rgb(data: bytes | str | Path, name: str = "") -> np.ndarray:
+    """Decode an RGB image file (path or bytes) -> uint8 [H, W, 3]."""
+    name = name or str(data if not isinstance(data, (bytes, bytearray)) else "<bytes>")
+    img = _open(data, name)
+    if img.mode not in ("RGB", "RGBA", "L", "P"):
+        raise DataError(name, f"expected an 8-bit colour image, got PIL mode {img.mode!r}.",
+                        "is this a depth map listed in the RGB column?")
+    return np.array(img.convert("RGB"), dtype=np.uint8)
+
+
+def read_depth_png(data: bytes | str | Path, *, encoding: str, name: str = "") -> np.ndarray:
+    """Decode a depth PNG -> float32 metres [H, W] (0 where the file stores 0).
+
+    encoding: "mm16" (uint16 millimetres, DenseDepth test / BTS), "u8_10m" (uint8, 0..255 = 0..10 m,
+    DenseDepth train), "dmm16" (uint16 tenths of a millimetre, the labeled set exported by Depth2HHA).
+    The bit depth must match the encoding: a mismatch means the wrong units, so it is refused.
+    """
+    name = name or str(data if not isinstance(data, (bytes, bytearray)) else "<bytes>")
+    img = _open(data, name)
+    if encoding in ("mm16", "dmm16"):
+        if img.mode not in _MODES_16:
+            raise DataError(
+                name,
+                f"expected a 16-bit depth PNG ({encoding}), got an {img.mode!r} image "
+                f"(8-bit depth means 0..255 = 0..10 m, the DenseDepth train encoding).",
+                "use the 'train' split/encoding for 8-bit depth, or check that this is a depth file.",
+            )
+        arr = np.array(img, dtype=np.uint16 if img.mode != "I" else np.int32).astype(np.float32)
+        return arr / (1000.0 if encoding == "mm16" else 10000.0)
+    if encoding == "u8_10m":
+        if img.mode != "L":
+            raise DataError(
+                name,
+                f"expected an 8-bit depth PNG (0..255 = 0..10 m), got a {img.mode!r} image "
+                "(16-bit depth is millimetres, the DenseDepth test encoding).",
+                "use the 'test' split/encoding for 16-bit millimetre depth.",
+            )
+        return np.asarray(img, dtype=np.uint8).astype(np.float32) * (10.0 / 255.0)
+    raise ValueError(f"unknown depth encoding {encoding!r}; use 'mm16', 'u8_10m' or 'dmm16'")
+
+
+def write_depth_png(path: str | Path, depth_m: np.ndarray, *, encoding: str = "mm16") -> None:
+    """Encode float metres [H, W] as a depth PNG (inverse of read_depth_png); holes must be 0."""
+    d = np.nan_to_num(np.asarray(depth_m, dtype=np.float64), nan=0.0)
+    if encoding == "mm16":
+        arr = np.clip(np.round(d * 1000.0), 0, 65535).astype(np.uint16)
+    elif encoding == "u8_10m":
+        arr = np.clip(np.round(d * 25.5), 0, 255).astype(np.uint8)
+    else:
+        raise ValueError(f"unknown depth encoding {encoding!r}")
+    Image.fromarray(arr).save(path, format="PNG")

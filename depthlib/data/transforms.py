@@ -1,0 +1,152 @@
+"""Paired transforms on sample dicts: every geometric step moves image, depth and valid together.
+
+Samples follow depthlib.data.frame: image float[3,H,W] in [0,1], depth float[1,H,W] metres,
+valid bool[1,H,W]. Randomness comes from torch's global generator, which make_loader seeds per worker.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..config import DataConfig
+from ..errors import ConfigError, DataError
+
+Sample = dict[str, Any]
+
+# NYU labeled-set white border: rows 0-5 and 474-479, cols 0-6 and 632-639 (of 480x640).
+NYU_BORDER = (6, 6, 7, 8)  # pixels removed at (top, bottom, left, right)
+_PERMS = [p for p in itertools.permutations(range(3)) if p != (0, 1, 2)]
+
+
+def detect_white_border(image: torch.Tensor, *, thresh: float = 0.98, frac: float = 0.4, limit: int = 32) -> tuple[int, int, int, int]:
+    """Count near-white rows/cols at each edge of float[3,H,W] -> (top, bottom, left, right).
+
+    A row counts when >= `frac` of its pixels are near-white: NYU's last border row is only partly white.
+    """
+    white = (image >= thresh).all(dim=0)  # [H, W]
+    rows, cols = white.float().mean(dim=1), white.float().mean(dim=0)
+
+    def run(v: torch.Tensor) -> int:
+        n = 0
+        while n < min(limit, v.numel()) and v[n] >= frac:
+            n += 1
+        return n
+
+    return run(rows), run(rows.flip(0)), run(cols), run(cols.flip(0))
+
+
+class BorderCrop:
+    """Remove a white border: "nyu" (the labeled set's fixed border), "detect" (per image), or explicit pixels."""
+
+    def __init__(self, mode: str | Sequence[int] = "nyu") -> None:
+        if isinstance(mode, str) and mode not in ("nyu", "detect", "none"):
+            raise ConfigError(f"border_crop must be 'nyu', 'detect', 'none' or (top, bottom, left, right); got {mode!r}")
+        self.mode = mode if isinstance(mode, str) else tuple(int(x) for x in mode)
+
+    def __call__(self, s: Sample) -> Sample:
+        if self.mode == "none":
+            return s
+        h, w = s["image"].shape[-2:]
+        if self.mode == "nyu":
+            if (h, w) != (480, 640):
+                raise DataError(s.get("name") or None, f"the 'nyu' border crop is defined for 640x480 frames, got {w}x{h}.",
+                                "set border_crop='detect' or 'none' for other sizes.")
+            t, b, l, r = NYU_BORDER
+        elif self.mode == "detect":
+            t, b, l, r = detect_white_border(s["image"])
+        else:
+            t, b, l, r = self.mode  # type: ignore[misc]
+        if t + b >= h or l + r >= w:
+            raise DataError(s.get("name") or None, f"border crop {(t, b, l, r)} leaves nothing of a {w}x{h} image.")
+        out = dict(s)
+        for k in ("image", "depth", "valid"):
+            out[k] = s[k][..., t : h - b, l : w - r]
+        out["border"] = (t, b, l, r)
+        return out
+
+
+def resize_sample(s: Sample, size: tuple[int, int]) -> Sample:
+    """Resize to (H, W): image bilinear (antialiased); depth by valid-weighted averaging so holes never leak in."""
+    if tuple(s["image"].shape[-2:]) == tuple(size):
+        return s
+    out = dict(s)
+    out["image"] = F.interpolate(s["image"][None], size=size, mode="bilinear", antialias=True, align_corners=False)[0].clamp_(0, 1)
+    v = s["valid"].float()
+    num = F.interpolate((s["depth"] * v)[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
+    den = F.interpolate(v[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
+    # A target pixel is valid only when (almost) all of its source footprint was valid.
+    valid = den > 0.999
+    out["depth"] = torch.where(valid, num / den.clamp_min(1e-6), torch.zeros_like(num))
+    out["valid"] = valid
+    return out
+
+
+class Resize:
+    """Resize a sample to (H, W); both must be multiples of `multiple` (the model's)."""
+
+    def __init__(self, size: Sequence[int], multiple: int = 32) -> None:
+        h, w = int(size[0]), int(size[1])
+        if h % multiple or w % multiple:
+            raise ConfigError(f"image_size {(h, w)} must be a multiple of {multiple} (the encoder's total stride); "
+                              f"e.g. {(h // multiple * multiple or multiple, w // multiple * multiple or multiple)}.")
+        self.size = (h, w)
+
+    def __call__(self, s: Sample) -> Sample:
+        return resize_sample(s, self.size)
+
+
+class RandomHorizontalFlip:
+    """Mirror image, depth and valid together with probability p."""
+
+    def __init__(self, p: float = 0.5) -> None:
+        self.p = p
+
+    def __call__(self, s: Sample) -> Sample:
+        if self.p <= 0 or torch.rand(()) >= self.p:
+            return s
+        out = dict(s)
+        for k in ("image", "depth", "valid"):
+            out[k] = s[k].flip(-1)
+        return out
+
+
+class RandomChannelSwap:
+    """Permute the RGB channels (one of the 5 non-identity orders) with probability p; depth untouched."""
+
+    def __init__(self, p: float = 0.25) -> None:
+        self.p = p
+
+    def __call__(self, s: Sample) -> Sample:
+        if self.p <= 0 or torch.rand(()) >= self.p:
+            return s
+        perm = _PERMS[int(torch.randint(len(_PERMS), ()))]
+        out = dict(s)
+        out["image"] = s["image"][list(perm)]
+        return out
+
+
+class Compose:
+    """Apply transforms in order."""
+
+    def __init__(self, transforms: Sequence[Callable[[Sample], Sample]]) -> None:
+        self.transforms = list(transforms)
+
+    def __call__(self, s: Sample) -> Sample:
+        for t in self.transforms:
+            s = t(s)
+        return s
+
+    def __repr__(self) -> str:
+        return "Compose(" + ", ".join(type(t).__name__ for t in self.transforms) + ")"
+
+
+def build_transforms(cfg: DataConfig, train: bool, multiple: int = 32) -> Compose:
+    """Border crop -> resize to cfg.image_size -> (train only) flip and channel swap."""
+    steps: list[Callable[[Sample], Sample]] = [BorderCrop(cfg.border_crop), Resize(cfg.image_size, multiple)]
+    if train:
+        steps += [RandomHorizontalFlip(cfg.flip_p), RandomChannelSwap(cfg.swap_p)]
+    return Compose(steps)

@@ -1,0 +1,247 @@
+"""Foundation data layer: DenseDepth reader (folder and zip), units, transforms, splits, bad input."""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from depthlib.config import DataConfig
+from depthlib.data import Frame, frame_to_sample, open_source
+from depthlib.data.dataset import DepthDataset, make_loader, read_split_file, split_indices
+from depthlib.data.io import read_depth_png, write_depth_png
+from depthlib.data.synthetic import box_scene, plane_depth, plane_scene
+from depthlib.data.transforms import (BorderCrop, RandomChannelSwap, RandomHorizontalFlip, Resize, build_transforms,
+                                      detect_white_border)
+from depthlib.errors import ConfigError, DataError
+
+
+def _zip_of(folder: Path, out: Path, skip: set[str] = frozenset()) -> Path:
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as z:
+        for f in sorted(folder.rglob("*")):
+            rel = f.relative_to(folder).as_posix()
+            if f.is_file() and rel.startswith("data/") and rel not in skip:
+                z.write(f, rel)
+    return out
+
+
+def _tiny_layout(root: Path, split: str, frames: list[tuple[np.ndarray, np.ndarray]], enc: str) -> Path:
+    rows = []
+    for n, (rgb, depth) in enumerate(frames):
+        if split == "train":
+            sub = root / "data" / "nyu2_train" / "kitchen_0001_out"
+            rgb_rel, d_rel = f"data/nyu2_train/kitchen_0001_out/{n}.jpg", f"data/nyu2_train/kitchen_0001_out/{n}.png"
+        else:
+            sub = root / "data" / "nyu2_test"
+            rgb_rel, d_rel = f"data/nyu2_test/{n:05d}_colors.png", f"data/nyu2_test/{n:05d}_depth.png"
+        sub.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rgb).save(root / rgb_rel)
+        write_depth_png(root / d_rel, depth, encoding=enc)
+        rows.append(f"{rgb_rel},{d_rel}")
+    (root / "data" / f"nyu2_{split}.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+# ---- the embedded sample ------------------------------------------------------------------------------------
+
+def test_frame_00000_is_metres_and_dense(sample_dir):
+    src = open_source("densedepth", sample_dir)
+    assert len(src) == 34 and src.names[0] == "00000"
+    f = src[0]
+    assert f.rgb.shape == (480, 640, 3) and f.rgb.dtype == np.uint8
+    assert f.depth.dtype == np.float32 and f.valid.all()
+    assert f.depth.min() == pytest.approx(1.80, abs=0.005) and f.depth.max() == pytest.approx(3.62, abs=0.01)
+    s = frame_to_sample(f)
+    assert s["image"].shape == (3, 480, 640) and 0 <= s["image"].min() and s["image"].max() <= 1
+    assert s["depth"].shape == (1, 480, 640) and s["valid"].dtype == torch.bool
+
+
+def test_zip_and_folder_give_identical_samples(sample_dir, tmp_path):
+    folder = open_source("densedepth", sample_dir)
+    zipped = open_source("densedepth", _zip_of(sample_dir, tmp_path / "nyu_data.zip"))
+    assert zipped.names == folder.names and zipped.scenes == folder.scenes
+    for i in range(len(folder)):
+        a, b = folder[i], zipped[i]
+        assert np.array_equal(a.rgb, b.rgb) and np.array_equal(a.depth, b.depth) and np.array_equal(a.valid, b.valid)
+
+
+def test_inner_data_folder_also_opens(sample_dir):
+    assert open_source("densedepth", sample_dir / "data").names == open_source("densedepth", sample_dir).names
+
+
+def test_train_8bit_and_test_16bit_decode_to_same_metres(tmp_path):
+    rng = np.random.default_rng(0)
+    depth = rng.uniform(0.5, 9.9, size=(24, 32)).astype(np.float32)
+    rgb = rng.integers(0, 255, size=(24, 32, 3), dtype=np.uint8)
+    tr = open_source("densedepth", _tiny_layout(tmp_path / "tr", "train", [(rgb, depth)], "u8_10m"), split="train")
+    te = open_source("densedepth", _tiny_layout(tmp_path / "te", "test", [(rgb, depth)], "mm16"), split="test")
+    d8, d16 = tr[0].depth, te[0].depth
+    assert np.abs(d16 - depth).max() <= 0.0005 + 1e-6          # half a millimetre
+    assert np.abs(d8 - depth).max() <= 10 / 255 / 2 + 1e-6      # half an 8-bit step of 10 m
+    assert np.abs(d8 - d16).max() <= 10 / 255 / 2 + 0.0005 + 1e-6
+    assert tr.scenes == ["kitchen_0001"]
+
+
+def test_split_file_is_by_scene(sample_dir):
+    src = open_source("densedepth", sample_dir)
+    table = read_split_file(sample_dir / "splits.csv")
+    parts = {s: split_indices(src, s, split_file=sample_dir / "splits.csv") for s in ("train", "val", "test")}
+    assert [len(parts[s]) for s in ("train", "val", "test")] == [27, 2, 5]
+    scenes = {s: {src.scenes[i] for i in idx} for s, idx in parts.items()}
+    assert not scenes["train"] & scenes["val"] and not scenes["train"] & scenes["test"] and not scenes["val"] & scenes["test"]
+    assert table["00058"] == "test"
+    hashed = {s: set(split_indices(src, s, val_frac=0.3, test_frac=0.2)) for s in ("train", "val", "test")}
+    assert sum(map(len, hashed.values())) == 34
+    for a in hashed:
+        for b in hashed:
+            if a != b:
+                assert not {src.scenes[i] for i in hashed[a]} & {src.scenes[i] for i in hashed[b]}
+
+
+# ---- transforms keep image, depth and valid aligned ----------------------------------------------------------
+
+def _red_metres(s, max_depth=10.0):
+    return s["image"][0] * max_depth
+
+
+def test_transforms_keep_alignment_on_synthetic_scene():
+    f = box_scene(96, 128, hole=(10, 20, 30, 50))
+    s = frame_to_sample(f)
+    out = Resize((64, 96))(BorderCrop((4, 4, 8, 8))(s))
+    assert out["image"].shape == (3, 64, 96) and out["depth"].shape == out["valid"].shape == (1, 64, 96)
+    v = out["valid"][0]
+    # interior pixels (away from the box edge where blur mixes depths): red channel == depth
+    err = (_red_metres(out) - out["depth"][0]).abs()[v]
+    assert (err < 0.05).float().mean() > 0.9
+    assert not out["valid"].all()  # the hole survives
+    torch.manual_seed(0)
+    flipped = RandomHorizontalFlip(1.0)(out)
+    for k in ("image", "depth", "valid"):
+        assert torch.equal(flipped[k], out[k].flip(-1))
+    swapped = RandomChannelSwap(1.0)(out)
+    assert torch.equal(swapped["depth"], out["depth"]) and torch.equal(swapped["valid"], out["valid"])
+    assert not torch.equal(swapped["image"], out["image"])
+    assert torch.equal(swapped["image"].sort(0).values, out["image"].sort(0).values)
+
+
+def test_resize_never_mixes_holes_into_depth():
+    f = box_scene(64, 64, wall=4.0, box_depth=4.0, hole=(0, 64, 0, 32))
+    out = Resize((32, 32))(frame_to_sample(f))
+    d, v = out["depth"][0], out["valid"][0]
+    assert v[:, :15].sum() == 0 and v[:, 17:].all()
+    assert torch.allclose(d[v], torch.full_like(d[v], 4.0))
+
+
+def test_plane_depth_is_analytic():
+    f = plane_scene(48, 64, normal=(0.0, 0.0, 1.0), offset=2.5)
+    assert np.allclose(f.depth, 2.5) and f.valid.all()
+    z = plane_depth(4, 4, normal=(0.0, -1.0, 1.0), offset=1.0)
+    assert np.isinf(z[:2]).any() or (z[np.isfinite(z)] > 0).all()
+
+
+def test_nyu_border_crop_and_detection(sample_dir):
+    s = frame_to_sample(open_source("densedepth", sample_dir)[0])
+    out = BorderCrop("nyu")(s)
+    assert out["image"].shape[-2:] == (468, 625) and out["border"] == (6, 6, 7, 8)
+    t, b, l, r = detect_white_border(s["image"])
+    assert (t, b, l, r) == (6, 6, 7, 8)  # the documented NYU border, found by detection
+    assert detect_white_border(out["image"]) == (0, 0, 0, 0)
+    with pytest.raises(DataError, match="640x480"):
+        BorderCrop("nyu")(frame_to_sample(box_scene(64, 64)))
+    with pytest.raises(ConfigError):
+        BorderCrop("guess")
+
+
+def test_build_transforms_and_multiple_check():
+    cfg = DataConfig(image_size=(64, 96), border_crop="none", flip_p=0.5, swap_p=0.25)
+    assert "RandomHorizontalFlip" in repr(build_transforms(cfg, train=True))
+    assert "RandomHorizontalFlip" not in repr(build_transforms(cfg, train=False))
+    with pytest.raises(ConfigError, match="multiple of 32"):
+        build_transforms(DataConfig(image_size=(100, 96)), train=False)
+
+
+def test_loader_seeding_is_reproducible_and_per_worker():
+    frames = [box_scene(32, 32, name=str(i)) for i in range(8)]
+
+    class Src:
+        path = "mem"
+        names = [f.name for f in frames]
+        scenes = ["s"] * 8
+        def __len__(self): return 8  # noqa: E704
+        def __getitem__(self, i): return frames[i]  # noqa: E704
+
+    cfg = DataConfig(image_size=(32, 32), border_crop="none", flip_p=0.5, swap_p=0.5)
+    ds = DepthDataset(Src(), transform=build_transforms(cfg, train=True))
+
+    def run(seed):
+        return [b["image"].clone() for b in make_loader(ds, batch_size=1, shuffle=True, num_workers=2, seed=seed)]
+
+    a, b, c = run(1), run(1), run(2)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not all(torch.equal(x, y) for x, y in zip(a, c))
+
+
+# ---- bad input -------------------------------------------------------------------------------------------------
+
+def test_missing_path_names_it(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        open_source("densedepth", tmp_path / "nope")
+
+
+def test_zip_without_csv(sample_dir, tmp_path):
+    z = _zip_of(sample_dir, tmp_path / "a.zip", skip={"data/nyu2_test.csv"})
+    with pytest.raises(DataError, match=r"nyu2_test\.csv.*missing"):
+        open_source("densedepth", z)
+
+
+def test_csv_row_naming_missing_member(sample_dir, tmp_path):
+    z = _zip_of(sample_dir, tmp_path / "b.zip", skip={"data/nyu2_test/00008_depth.png"})
+    with pytest.raises(DataError, match="00008_depth.png"):
+        open_source("densedepth", z)
+    folder = tmp_path / "f"
+    shutil.copytree(sample_dir / "data", folder / "data")
+    (folder / "data" / "nyu2_test" / "00001_colors.png").unlink()
+    src = open_source("densedepth", folder)
+    with pytest.raises(DataError, match=r"00001_colors\.png.*missing"):
+        src[1]
+
+
+def test_truncated_image(sample_dir, tmp_path):
+    folder = tmp_path / "t"
+    shutil.copytree(sample_dir / "data", folder / "data")
+    p = folder / "data" / "nyu2_test" / "00000_colors.png"
+    p.write_bytes(p.read_bytes()[:5000])
+    with pytest.raises(DataError, match=r"00000_colors\.png.*(truncated|decode)"):
+        open_source("densedepth", folder)[0]
+
+
+def test_depth_size_differs_from_rgb(tmp_path):
+    rgb = np.zeros((24, 32, 3), np.uint8)
+    root = _tiny_layout(tmp_path / "s", "test", [(rgb, np.ones((24, 32), np.float32))], "mm16")
+    write_depth_png(root / "data/nyu2_test/00000_depth.png", np.ones((12, 16), np.float32))
+    with pytest.raises(DataError, match="not an aligned pair"):
+        open_source("densedepth", root)[0]
+
+
+def test_wrong_units_both_ways(tmp_path):
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    d = np.full((8, 8), 2.0, np.float32)
+    as8 = _tiny_layout(tmp_path / "a", "test", [(rgb, d)], "u8_10m")  # 8-bit where 16-bit mm is expected
+    with pytest.raises(DataError, match="expected a 16-bit depth PNG"):
+        open_source("densedepth", as8, split="test")[0]
+    as16 = _tiny_layout(tmp_path / "b", "train", [(rgb, d)], "mm16")  # 16-bit where 8-bit is expected
+    with pytest.raises(DataError, match="expected an 8-bit depth PNG"):
+        open_source("densedepth", as16, split="train")[0]
+    with pytest.raises(DataError, match="not found"):
+        read_depth_png(tmp_path / "missing.png", encoding="mm16")
+
+
+def test_frame_check_rejects_misaligned():
+    with pytest.raises(DataError, match="not an aligned pair"):
+        Frame(rgb=np.zeros((4, 6, 3), np.uint8), depth=np.zeros((4, 5), np.float32),
+              valid=np.ones((4, 5), bool)).check("x")

@@ -1,0 +1,51 @@
+"""Project hygiene: dependency lists agree, notebooks are stripped, sample data is intact."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+
+import yaml
+
+from conftest import ROOT, SAMPLE
+
+
+def _name(req: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", req, maxsplit=1)[0].strip().lower().replace("_", "-")
+
+
+def test_environment_yml_matches_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    deps = project["dependencies"] + project["optional-dependencies"]["dev"]
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_list = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    pip_list = [p for p in pip_list if not p.startswith("-e")]
+    assert sorted(pip_list) == sorted(deps), "environment.yml's pip list must equal pyproject's dependencies + dev extra"
+    py = [d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python")]
+    assert py == ["python=3.11"]
+    assert {_name(d) for d in deps} >= {"torch", "torchvision", "numpy", "h5py", "matplotlib", "ipywidgets", "papermill", "jupyterlab"}
+
+
+def test_notebooks_are_stripped_and_keep_kernelspec():
+    nbs = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    for nb in nbs:
+        doc = json.loads(nb.read_text())
+        assert doc["metadata"]["kernelspec"]["name"] == "python3", nb.name
+        for cell in doc["cells"]:
+            if cell["cell_type"] == "code":
+                assert cell.get("outputs") == [] and cell.get("execution_count") is None, f"{nb.name} has outputs"
+        tagged = [c for c in doc["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(tagged) == 1, f"{nb.name} needs exactly one cell tagged 'parameters'"
+        code = "\n".join("".join(c["source"]) for c in doc["cells"] if c["cell_type"] == "code")
+        assert not re.search(r"^\s*(def|class) ", code, re.M), f"{nb.name} defines functions/classes: move them to depthlib"
+
+
+def test_sample_checksums():
+    lines = (SAMPLE / "SHA256SUMS").read_text().split("\n")
+    entries = [ln.split(None, 1) for ln in lines if ln.strip()]
+    assert len(entries) == 69  # 34 RGB + 34 depth + the CSV
+    for digest, rel in entries:
+        rel = rel.strip().lstrip("*").removeprefix("./")
+        assert hashlib.sha256((SAMPLE / rel).read_bytes()).hexdigest() == digest, rel
