@@ -1,0 +1,281 @@
+"""Checkpoints that rebuild their model by themselves: one save / load pair, atomic, weights-only.
+
+A checkpoint is a plain dict (loadable with ``torch.load(weights_only=True)``)::
+
+    {format_version, arch, model_config, model (state_dict), optimizer, scheduler,
+     epoch, step, metrics, extra, depthlib_version}
+
+``model_config`` holds the keyword arguments of ``depthlib.models.create_model(arch, ...)``;
+everything except tensors must be plain builtins (dict/list/tuple/str/int/float/bool/None).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import __version__
+from .errors import CheckpointError, ConfigError
+from .paths import resolve
+
+__all__ = [
+    "FORMAT_VERSION",
+    "CheckpointError",
+    "clean_state_dict",
+    "load_checkpoint",
+    "load_model",
+    "save_checkpoint",
+    "unwrap_model",
+]
+
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format_version", "arch", "model_config", "model")
+# Exact types: subclasses such as numpy.float64 (a float) pickle as numpy objects, which
+# weights_only loading refuses.
+_PLAIN_TYPES = (str, int, float, bool, type(None))
+_MAPPING_TYPES = (dict, OrderedDict)
+# Leading segments added by DistributedDataParallel / DataParallel ("module") and torch.compile
+# ("_orig_mod", which also appears mid-key when only a submodule was compiled).
+_WRAPPER_SEGMENTS = ("module", "_orig_mod")
+
+
+def clean_state_dict(sd: Mapping[str, Any]) -> dict[str, Any]:
+    """Strip DDP ``module.`` and torch.compile ``_orig_mod.`` prefixes from state_dict keys."""
+    out: dict[str, Any] = {}
+    for key, value in sd.items():
+        parts = key.split(".")
+        while len(parts) > 1 and parts[0] in _WRAPPER_SEGMENTS:
+            parts = parts[1:]
+        new = ".".join(p for p in parts if p != "_orig_mod")
+        if new in out:
+            raise CheckpointError(
+                f"state_dict keys collide after stripping wrapper prefixes: {key!r} -> {new!r}. "
+                "Fix: save the unwrapped model (model.module / model._orig_mod)."
+            )
+        out[new] = value
+    return out
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """Return the plain model inside DistributedDataParallel / DataParallel / torch.compile wrappers."""
+    while True:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def _check_plain(obj: Any, where: str, path: Path) -> None:
+    """Raise CheckpointError if obj holds anything weights_only loading would refuse."""
+    if type(obj) in _MAPPING_TYPES:
+        for k, v in obj.items():
+            if type(k) not in _PLAIN_TYPES:
+                raise CheckpointError(f"{path}: {where} has a key of type {type(k).__name__}; "
+                                      "Fix: use str/int keys.")
+            _check_plain(v, f"{where}[{k!r}]", path)
+    elif type(obj) in (list, tuple):
+        for i, v in enumerate(obj):
+            _check_plain(v, f"{where}[{i}]", path)
+    elif type(obj) not in _PLAIN_TYPES and not isinstance(obj, torch.Tensor):
+        raise CheckpointError(
+            f"{path}: {where} is a {type(obj).__name__}, which torch.load(weights_only=True) refuses. "
+            "Fix: store plain builtins (e.g. dataclasses.asdict(cfg), float(metric))."
+        )
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    epoch: int = 0,
+    step: int = 0,
+    metrics: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write model (+ optimiser/scheduler state) to path atomically; return the resolved path.
+
+    Written to a temporary file in the same folder, fsynced, then os.replace()d over path, so a
+    crash or failed write leaves any previous file at path intact (the temporary is removed).
+    """
+    path = resolve(path)
+    inner = unwrap_model(model)
+    arch = getattr(inner, "arch", None)
+    config = getattr(inner, "config", None)
+    if not isinstance(arch, str) or not isinstance(config, Mapping):
+        raise CheckpointError(
+            f"{path}: {type(inner).__name__} has no `arch` (str) and `config` (dict), so the "
+            "checkpoint could not rebuild it. Fix: build models with depthlib.models.create_model."
+        )
+    ckpt: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "arch": arch,
+        "model_config": dict(config),
+        "model": clean_state_dict(inner.state_dict()),
+        "optimizer": None if optimizer is None else optimizer.state_dict(),
+        "scheduler": None if scheduler is None else scheduler.state_dict(),
+        "epoch": int(epoch),
+        "step": int(step),
+        "metrics": dict(metrics or {}),
+        "extra": dict(extra or {}),
+        "depthlib_version": __version__,
+    }
+    _check_plain(ckpt, "checkpoint", path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(ckpt, f)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp creates 0600; keep an existing file's mode, else the usual 0644.
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(
+            f"{path}: could not write the checkpoint ({e}); any previous file there is intact. "
+            "Fix: free disk space or choose a writable folder."
+        ) from e
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename durable on POSIX; directories cannot be opened for fsync on Windows."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unpickler_detail(e: Exception) -> str:
+    """The informative part of torch's weights_only error (the refused global or bad opcode)."""
+    text = str(e)
+    marker = "WeightsUnpickler error:"
+    if marker not in text:
+        return text.splitlines()[0] if text else type(e).__name__
+    detail = text.split(marker, 1)[1].strip().split("\n")[0]
+    return detail.split(" was not an allowed")[0].strip()
+
+
+def _describe(obj: Any) -> str:
+    """Short description of what a foreign file holds."""
+    if isinstance(obj, Mapping):
+        keys = list(obj.keys())
+        if keys and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return f"a bare state_dict of {len(keys)} tensors (e.g. {keys[0]!r})"
+        shown = ", ".join(repr(k) for k in keys[:10]) + (", ..." if len(keys) > 10 else "")
+        return f"a dict with keys [{shown}]"
+    return f"a {type(obj).__name__}"
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
+    """Load and validate a depthlib checkpoint (weights_only=True); ``model`` keys come back clean."""
+    path = resolve(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"{path}: no such checkpoint file. Fix: check the path (relative paths resolve from "
+            "the project root) or train one with depthlib.train.fit."
+        )
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "Unsupported global" in str(e):
+            raise CheckpointError(
+                f"{path}: holds Python objects that torch.load(weights_only=True) refuses, so it was "
+                f"not written by depthlib.save_checkpoint ({_unpickler_detail(e)}). Fix: re-save it "
+                "with save_checkpoint, from code you trust."
+            ) from e
+        raise CheckpointError(
+            f"{path}: is truncated or corrupt and cannot be unpickled ({_unpickler_detail(e)}). "
+            "Fix: use another checkpoint (e.g. best.pt / an earlier last.pt) or re-train."
+        ) from e
+    except (RuntimeError, EOFError, ValueError, OSError) as e:
+        raise CheckpointError(
+            f"{path}: is truncated or corrupt and cannot be read ({str(e).splitlines()[0]}). "
+            "Fix: use another checkpoint (e.g. best.pt / an earlier last.pt) or re-train."
+        ) from e
+    if not isinstance(obj, dict) or any(k not in obj for k in REQUIRED_KEYS):
+        missing = [k for k in REQUIRED_KEYS if not isinstance(obj, dict) or k not in obj]
+        raise CheckpointError(
+            f"{path}: not a depthlib checkpoint: missing keys {missing}; it holds {_describe(obj)}. "
+            "Fix: load a file written by depthlib.save_checkpoint, or load a bare state_dict "
+            "yourself with model.load_state_dict(clean_state_dict(sd))."
+        )
+    version = obj["format_version"]
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(f"{path}: format_version {version!r} is not a positive int. "
+                              "Fix: re-save with depthlib.save_checkpoint.")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: written by a newer depthlib (format {version}, depthlib "
+            f"{obj.get('depthlib_version', '?')}); this depthlib {__version__} reads format "
+            f"<= {FORMAT_VERSION}. Fix: upgrade depthlib."
+        )
+    if not isinstance(obj["model"], Mapping) or not isinstance(obj["model_config"], Mapping):
+        raise CheckpointError(f"{path}: 'model' and 'model_config' must be dicts. "
+                              "Fix: re-save with depthlib.save_checkpoint.")
+    obj["model"] = clean_state_dict(obj["model"])
+    return obj
+
+
+def load_model(path: str | os.PathLike[str], map_location: Any = "cpu") -> nn.Module:
+    """Rebuild the checkpoint's model via create_model(arch, **model_config), load strictly; eval mode.
+
+    Call model.train() before fine-tuning; fit() does.
+    """
+    from .models import create_model, list_models  # late: models import heavy torchvision code
+
+    path = resolve(path)
+    ckpt = load_checkpoint(path, map_location=map_location)
+    arch, config = ckpt["arch"], dict(ckpt["model_config"])
+    if arch not in list_models():
+        raise CheckpointError(
+            f"{path}: architecture {arch!r} is not registered (registered: {list_models()}). "
+            "Fix: import the module that registers it, or use a matching depthlib version."
+        )
+    try:
+        model = create_model(arch, **config)
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: its model_config does not build {arch!r}: {e}") from e
+    sd = ckpt["model"]
+    own = model.state_dict()
+    missing = sorted(set(own) - set(sd))
+    unexpected = sorted(set(sd) - set(own))
+    shapes = [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in sd and isinstance(sd[k], torch.Tensor) and sd[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        raise CheckpointError(
+            f"{path}: weights do not match {arch}({config}): missing keys {_first(missing)}, "
+            f"unexpected keys {_first(unexpected)}, shape mismatches {_first(shapes)}. "
+            "Fix: load it with the architecture and config it was trained with."
+        )
+    model.load_state_dict(sd, strict=True)
+    if isinstance(map_location, (str, torch.device)):
+        model.to(map_location)
+    return model.eval()
+
+
+def _first(items: list[str], n: int = 8) -> str:
+    """First n items of a list as text, with the count of the rest."""
+    more = f" (+{len(items) - n} more)" if len(items) > n else ""
+    return f"{items[:n]}{more}"
