@@ -1,0 +1,203 @@
+"""Streaming evaluation of a model on a dataset under a named protocol (see depthlib.protocols).
+
+Predictions are made batch by batch and reduced at once to per-image metric sums
+(depthlib.metrics.metric_sums): memory stays at one batch whatever the test set's size, and
+both the pooled and the per-image reduction come out exactly as if everything had been held.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from .align import ALIGNERS
+from .errors import ConfigError, DataError
+from .metrics import METRIC_NAMES, metric_sums, metrics_from_sums, reduce_sums
+from .predict import predict
+from .protocols import Protocol, get_protocol
+
+RESULT_FORMAT = 1
+
+
+@dataclass
+class EvalResult:
+    """Metrics of one evaluation plus everything needed to say how they were obtained."""
+
+    protocol: str                           # protocol name, e.g. "densedepth"
+    metrics: dict[str, float]               # METRIC_NAMES + n_images + n_pixels, reduced as the protocol says
+    source: str                             # data source (path) that was evaluated
+    alignment: str = "none"
+    flip_average: bool = True
+    reduce: str = "pooled"
+    protocol_settings: dict[str, Any] = field(default_factory=dict)
+    model: str = ""                         # model.arch when known
+    per_image: list[dict[str, Any]] = field(default_factory=list)   # {"index","name","n_pixels", metrics}
+    worst: list[dict[str, Any]] = field(default_factory=list)       # worst frames by abs_rel, worst first
+
+    @property
+    def n_images(self) -> int:
+        """Number of images evaluated."""
+        return int(self.metrics["n_images"])
+
+    @property
+    def n_pixels(self) -> int:
+        """Number of valid pixels evaluated."""
+        return int(self.metrics["n_pixels"])
+
+    def worst_frames(self, n: int = 5, key: str = "abs_rel") -> list[dict[str, Any]]:
+        """The n worst per-image records by `key` (needs keep_per_image=True unless key='abs_rel')."""
+        records = self.per_image or self.worst
+        if key not in METRIC_NAMES:
+            raise ConfigError(f"unknown metric {key!r}; use one of {list(METRIC_NAMES)}.")
+        if not records:
+            raise ConfigError("this result kept no per-image records; evaluate with keep_per_image=True.")
+        if not self.per_image and key != "abs_rel":
+            raise ConfigError(f"only the worst frames by abs_rel were kept; evaluate with keep_per_image=True to rank by {key}.")
+        higher_better = key.startswith("delta")
+        return sorted(records, key=lambda r: r[key], reverse=not higher_better)[:n]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-builtin dict (the metrics JSON layout)."""
+        return {"format": RESULT_FORMAT, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "EvalResult":
+        """Inverse of to_dict; refuses unknown keys."""
+        d = dict(d)
+        d.pop("format", None)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"EvalResult has no field(s) {unknown}; known: {sorted(names)}.")
+        return cls(**d)
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; anything else is passed to torch.device."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _find_path(obj: Any, depth: int = 3) -> str | None:
+    """`.path` of obj or of what it wraps (.source: DepthDataset, .src: prepared files, .dataset: wrappers)."""
+    path = getattr(obj, "path", None)
+    if isinstance(path, (str, os.PathLike)):
+        return str(path)
+    if depth == 0:
+        return None
+    for attr in ("source", "src", "dataset"):
+        inner = getattr(obj, attr, None)
+        found = None if inner is None else _find_path(inner, depth - 1)
+        if found is not None:
+            return found
+    return None
+
+
+def _source_name(dataset: Dataset, source: str | None) -> str:
+    if source is not None:
+        return source
+    # Recorded as-is: a result says which data it came from, even when that is only a class name.
+    return _find_path(dataset) or f"<{type(dataset).__name__}>"
+
+
+def prepare_batch(model: nn.Module, batch: dict[str, Any], protocol: Protocol, *, flip_average: bool,
+                  alignment: str, device: torch.device, source: str | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Sample batch -> (pred, target, valid) [B,1,h',w'] after prediction, upsampling, crop, mask, alignment, clamp."""
+    images = batch["image"].to(device)
+    target = batch["depth"].to(device)
+    valid = batch["valid"].to(device)
+    # "native": the protocol, not predict, decides how and when to upsample (DenseDepth clips first).
+    pred = predict(model, images, flip_average=flip_average, out_size="native")
+    return protocol.apply(pred, target, valid, alignment=alignment, source=source)
+
+
+def _batches(dataset: Dataset, batch_size: int) -> Iterator[dict[str, Any]]:
+    """Batches of the three tensors evaluation needs plus names; other sample keys are ignored (not collated)."""
+    n = len(dataset)  # type: ignore[arg-type]
+    for start in range(0, n, batch_size):
+        samples = [dataset[i] for i in range(start, min(start + batch_size, n))]
+        missing = sorted({"image", "depth", "valid"} - set(samples[0]))
+        if missing:
+            raise DataError(None, f"evaluation samples need keys image/depth/valid; missing {missing}.",
+                            "evaluate a depthlib dataset (DepthDataset, prepared frames) of sample dicts.")
+        yield {k: torch.stack([s[k] for s in samples]) for k in ("image", "depth", "valid")} | {
+            "name": [str(s.get("name", start + j)) for j, s in enumerate(samples)]}
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    protocol: str | Protocol = "densedepth",
+    flip_average: bool | None = None,
+    alignment: str = "none",
+    batch_size: int = 2,
+    device: str = "auto",
+    progress: bool = True,
+    keep_per_image: bool = True,
+    worst_n: int = 8,
+    source: str | None = None,
+) -> EvalResult:
+    """Metrics of `model` on a dataset of samples {"image" [3,H,W], "depth"/"valid" [1,H,W]} under `protocol`.
+
+    flip_average=None takes the protocol's default. Moves the model to `device`. Per-image records
+    hold metrics only (no maps); `worst` keeps the worst_n frames by abs_rel even without them.
+    """
+    proto = get_protocol(protocol)
+    if alignment not in ALIGNERS:
+        raise ConfigError(f"unknown alignment {alignment!r}; use one of {sorted(ALIGNERS)}.")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}.")
+    flip = proto.flip_average if flip_average is None else bool(flip_average)
+    src = _source_name(dataset, source)
+    if len(dataset) == 0:  # type: ignore[arg-type]
+        raise DataError(src, "the evaluation dataset is empty.", "check the split and the source path.")
+    dev = resolve_device(device)
+    model.to(dev)
+
+    sums: list[Tensor] = []       # one [K] float64 vector per image: a few hundred bytes each
+    records: list[dict[str, Any]] = []
+    index = 0
+    bar = tqdm(total=len(dataset), desc=f"evaluate [{proto.name}]", disable=not progress)  # type: ignore[arg-type]
+    try:
+        for batch in _batches(dataset, batch_size):
+            pred, target, valid = prepare_batch(model, batch, proto, flip_average=flip, alignment=alignment,
+                                                device=dev, source=src)
+            batch_sums = metric_sums(pred=pred, target=target, valid=valid).cpu()
+            del pred, target, valid
+            names = batch.get("name", [""] * batch_sums.shape[0])
+            for i in range(batch_sums.shape[0]):
+                n_pix = int(round(float(batch_sums[i, 0])))
+                if n_pix == 0:
+                    raise DataError(src, f"frame {index} ({names[i]!r}) has no valid pixels under protocol {proto.name!r}.",
+                                    "check its ground truth, or evaluate without that frame.")
+                records.append({"index": index, "name": str(names[i]), "n_pixels": n_pix,
+                                **metrics_from_sums(batch_sums[i])})
+                sums.append(batch_sums[i])
+                index += 1
+            bar.update(batch_sums.shape[0])
+    finally:
+        bar.close()
+
+    metrics = reduce_sums(torch.stack(sums), proto.reduce)
+    worst = sorted(records, key=lambda r: r["abs_rel"], reverse=True)[:worst_n]
+    return EvalResult(
+        protocol=proto.name,
+        metrics=metrics,
+        source=src,
+        alignment=alignment,
+        flip_average=flip,
+        reduce=proto.reduce,
+        protocol_settings=proto.to_dict(),
+        model=str(getattr(model, "arch", type(model).__name__)),
+        per_image=records if keep_per_image else [],
+        worst=worst,
+    )
