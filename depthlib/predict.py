@@ -1,0 +1,78 @@
+"""Depth in metres from any-size RGB images, with DenseDepth's flip averaging."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .errors import ConfigError
+
+
+def _pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
+    """Replicate-pad float[B,3,H,W] at the bottom/right up to multiples of `multiple`."""
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
+
+
+def _depth_native(model: nn.Module, x: Tensor, flip_average: bool) -> Tensor:
+    """Padded images float[B,3,H,W] -> metres float[B,1,H/s,W/s], optionally flip-averaged."""
+    depth = model.head.to_depth(model(x))
+    if flip_average:
+        # DenseDepth's evaluate: mean of pred(x) and the un-mirrored pred(mirror(x)), in metres.
+        flipped = model.head.to_depth(model(x.flip(-1))).flip(-1)
+        depth = 0.5 * (depth + flipped)
+    return depth
+
+
+def predict(
+    model: nn.Module,
+    images: Tensor,
+    *,
+    flip_average: bool = True,
+    out_size: tuple[int, int] | str | None = None,
+) -> Tensor:
+    """RGB float[B,3,H,W] (or [3,H,W]) in [0,1] -> depth in metres float[B,1,h,w].
+
+    Any H, W: images are replicate-padded to model.input_multiple and the padding is cut off
+    again. out_size None gives (h, w) = (H, W); a (h, w) pair resizes bilinearly to it;
+    "native" returns the model's own resolution, (ceil(H/s), ceil(W/s)) with s = output_stride.
+    Runs in eval mode without gradients, on the model's device and dtype; the model's train/eval
+    mode is restored afterwards. The result stays on the model's device.
+    """
+    if not isinstance(images, Tensor) or not images.is_floating_point():
+        raise ConfigError(
+            "predict: images must be a float tensor [B,3,H,W] in [0,1], got "
+            f"{type(images).__name__}{'' if not isinstance(images, Tensor) else ' ' + str(images.dtype)}. "
+            "Fix: convert with torch.as_tensor(rgb).permute(2, 0, 1).float() / 255."
+        )
+    if images.ndim == 3:
+        images = images.unsqueeze(0)
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ConfigError(f"predict: expected images [B,3,H,W], got shape {tuple(images.shape)}.")
+    if not (out_size is None or out_size == "native" or
+            (isinstance(out_size, (tuple, list)) and len(out_size) == 2)):
+        raise ConfigError(f"predict: out_size must be None, 'native' or (h, w), got {out_size!r}.")
+    param = next(model.parameters())
+    x = images.to(device=param.device, dtype=param.dtype)
+    h, w = x.shape[-2:]
+    stride = model.output_stride
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            padded = _pad_to_multiple(x, model.input_multiple)
+            depth = _depth_native(model, padded, flip_average)
+            if out_size == "native":
+                return depth[..., : -(-h // stride), : -(-w // stride)]
+            if stride != 1:
+                # Back to the padded input grid (an integer factor, so pixel centres line up),
+                # then cut the padding off: the valid region is exactly H x W.
+                depth = F.interpolate(depth, scale_factor=stride, mode="bilinear", align_corners=False)
+            depth = depth[..., :h, :w]
+            if out_size is not None and tuple(out_size) != (h, w):
+                depth = F.interpolate(depth, size=tuple(out_size), mode="bilinear", align_corners=False)
+            return depth
+    finally:
+        model.train(was_training)
