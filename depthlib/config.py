@@ -81,6 +81,7 @@ class TrainConfig:
     aug_swap_p: float = 0.25            # gpu_augment: random RGB permutation probability per sample
     compile_backend: str = "inductor"   # torch.compile backend when compile=True
     sync_batchnorm: bool = False        # DDP: convert BatchNorm to SyncBatchNorm (cuda only)
+    data: dict[str, Any] = field(default_factory=dict)  # input settings (image_size, border_crop) kept in checkpoints
 
 
 @dataclass
@@ -88,7 +89,7 @@ class EvalConfig:
     """Settings of depthlib.evaluate."""
 
     protocol: str = "densedepth"        # "densedepth" or "eigen"
-    flip_average: bool = True
+    flip_average: bool | None = None    # None = the protocol's own default
     alignment: str = "none"             # "none", "median", "scale_shift", "scale_shift_inverse"
     batch_size: int = 2
     device: str = "auto"

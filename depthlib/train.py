@@ -1,0 +1,298 @@
+"""The one training loop: training, fine-tuning (init_from + freeze_encoder) and resume.
+
+fit(model, train, val, cfg) trains on Datasets of sample dicts and writes, under cfg.out_dir:
+last.pt (every epoch, every cfg.checkpoint_every steps, and when max_steps stops the run),
+best.pt (lowest val loss; train loss without a val set), history.csv / history.json, and
+tensorboard/ when cfg.tensorboard. Launched by torchrun it trains with DistributedDataParallel
+(see depthlib.distributed); rank 0 alone logs and writes.
+
+Targets: the ground truth is brought to the model's output resolution (stride s) before the
+loss: an output pixel is valid only when all s*s pixels under it are (min-pool of `valid`), and
+its depth is their mean. Validation reports val_loss (batch means weighted by batch size) and
+AbsRel / delta1 / RMSE in metres at that same resolution, pooled over pixels; the paper's
+protocol (crop, full resolution, flip averaging) is depthlib.evaluate's job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import Dataset, Subset
+from tqdm.auto import tqdm
+
+from . import distributed as D
+from . import precision as P
+from .callbacks import Callback, TensorBoardLogger, TrainState
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainConfig, to_dict
+from .data.dataset import make_loader
+from .errors import ConfigError, DepthlibError
+from .losses import LOSSES
+from .metrics import metrics_from_sums
+from .paths import resolve
+from .train_utils import (History, batch_to, check_config, forward_with_targets, gpu_augment, init_weights,
+                          kernel_mode, make_optimizer, make_scheduler, rng_state, seed_everything, set_rng_state,
+                          validation_sums)
+
+__all__ = ["Callback", "History", "NonFiniteLossError", "fit"]
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(DepthlibError, FloatingPointError):
+    """The loss (or gradient norm) became NaN / Inf; the last checkpoint on disk is untouched."""
+
+
+def fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig,
+        callbacks: Sequence[Callback] = ()) -> History:
+    """Train `model` on `train` ({"image" [3,H,W], "depth" [1,H,W] m, "valid" [1,H,W]}) -> History."""
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            raise TypeError(f"callbacks must be depthlib.callbacks.Callback instances, got {type(cb).__name__}.")
+    check_config(cfg, len(train))  # type: ignore[arg-type]
+    device = D.resolve_device(cfg.device)
+    info = D.init_distributed(device)
+    try:
+        with kernel_mode(cfg.deterministic):
+            return _Run(model, train, val, cfg, [*callbacks], device, info).run()
+    finally:
+        D.shutdown(info)
+
+
+class _Run:
+    """State of one fit call; methods are the loop's phases."""
+
+    def __init__(self, model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig,
+                 callbacks: list[Callback], device: torch.device, info: D.DistInfo) -> None:
+        self.cfg, self.device, self.info, self.val = cfg, device, info, val
+        self.out_dir = resolve(cfg.out_dir)
+        P.check_precision(cfg.precision, device)
+        seed_everything(cfg.seed + info.rank)
+        self.core = model.to(device)
+        last = self.out_dir / "last.pt"
+        ckpt = load_checkpoint(last, map_location=device) if cfg.resume and last.is_file() else None
+        if ckpt is None and cfg.init_from:
+            at = init_weights(self.core, resolve(cfg.init_from), device)
+            self._say(f"initialised weights from {cfg.init_from} (step {at} there); fresh optimiser")
+        if cfg.freeze_encoder:
+            self.core.freeze_encoder()
+        if cfg.channels_last:
+            P.to_channels_last(self.core)
+        if cfg.sync_batchnorm and info.enabled:
+            if device.type != "cuda":
+                raise ConfigError("sync_batchnorm needs CUDA. Fix: set sync_batchnorm=False on CPU.")
+            self.core = nn.SyncBatchNorm.convert_sync_batchnorm(self.core)
+        self.opt = make_optimizer(self.core, cfg)
+        self.scaler = P.make_scaler(cfg.precision, device)
+        self.pin = cfg.non_blocking and device.type == "cuda"
+        self.sampler = D.ShardSampler(len(train), rank=info.rank, world_size=info.world_size,  # type: ignore[arg-type]
+                                      seed=cfg.seed, shuffle=True)
+        self.loader = make_loader(train, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers,
+                                  seed=cfg.seed + info.rank, sampler=self.sampler, pin_memory=self.pin)
+        self.n_batches = math.ceil(len(self.sampler) / cfg.batch_size)
+        self.total_steps = cfg.epochs * math.ceil(self.n_batches / cfg.grad_accum)
+        self.sched = make_scheduler(self.opt, self.total_steps, cfg)
+        self.history = History()
+        self.epoch, self.step, self.skip, self.batch_pos, self.loss_sum, self.loss_n = 0, 0, 0, 0, 0.0, 0
+        if ckpt is not None:
+            self._restore(ckpt, last)
+        self.net: nn.Module = self.core
+        if info.enabled:
+            self.net = DistributedDataParallel(self.core, device_ids=[device.index] if device.type == "cuda" else None)
+        self.fwd = P.compile_model(self.net, cfg.compile_backend, device) if cfg.compile else self.net
+        self.loss_fn = LOSSES[cfg.loss]
+        if cfg.tensorboard:
+            callbacks.append(TensorBoardLogger())
+        self.callbacks = callbacks
+        self.state = TrainState(cfg=cfg, model=self.core, optimizer=self.opt, out_dir=self.out_dir,
+                                is_main=info.is_main, epoch=self.epoch, step=self.step)
+
+    def _restore(self, ckpt: dict[str, Any], path: Path) -> None:
+        """Resume: model, optimiser, schedule, scaler, counters, history, RNG, position in the epoch."""
+        ex, old = ckpt["extra"], ckpt["extra"]["train_config"]
+        if old["freeze_encoder"] != self.cfg.freeze_encoder:
+            raise ConfigError(f"{path}: was trained with freeze_encoder={old['freeze_encoder']}. Fix: resume with "
+                              "the same setting, or start a new out_dir (init_from=that file).")
+        if ex["batch_in_epoch"] and (ex["world_size"], old["batch_size"]) != (self.info.world_size, self.cfg.batch_size):
+            raise ConfigError(f"{path}: was saved mid-epoch by {ex['world_size']} process(es) with batch_size "
+                              f"{old['batch_size']}; now {self.info.world_size} with {self.cfg.batch_size}. "
+                              "Fix: resume with the same setup, or use a new out_dir.")
+        self.core.load_state_dict(ckpt["model"], strict=True)
+        self.opt.load_state_dict(ckpt["optimizer"])
+        self.sched.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ex["scaler"])
+        self.epoch, self.step, self.skip = ckpt["epoch"], ckpt["step"], ex["batch_in_epoch"]
+        self.loss_sum, self.loss_n = ex["epoch_loss"]
+        self.history = History.from_dict(ex["history"])
+        if self.info.enabled:  # only rank 0's RNG is on disk: give every rank its own fresh stream
+            seed_everything(self.cfg.seed + self.info.rank + 1000 * self.step)
+        else:
+            set_rng_state(ex["rng"])
+        ignored = f" (init_from={self.cfg.init_from!r} ignored)" if self.cfg.init_from else ""
+        self._say(f"resumed from {path}: epoch {self.epoch + 1}, batch {self.skip}, step {self.step}{ignored}")
+
+    def run(self) -> History:
+        """Epochs from the resume point; returns (and writes) the History."""
+        for cb in self.callbacks:
+            cb.on_train_start(self.state)
+        start = self.epoch
+        done = bool(self.cfg.max_steps and self.step >= self.cfg.max_steps)
+        for epoch in range(start, self.cfg.epochs if not done else start):
+            self.epoch = self.state.epoch = epoch
+            skip = self.skip if epoch == start else 0
+            if not self._train_epoch(epoch, skip):
+                self.history.stopped_early = "max_steps"
+                self._save("last.pt", epoch, self.batch_pos)
+                break
+            self._end_epoch(epoch)
+            if self.cfg.max_steps and self.step >= self.cfg.max_steps:
+                self.history.stopped_early = "max_steps" if epoch + 1 < self.cfg.epochs else ""
+                break
+        for cb in self.callbacks:
+            cb.on_train_end(self.state)
+        if self.info.is_main:
+            self.history.save(self.out_dir)
+        return self.history
+
+    def _train_epoch(self, epoch: int, skip: int) -> bool:
+        """Train one epoch from batch `skip`; False when max_steps stopped it part-way."""
+        cfg, accum, n = self.cfg, self.cfg.grad_accum, self.n_batches
+        if skip == 0:
+            self.loss_sum, self.loss_n = 0.0, 0
+        self.sampler.set_epoch(epoch, skip * cfg.batch_size)
+        self.net.train()
+        self.t_epoch = time.perf_counter()
+        bar = tqdm(total=n, initial=skip, desc=f"epoch {epoch + 1}/{cfg.epochs}", dynamic_ncols=True,
+                   disable=not (cfg.progress and self.info.is_main))
+        acc = torch.zeros((), device=self.device)
+        with bar:
+            for i, batch in enumerate(self.loader, start=skip):
+                first = (i // accum) * accum
+                size = min(accum, n - first)
+                final = i + 1 == first + size
+                sync = self.net.no_sync() if self.info.enabled and not final else contextlib.nullcontext()
+                with sync:
+                    loss = self._loss(batch)
+                    self.scaler.scale(loss / size).backward()
+                acc += loss.detach() / size
+                bar.update(1)
+                if not final:
+                    continue
+                self._optimizer_step(acc, epoch, i + 1)
+                acc = torch.zeros((), device=self.device)
+                if self.step % max(1, cfg.log_every) == 0:
+                    bar.set_postfix(loss=f"{self.state.loss:.4f}", lr=f"{self.state.lr:.2e}")
+                self.batch_pos = i + 1
+                if cfg.max_steps and self.step >= cfg.max_steps and i + 1 < n:
+                    return False
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and i + 1 < n:
+                    self._save("last.pt", epoch, i + 1)
+        return True
+
+    def _loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        b = batch_to(batch, self.device, non_blocking=self.pin, channels_last=self.cfg.channels_last)
+        if self.cfg.gpu_augment:
+            b = gpu_augment(b, self.cfg.aug_flip_p, self.cfg.aug_swap_p)
+        raw, depth, valid = forward_with_targets(self.fwd, b, self.cfg.precision, self.device)
+        return self.loss_fn(pred=raw, target=depth, valid=valid, head=self.core.head)
+
+    def _optimizer_step(self, acc: torch.Tensor, epoch: int, batch_pos: int) -> None:
+        """Check the loss on every rank, unscale, clip, step, schedule; then log and call back."""
+        stats = D.all_reduce_sum(torch.stack([acc, (~torch.isfinite(acc)).float()]), self.info).tolist()
+        where = f"at step {self.step + 1} (epoch {epoch + 1}, batch {batch_pos})"
+        if stats[1] > 0:
+            self._diverged(f"loss is {acc.item()} {where}")
+        self.scaler.unscale_(self.opt)
+        if self.cfg.grad_clip > 0:
+            norm = torch.nn.utils.clip_grad_norm_(self.core.parameters(), self.cfg.grad_clip)
+            if self.cfg.precision != "fp16" and not math.isfinite(norm.item()):
+                self._diverged(f"gradient norm is {norm.item()} {where}")
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.opt.zero_grad(set_to_none=True)
+        self.sched.step()
+        self.step += 1
+        loss = stats[0] / self.info.world_size
+        self.loss_sum, self.loss_n = self.loss_sum + loss, self.loss_n + 1
+        lr = self.opt.param_groups[0]["lr"]
+        self.state.step, self.state.loss, self.state.lr = self.step, loss, lr
+        if self.step % max(1, self.cfg.log_every) == 0:
+            self.history.steps.append({"step": self.step, "loss": loss, "lr": lr})
+        for cb in self.callbacks:
+            cb.on_step_end(self.state)
+
+    def _diverged(self, what: str) -> None:
+        last = self.out_dir / "last.pt"
+        kept = f"{last} (step {load_checkpoint(last)['step']}) is untouched" if last.is_file() else "no checkpoint was written yet"
+        raise NonFiniteLossError(
+            f"training stopped: {what}; {kept}. Fix: lower TrainConfig.lr, keep grad_clip > 0, use bf16 "
+            "rather than fp16, and check the data for NaN/Inf depth; then rerun (resume=True picks up last.pt)."
+        )
+
+    def _validate(self) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+        """val_loss, val_abs_rel, val_delta1, val_rmse over the whole val set (summed over ranks)."""
+        if self.val is None or len(self.val) == 0:  # type: ignore[arg-type]
+            return {}, {}
+        shard = Subset(self.val, D.contiguous_shard(len(self.val), self.info))  # type: ignore[arg-type]
+        loader = make_loader(shard, batch_size=self.cfg.batch_size, shuffle=False,
+                             num_workers=self.cfg.num_workers, pin_memory=self.pin)
+        self.core.eval()
+        sums, preview = validation_sums(self.core, loader, self.loss_fn, precision=self.cfg.precision,
+                                        device=self.device, channels_last=self.cfg.channels_last,
+                                        non_blocking=self.pin, preview=self.info.is_main)
+        D.all_reduce_sum(sums, self.info)
+        out = {"val_loss": float(sums[0] / sums[1])}
+        if float(sums[2]) > 0:  # count of valid pixels
+            m = metrics_from_sums(sums[2:])
+            out.update(val_abs_rel=m["abs_rel"], val_delta1=m["delta1"], val_rmse=m["rmse"])
+        return out, preview
+
+    def _end_epoch(self, epoch: int) -> None:
+        """Validate, append the history row, write last.pt / best.pt / history, call back."""
+        t0 = time.perf_counter()
+        metrics, preview = self._validate()
+        row = {"epoch": epoch + 1, "step": self.step, "lr": self.opt.param_groups[0]["lr"],
+               "train_loss": self.loss_sum / max(1, self.loss_n), **metrics,
+               "train_seconds": t0 - self.t_epoch, "val_seconds": time.perf_counter() - t0}
+        self.history.epochs.append(row)
+        score = row.get("val_loss", row["train_loss"])
+        improved = score < self.history.best_val_loss
+        if improved:
+            self.history.best_val_loss, self.history.best_epoch = score, epoch + 1
+        if improved:  # best before last: a crash between the two redoes this epoch on resume
+            self._save("best.pt", epoch + 1, 0, weights_only=True)
+        self._save("last.pt", epoch + 1, 0)
+        if self.info.is_main:
+            self.history.save(self.out_dir)
+        self.state.metrics, self.state.preview = row, preview
+        for cb in self.callbacks:
+            cb.on_epoch_end(self.state)
+
+    def _save(self, name: str, epoch: int, batch_in_epoch: int, weights_only: bool = False) -> None:
+        """Rank 0 writes out_dir/name (atomic, via save_checkpoint) between two barriers."""
+        D.barrier(self.info)
+        if self.info.is_main:
+            extra = {"batch_in_epoch": batch_in_epoch, "world_size": self.info.world_size,
+                     "train_config": to_dict(self.cfg), "history": self.history.to_dict(),
+                     "epoch_loss": [self.loss_sum, self.loss_n], "scaler": self.scaler.state_dict(),
+                     "rng": rng_state()}
+            metrics = self.history.epochs[-1] if self.history.epochs else {}
+            save_checkpoint(self.out_dir / name, model=self.core,
+                            optimizer=None if weights_only else self.opt,
+                            scheduler=None if weights_only else self.sched,
+                            epoch=epoch, step=self.step, metrics=metrics,
+                            extra={"train_config": extra["train_config"]} if weights_only else extra)
+        D.barrier(self.info)
+
+    def _say(self, msg: str) -> None:
+        if self.info.is_main:
+            log.info(msg)
+            if self.cfg.progress:
+                tqdm.write(msg)

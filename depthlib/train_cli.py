@@ -1,0 +1,81 @@
+"""Command-line training on a prepared dataset, for runs bigger than a notebook: the same fit.
+
+One GPU (or CPU):
+    python -m depthlib.train_cli --prepared data/prepared/nyu.h5 --model densedepth \
+        --model-kwargs '{"pretrained": true}' --data image_size=[480,640] \
+        --train epochs=20 batch_size=8 precision=bf16 out_dir=checkpoints/nyu/train
+Four GPUs on one machine (batch_size is per GPU; the effective batch is 4 x 8):
+    torchrun --standalone --nproc_per_node=4 -m depthlib.train_cli <same arguments>
+Two machines with 8 GPUs each (run on both, node_rank 0 and 1; HOST = node 0's address):
+    torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 --rdzv_backend=c10d \
+        --rdzv_endpoint=HOST:29500 --rdzv_id=depth1 -m depthlib.train_cli <same arguments>
+Rerunning the same command resumes from out_dir/last.pt (TrainConfig.resume, default True).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Sequence
+
+from .config import DataConfig, ModelConfig, TrainConfig, from_dict, to_dict
+from .errors import ConfigError, DepthlibError
+
+
+def parse_settings(items: Sequence[str], what: str) -> dict[str, Any]:
+    """["epochs=3", "image_size=[480,640]", "precision=bf16"] -> {"epochs": 3, ...} (JSON values, else str)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--{what} {item!r} must look like name=value, e.g. epochs=3.")
+        try:
+            out[key] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key] = text
+    return out
+
+
+def build_configs(args: argparse.Namespace) -> tuple[DataConfig, ModelConfig, TrainConfig]:
+    """The three settings dataclasses from the command line (unknown names are refused)."""
+    data = from_dict(DataConfig, {**to_dict(DataConfig()), **parse_settings(args.data, "data")})
+    model = ModelConfig(name=args.model, kwargs=json.loads(args.model_kwargs))
+    train = from_dict(TrainConfig, {**to_dict(TrainConfig()), **parse_settings(args.train, "train")})
+    return data, model, train
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Arguments of python -m depthlib.train_cli."""
+    p = argparse.ArgumentParser(prog="python -m depthlib.train_cli", description=__doc__.splitlines()[0])
+    p.add_argument("--prepared", required=True, help="prepared HDF5 file (notebook 01) with train/val splits")
+    p.add_argument("--model", default="unet", help="registered model name (depthlib.models.list_models())")
+    p.add_argument("--model-kwargs", default="{}", help="JSON keyword arguments of create_model")
+    p.add_argument("--data", nargs="*", default=[], metavar="NAME=VALUE", help="DataConfig settings")
+    p.add_argument("--train", nargs="*", default=[], metavar="NAME=VALUE", help="TrainConfig settings")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Build datasets and model, run fit, print the best epoch; 2 on a depthlib error."""
+    from . import workbook
+    from .models import create_model
+    from .train import fit
+
+    args = build_parser().parse_args(argv)
+    try:
+        data_cfg, model_cfg, train_cfg = build_configs(args)
+        train_cfg.data = workbook.data_settings(data_cfg)
+        sets = workbook.training_sets(args.prepared, data_cfg)
+        history = fit(create_model(model_cfg.name, **model_cfg.kwargs), sets["train"], sets.get("val"), train_cfg)
+    except DepthlibError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if os.environ.get("RANK", "0") == "0":
+        print(f"best epoch {history.best_epoch}: loss {history.best_val_loss:.4f}; outputs in {train_cfg.out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

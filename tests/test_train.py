@@ -1,0 +1,239 @@
+"""fit: outputs, schedules, targets, accumulation, fine-tune + resume, speed switches, TensorBoard."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+
+from _train_helpers import Recorder, SynthDepth, cfg, tiny_model, weights
+from depthlib import precision
+from depthlib.checkpoint import load_checkpoint, load_model, save_checkpoint
+from depthlib.errors import ConfigError
+from depthlib.models import create_model
+from depthlib.train import fit
+from depthlib.train_utils import gpu_augment, lr_factor, targets_at
+
+
+def _close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], rtol: float, atol: float) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k].float(), b[k].float(), rtol=rtol, atol=atol, msg=k)
+
+
+def test_fit_writes_checkpoints_history_and_round_trips(tmp_path):
+    model = create_model("unet", width=4, depth=2)
+    h = fit(model, SynthDepth(8, hw=32, holes=True), SynthDepth(3, hw=32, seed=1), cfg(tmp_path, epochs=2, batch_size=4))
+    assert [r["epoch"] for r in h.epochs] == [1, 2] and [r["step"] for r in h.epochs] == [2, 4]
+    assert all(math.isfinite(r[k]) for r in h.epochs for k in ("train_loss", "val_loss", "val_abs_rel", "val_delta1"))
+    assert h.best_epoch in (1, 2) and h.best_val_loss == min(h["val_loss"])
+    rows = list(csv.DictReader(open(tmp_path / "history.csv")))
+    assert [float(r["val_loss"]) for r in rows] == pytest.approx(h["val_loss"])
+    assert json.load(open(tmp_path / "history.json"))["best_epoch"] == h.best_epoch
+    last = load_checkpoint(tmp_path / "last.pt")
+    assert (last["epoch"], last["step"], last["extra"]["batch_in_epoch"]) == (2, 4, 0)
+    assert load_checkpoint(tmp_path / "best.pt")["epoch"] == h.best_epoch
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(load_model(tmp_path / "last.pt")(x), model.eval()(x))
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_targets_at_min_pools_valid_and_averages_depth():
+    depth = torch.tensor([[1.0, 3.0, 2.0, 2.0], [5.0, 7.0, 2.0, 0.0], [1, 1, 1, 1], [1, 1, 1, 1]]).view(1, 1, 4, 4)
+    valid = depth > 0
+    d, v = targets_at(depth, valid, (2, 2))
+    assert v.view(-1).tolist() == [True, False, True, True]
+    assert d.view(-1).tolist() == [4.0, 0.0, 1.0, 1.0]
+    with pytest.raises(ConfigError, match="multiple"):
+        targets_at(torch.ones(1, 1, 5, 4), torch.ones(1, 1, 5, 4, dtype=torch.bool), (2, 2))
+
+
+def test_lr_schedules_hand_values(tmp_path):
+    c = cfg(tmp_path, scheduler="cosine", warmup_steps=2)
+    assert [lr_factor(s, 10, c) for s in (0, 1, 2, 6, 10)] == pytest.approx([0.5, 1.0, 1.0, 0.5, 0.0])
+    c = cfg(tmp_path, scheduler="step", lr_step_size=3, lr_gamma=0.5)
+    assert [lr_factor(s, 9, c) for s in (0, 2, 3, 6)] == pytest.approx([1, 1, 0.5, 0.25])
+    c = cfg(tmp_path, scheduler="onecycle", min_lr_ratio=0.1)
+    assert [lr_factor(s, 10, c) for s in (0, 2, 3, 10)] == pytest.approx([1 / 3, 1.0, 1.0, 0.1])
+    assert lr_factor(5, 10, cfg(tmp_path, scheduler="none")) == 1.0
+    with pytest.raises(ConfigError, match="scheduler"):
+        lr_factor(0, 10, cfg(tmp_path, scheduler="linear"))
+
+
+def test_lr_is_stepped_per_optimiser_step(tmp_path):
+    rec = Recorder()
+    fit(tiny_model(), SynthDepth(8), None, cfg(tmp_path, epochs=2, grad_accum=2, warmup_steps=1), [rec])
+    c = cfg(tmp_path, warmup_steps=1)
+    assert [r[0] for r in rec.rows] == [1, 2, 3, 4]  # 8 samples / batch 2 / accum 2 = 2 steps per epoch
+    assert [r[2] for r in rec.rows] == pytest.approx([1e-3 * lr_factor(s, 4, c) for s in (1, 2, 3, 4)])
+
+
+def test_grad_accumulation_equals_big_batch(tmp_path):
+    a, b = tiny_model(), tiny_model()
+    fit(a, SynthDepth(8), None, cfg(tmp_path / "a", batch_size=2, grad_accum=2, epochs=2))
+    fit(b, SynthDepth(8), None, cfg(tmp_path / "b", batch_size=4, epochs=2))
+    _close(weights(a), weights(b), rtol=1e-5, atol=1e-6)
+
+
+def test_finetune_frozen_encoder_and_resume_continue_steps_and_lr(tmp_path):
+    torch.manual_seed(0)
+    pre = create_model("unet", width=4, depth=2)
+    save_checkpoint(tmp_path / "pre.pt", model=pre, step=99)
+    kw = dict(init_from=str(tmp_path / "pre.pt"), freeze_encoder=True, epochs=2, warmup_steps=2, resume=True,
+              gpu_augment=True)  # random flips: the RNG state must be restored too
+    full, rec_full = create_model("unet", width=4, depth=2), Recorder()
+    fit(full, SynthDepth(8, hw=32), SynthDepth(2, hw=32, seed=1), cfg(tmp_path / "full", **kw), [rec_full])
+    enc0 = {k: v for k, v in weights(pre).items() if k.startswith("encoder.")}
+    assert any("running_mean" in k for k in enc0)
+    _close({k: v for k, v in weights(full).items() if k in enc0}, enc0, rtol=0, atol=0)  # frozen incl. BN stats
+
+    part, rec1, rec2 = create_model("unet", width=4, depth=2), Recorder(), Recorder()
+    h1 = fit(part, SynthDepth(8, hw=32), SynthDepth(2, hw=32, seed=1), cfg(tmp_path / "ft", max_steps=3, **kw), [rec1])
+    assert h1.stopped_early == "max_steps" and load_checkpoint(tmp_path / "ft" / "last.pt")["extra"]["batch_in_epoch"] == 3
+    resumed = create_model("unet", width=4, depth=2)  # fresh weights: everything must come from last.pt
+    h2 = fit(resumed, SynthDepth(8, hw=32), SynthDepth(2, hw=32, seed=1), cfg(tmp_path / "ft", **kw), [rec2])
+    assert [r[0] for r in rec1.rows + rec2.rows] == [r[0] for r in rec_full.rows] == list(range(1, 9))
+    assert [r[2] for r in rec1.rows + rec2.rows] == pytest.approx([r[2] for r in rec_full.rows])
+    assert [r[1] for r in rec1.rows + rec2.rows] == pytest.approx([r[1] for r in rec_full.rows], rel=1e-5)
+    assert len(h2) == 2 and h2["step"] == [4, 8]
+    rec3 = Recorder()  # re-running a finished run trains nothing and returns its history
+    assert fit(create_model("unet", width=4, depth=2), SynthDepth(8, hw=32), None, cfg(tmp_path / "ft", **kw),
+               [rec3]).epochs == h2.epochs and rec3.rows == []
+    _close(weights(resumed), weights(full), rtol=1e-5, atol=1e-6)
+
+
+def _unet() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model("unet", width=4, depth=2)
+
+
+@pytest.mark.parametrize("switch,rtol", [
+    ({"precision": "bf16"}, 0.05), ({"precision": "fp16"}, 0.05), ({"channels_last": True}, 1e-4),
+    ({"non_blocking": False}, 0.0), ({"gpu_augment": True, "aug_flip_p": 0.0, "aug_swap_p": 0.0}, 0.0),
+])
+def test_speed_switch_agrees_with_plain_path(tmp_path, switch, rtol):
+    plain, fast = Recorder(), Recorder()
+    a, b = _unet(), _unet()
+    w0 = weights(a)
+    fit(a, SynthDepth(4, hw=32), None, cfg(tmp_path / "p"), [plain])
+    fit(b, SynthDepth(4, hw=32), None, cfg(tmp_path / "f", **switch), [fast])
+    assert len(fast.rows) == len(plain.rows) == 2
+    assert [r[1] for r in fast.rows] == pytest.approx([r[1] for r in plain.rows], rel=rtol, abs=1e-7)
+    if rtol < 0.01:
+        _close(weights(b), weights(a), rtol=max(rtol, 1e-5), atol=1e-6)
+    else:  # Adam's first steps are ~lr * sign(grad): compare update directions, not elements
+        da = torch.cat([(v - w0[k]).flatten().float() for k, v in weights(a).items()])
+        db = torch.cat([(v - w0[k]).flatten().float() for k, v in weights(b).items()])
+        assert torch.nn.functional.cosine_similarity(da, db, dim=0) > 0.9
+
+
+def test_gpu_augment_flip_equals_preflipped_data(tmp_path):
+    data = SynthDepth(4, holes=True)
+    flipped = SynthDepth(4, holes=True)
+    for k in ("image", "depth", "valid"):
+        setattr(flipped, k, getattr(flipped, k).flip(-1))
+    a, b = tiny_model(), tiny_model()
+    fit(a, data, None, cfg(tmp_path / "a", gpu_augment=True, aug_flip_p=1.0, aug_swap_p=0.0))
+    fit(b, flipped, None, cfg(tmp_path / "b"))
+    _close(weights(a), weights(b), rtol=1e-6, atol=1e-7)
+
+
+def test_gpu_augment_swap_permutes_channels_per_sample():
+    torch.manual_seed(1)
+    x = torch.rand(64, 3, 4, 4)
+    batch = {"image": x, "depth": x[:, :1], "valid": x[:, :1] > 0.5}
+    out = gpu_augment(batch, flip_p=0.0, swap_p=1.0)
+    assert torch.equal(out["depth"], batch["depth"])
+    perms = set()
+    for i in range(64):
+        perm = [next(j for j in range(3) if torch.equal(out["image"][i, c], x[i, j])) for c in range(3)]
+        assert sorted(perm) == [0, 1, 2]
+        perms.add(tuple(perm))
+    assert len(perms) == 6  # all six orders appear among 64 samples
+    assert torch.equal(gpu_augment(batch, flip_p=0.0, swap_p=0.0)["image"], x)
+
+
+@pytest.mark.slow
+def test_compile_aot_eager_agrees_with_plain_path(tmp_path):
+    plain, comp = Recorder(), Recorder()
+    a, b = tiny_model(), tiny_model()
+    fit(a, SynthDepth(4), None, cfg(tmp_path / "p"), [plain])
+    fit(b, SynthDepth(4), None, cfg(tmp_path / "c", compile=True, compile_backend="aot_eager"), [comp])
+    assert [r[1] for r in comp.rows] == pytest.approx([r[1] for r in plain.rows], rel=1e-5)
+    _close(weights(b), weights(a), rtol=1e-5, atol=1e-6)
+    assert not any(k.startswith("_orig_mod") for k in load_checkpoint(tmp_path / "c" / "last.pt")["model"])
+
+
+@pytest.mark.slow
+def test_compile_inductor_on_cpu(tmp_path):
+    plain, comp = Recorder(), Recorder()
+    fit(tiny_model(), SynthDepth(2), None, cfg(tmp_path / "p"), [plain])
+    fit(tiny_model(), SynthDepth(2), None, cfg(tmp_path / "c", compile=True), [comp])
+    assert [r[1] for r in comp.rows] == pytest.approx([r[1] for r in plain.rows], rel=1e-4)
+
+
+def test_compile_without_compiler_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(precision.shutil, "which", lambda name: None)
+    with pytest.raises(ConfigError, match="C\\+\\+ compiler.*g\\+\\+"):
+        fit(tiny_model(), SynthDepth(2), None, cfg(tmp_path, compile=True))
+    with pytest.raises(ConfigError, match="compile_backend"):
+        fit(tiny_model(), SynthDepth(2), None, cfg(tmp_path, compile=True, compile_backend="nope"))
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"precision": "fp8"}, "precision"), ({"loss": "mse"}, "loss"), ({"scheduler": "poly"}, "scheduler"),
+    ({"batch_size": 0}, "batch_size"), ({"device": "cuda:0"}, "GPU"),
+])
+def test_bad_settings_are_clear_errors(tmp_path, bad, match):
+    if "device" in bad and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ConfigError, match=match):
+        fit(tiny_model(), SynthDepth(2), None, cfg(tmp_path, **bad))
+
+
+def test_tensorboard_scalars_and_prediction_images(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    fit(tiny_model(), SynthDepth(4), SynthDepth(2, seed=1), cfg(tmp_path, epochs=2, tensorboard=True))
+    acc = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    assert {"train/loss", "train/lr", "epoch/val_loss", "epoch/val_abs_rel"} <= set(tags["scalars"])
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3, 4]
+    imgs = acc.Images("val/input|gt|pred")
+    # one grid per epoch of the 2 val samples, each input | gt | pred at 12x12 (24px input, stride 2)
+    assert len(imgs) == 2 and (imgs[0].width, imgs[0].height) == (2 * 3 * 12, 12)
+
+
+def test_train_cli_runs_fit_on_the_prepared_sets(tmp_path, monkeypatch, capsys):
+    from depthlib import train_cli, workbook
+
+    seen = {}
+
+    def fake_sets(path, data_cfg):
+        seen["path"], seen["size"] = path, data_cfg.image_size
+        return {"train": SynthDepth(4), "val": SynthDepth(2, seed=1)}
+
+    monkeypatch.setattr(workbook, "training_sets", fake_sets)
+    argv = ["--prepared", "x.h5", "--model", "unet", "--model-kwargs", '{"width": 4, "depth": 2}',
+            "--data", "image_size=[24,24]", "--train", "epochs=1", "batch_size=2", "device=cpu",
+            "progress=false", f"out_dir={tmp_path}", "precision=bf16"]
+    assert train_cli.main(argv) == 0
+    assert seen == {"path": "x.h5", "size": (24, 24)} and "best epoch 1" in capsys.readouterr().out
+    ck = load_checkpoint(tmp_path / "last.pt")
+    assert ck["arch"] == "unet" and ck["extra"]["train_config"]["precision"] == "bf16"
+    assert ck["extra"]["train_config"]["data"]["image_size"] == [24, 24]
+    assert train_cli.main([*argv, "lr_schedule=cosine"]) == 2  # unknown TrainConfig name
+    assert "lr_schedule" in capsys.readouterr().err
+
+
+def test_init_from_another_architecture_is_a_clear_error(tmp_path):
+    from depthlib.errors import CheckpointError
+
+    save_checkpoint(tmp_path / "tiny.pt", model=tiny_model())
+    with pytest.raises(CheckpointError, match="holds a 'tiny' model but fit got 'unet'"):
+        fit(_unet(), SynthDepth(2), None, cfg(tmp_path / "ft", init_from=str(tmp_path / "tiny.pt")))
