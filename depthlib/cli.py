@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -11,6 +10,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from .atomic import atomic_path
 from .errors import ConfigError, DataError, DepthlibError
 from .export import DEFAULT_OPSET
 
@@ -54,13 +54,8 @@ def ply_bytes(points: np.ndarray, colours: np.ndarray) -> bytes:
 
 def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Call write(tmp) on a temporary file beside `path`, then rename it over `path`."""
-    # Not mkstemp: its 0600 mode would stick to the output; a pid-named file gets the umask's mode.
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
+    with atomic_path(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _floats(text: str, n: int, what: str) -> tuple[float, ...]:

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .atomic import atomic_path
 from .errors import ConfigError, DepthlibError
 from .paths import resolve
 
@@ -83,8 +84,8 @@ def export_onnx(model: nn.Module, path: str | os.PathLike[str], *, height: int =
         shapes = ({0: torch.export.Dim("batch", min=1, max=1024), 2: m * h, 3: m * w},)
     out = resolve(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = str(out.with_name(f".{out.stem}.{os.getpid()}.tmp.onnx"))  # not mkstemp: keep the umask's mode
-    try:
+    with atomic_path(out) as tmp_path:
+        tmp = str(tmp_path)
         try:
             torch.onnx.export(wrapped, example, tmp, dynamo=True, input_names=[INPUT_NAME],
                               output_names=[OUTPUT_NAME], dynamic_shapes=shapes, opset_version=opset,
@@ -93,10 +94,6 @@ def export_onnx(model: nn.Module, path: str | os.PathLike[str], *, height: int =
             raise ExportError(f"{out}: ONNX export of {getattr(model, 'arch', '?')} failed: "
                               f"{str(e).splitlines()[0] if str(e) else type(e).__name__}. "
                               "Fix: try --no-dynamic (fixed input size) or another --opset.") from e
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return out
 
 

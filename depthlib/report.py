@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -13,6 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from .atomic import atomic_write_text
 from .errors import ConfigError, DataError
 from .evaluate import EvalResult, prepare_batch, resolve_device
 from .metrics import HIGHER_IS_BETTER, METRIC_NAMES
@@ -30,15 +30,7 @@ def write_metrics_json(path: str | os.PathLike[str], result: EvalResult, *, incl
     d = result.to_dict()
     if not include_per_image:
         d["per_image"] = []
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(d, f, indent=2, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(out, json.dumps(d, indent=2, allow_nan=False) + "\n")
     return out
 
 

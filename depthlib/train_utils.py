@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .atomic import atomic_write_text
 from .config import TrainConfig
 from .errors import CheckpointError, ConfigError
 from .metrics import SUM_KEYS, metric_sums
@@ -235,21 +236,6 @@ def _num(x: Any) -> Any:
 
 def _listify(x: Any) -> Any:
     return [_listify(i) for i in x] if isinstance(x, tuple) else x
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write text to a temporary file beside `path`, fsync, then rename over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @dataclass

@@ -6,7 +6,6 @@ Every figure function returns a matplotlib Figure and, given `path`, also saves 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -16,6 +15,8 @@ matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+from .atomic import atomic_path  # noqa: E402
 
 HOLE_COLOUR = (255, 0, 255)  # magenta: no ground truth here
 
@@ -51,17 +52,9 @@ def colorize(depth: Any, vmin: float | None = None, vmax: float | None = None, c
 
 def save_figure(fig: plt.Figure, path: str | os.PathLike[str], dpi: int = 100) -> Path:
     """Save `fig` to `path` via a temporary file and rename, so a crash never leaves half a PNG."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=p.suffix, dir=p.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return p
+    return Path(path)
 
 
 def depth_grid(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, titles: Sequence[str] | None = None,

@@ -49,3 +49,12 @@ def test_sample_checksums():
     for digest, rel in entries:
         rel = rel.strip().lstrip("*").removeprefix("./")
         assert hashlib.sha256((SAMPLE / rel).read_bytes()).hexdigest() == digest, rel
+
+
+def test_lint_clean():
+    import subprocess
+    import sys
+
+    ruff = [sys.executable, "-m", "ruff", "check", "--quiet", "depthlib", "tests", "benchmarks"]
+    r = subprocess.run(ruff, cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
