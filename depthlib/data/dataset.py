@@ -105,3 +105,17 @@ def make_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, num_workers
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,
     )
+
+
+class MappedDataset(Dataset):
+    """Apply `transform` to every sample of `dataset` (e.g. crop/resize/augment over a prepared file)."""
+
+    def __init__(self, dataset: Dataset, transform: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        self.dataset = dataset
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.transform(self.dataset[i])

@@ -1,0 +1,172 @@
+"""Run the numbered notebooks in order with papermill: `python -m depthlib.pipeline --profile sample`.
+
+Parameters come from named profiles in notebooks/profiles/<name>.toml: a [common] table applied to
+every notebook that declares the name, then one table per notebook. A name that no notebook's
+`parameters` cell declares is refused (papermill alone only warns). Executed copies go to
+runs/<run>/; the first failing notebook stops the run, keeps its executed copy and names the cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .paths import project_root, resolve
+
+NOTEBOOKS = ("01_data_prep", "02_train", "03_finetune", "04_evaluate", "05_explore")
+
+
+@dataclass
+class Plan:
+    """What one pipeline run executes: notebook -> parameters, and where the outputs go."""
+
+    profile: str
+    run_dir: Path
+    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
+
+
+def notebook_parameters(path: Path) -> dict[str, Any]:
+    """Names and default values of the cell tagged `parameters` in notebook `path` (literals only)."""
+    nb = json.loads(path.read_text())
+    cells = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise ConfigError(f"{path}: needs exactly one code cell tagged 'parameters', found {len(cells)}.")
+    src = "".join(cells[0]["source"])
+    out: dict[str, Any] = {}
+    for node in ast.parse(src).body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            out[node.target.id] = ast.literal_eval(node.value)
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            out[node.targets[0].id] = ast.literal_eval(node.value)
+    return out
+
+
+def load_profile(name: str) -> dict[str, Any]:
+    """Read notebooks/profiles/<name>.toml (or a path to a .toml file)."""
+    p = Path(name) if name.endswith(".toml") else project_root() / "notebooks" / "profiles" / f"{name}.toml"
+    if not p.is_file():
+        known = sorted(x.stem for x in (project_root() / "notebooks" / "profiles").glob("*.toml"))
+        raise ConfigError(f"profile {name!r} not found at {p}; known profiles: {known}.")
+    with p.open("rb") as f:
+        return tomllib.load(f)
+
+
+def _check_type(nb: str, key: str, value: Any, default: Any) -> None:
+    if default is None or value is None:
+        return
+    ok = isinstance(value, type(default)) or (isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool))
+    if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, bool):
+        ok = False
+    if not ok:
+        raise ConfigError(f"{nb}: parameter {key!r} must be {type(default).__name__} like its default {default!r}, "
+                          f"got {type(value).__name__} {value!r}.")
+
+
+def make_plan(profile: str, *, run_name: str | None = None, only: list[str] | None = None,
+              overrides: list[str] | None = None) -> Plan:
+    """Resolve a profile into per-notebook parameters, refusing names no notebook declares."""
+    prof = load_profile(profile)
+    common = dict(prof.get("common", {}))
+    unknown_tables = sorted(set(prof) - {"common", "outputs", *NOTEBOOKS})
+    if unknown_tables:
+        raise ConfigError(f"profile {profile!r}: unknown table(s) {unknown_tables}; use [common] or one of {list(NOTEBOOKS)}.")
+    plan = Plan(profile=profile, run_dir=resolve(Path("runs") / (run_name or profile)))
+    plan.outputs = dict(prof.get("outputs", {}))
+    names = [n for n in NOTEBOOKS if (only is None or n in only or n[:2] in only)]
+    declared: dict[str, dict[str, Any]] = {}
+    for nb in NOTEBOOKS:
+        path = project_root() / "notebooks" / f"{nb}.ipynb"
+        if path.is_file():
+            declared[nb] = notebook_parameters(path)
+    extra: dict[str, dict[str, Any]] = {}
+    for item in overrides or []:
+        target, _, kv = item.partition(":")
+        key, eq, raw = kv.partition("=")
+        if not eq:
+            raise ConfigError(f"override {item!r} must look like NOTEBOOK:name=value (e.g. 02_train:epochs=3)")
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw
+        extra.setdefault(target, {})[key] = value
+    all_declared = set().union(*declared.values()) if declared else set()
+    stray = sorted(set(common) - all_declared)
+    if stray:
+        raise ConfigError(f"profile {profile!r}: [common] sets {stray}, which no notebook declares.")
+    for nb in names:
+        if nb not in declared:
+            if nb in prof:
+                raise ConfigError(f"profile {profile!r} configures {nb}, but notebooks/{nb}.ipynb does not exist.")
+            continue
+        params = {k: v for k, v in common.items() if k in declared[nb]}
+        params.update(prof.get(nb, {}))
+        params.update(extra.get(nb, {}) or extra.get(nb[:2], {}))
+        unknown = sorted(set(params) - set(declared[nb]))
+        if unknown:
+            raise ConfigError(f"{nb}: unknown parameter(s) {unknown}; the notebook declares {sorted(declared[nb])}.")
+        for k, v in params.items():
+            _check_type(nb, k, v, declared[nb][k])
+        plan.steps[nb] = params
+    return plan
+
+
+def run(plan: Plan, *, progress: bool = True, log_output: bool = False) -> Plan:
+    """Execute the plan's notebooks in order; raise SystemExit naming the failing notebook and cell."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    plan.run_dir.mkdir(parents=True, exist_ok=True)
+    for nb, params in plan.steps.items():
+        src = project_root() / "notebooks" / f"{nb}.ipynb"
+        dst = plan.run_dir / f"{nb}.ipynb"
+        t0 = time.perf_counter()
+        print(f"[pipeline] {nb}: running -> {dst.relative_to(project_root()) if dst.is_relative_to(project_root()) else dst}",
+              flush=True)
+        try:
+            pm.execute_notebook(str(src), str(dst), parameters=params, kernel_name="python3", progress_bar=progress,
+                                log_output=log_output, cwd=str(project_root()))
+        except PapermillExecutionError as e:
+            raise SystemExit(
+                f"[pipeline] {nb} FAILED in cell {e.cell_index} (execution count {e.exec_count}): {e.ename}: {e.evalue}\n"
+                f"[pipeline] executed copy kept at {dst}; later notebooks were not run."
+            ) from None
+        print(f"[pipeline] {nb}: done in {time.perf_counter() - t0:.0f} s", flush=True)
+    for what, where in plan.outputs.items():
+        print(f"[pipeline] {what}: {resolve(where)}")
+    return plan
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry: python -m depthlib.pipeline [--profile sample] [--only 02 03] [--set 02_train:epochs=3]."""
+    ap = argparse.ArgumentParser(prog="python -m depthlib.pipeline", description=__doc__.split("\n")[0])
+    ap.add_argument("--profile", default="sample", help="profile name in notebooks/profiles/ or a .toml path")
+    ap.add_argument("--run-name", default=None, help="folder under runs/ for executed notebooks (default: profile)")
+    ap.add_argument("--only", nargs="*", default=None, help="run only these notebooks (e.g. 02 03)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="NB:NAME=VALUE",
+                    help="override one parameter, e.g. --set 02_train:epochs=3")
+    ap.add_argument("--dry-run", action="store_true", help="print the resolved parameters and stop")
+    ap.add_argument("--log-output", action="store_true", help="stream the notebooks' output to this terminal")
+    a = ap.parse_args(argv)
+    try:
+        plan = make_plan(a.profile, run_name=a.run_name, only=a.only, overrides=a.overrides)
+    except ConfigError as e:
+        print(f"[pipeline] error: {e}", file=sys.stderr)
+        return 2
+    if a.dry_run:
+        print(json.dumps(plan.steps, indent=2))
+        return 0
+    run(plan, log_output=a.log_output)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

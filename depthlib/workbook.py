@@ -1,0 +1,294 @@
+"""The steps the numbered notebooks take, one function each, so a notebook cell is a single call.
+
+Data flows one way: source -> prepared HDF5 (01) -> datasets -> fit (02, 03) -> checkpoints ->
+evaluate / figures (04, 05). Notebooks hand work to each other only through the paths they are given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import DataConfig
+from .data import open_source
+from .data.dataset import DepthDataset, MappedDataset, split_indices
+from .data.frame import FrameSource
+from .data.prepared import PreparedDataset, write_prepared
+from .data.prepared_loader import PreparedTorchDataset
+from .data.transforms import BorderCrop, build_transforms
+from .errors import DataError
+from .models.adapter import load_for_inference
+from .models.heads import make_head
+from .paths import resolve
+from .predict import predict
+
+
+def split_labels(source: FrameSource, *, split_file: str = "", val_frac: float = 0.1, test_frac: float = 0.0,
+                 seed: int = 0) -> list[str]:
+    """train/val/test label per frame: from `split_file` when given, else by hashing scenes."""
+    labels = [""] * len(source)
+    for split in ("train", "val", "test"):
+        for i in split_indices(source, split, split_file=resolve(split_file) if split_file else None,
+                               val_frac=val_frac, test_frac=test_frac, seed=seed):
+            labels[i] = split
+    return labels
+
+
+def prepare(source: FrameSource, out_path: str, *, labels: Sequence[str], indices: Sequence[int] | None = None,
+            selection: Mapping[str, Any] | None = None, overwrite: bool = False) -> PreparedDataset:
+    """Write source[indices] with their split labels to the prepared HDF5 file -> the file opened as a source."""
+    idx = list(range(len(source))) if indices is None else list(indices)
+    out = resolve(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_prepared(source, out, indices=idx, split=[labels[i] for i in idx], selection=dict(selection or {}),
+                   overwrite=overwrite)
+    return PreparedDataset(str(out))
+
+
+def training_sets(prepared_path: str, cfg: DataConfig, *, splits: Sequence[str] = ("train", "val")) -> dict[str, MappedDataset]:
+    """Datasets of the prepared file's splits: border crop + resize; flip / channel swap on "train" only."""
+    out = {}
+    for split in splits:
+        base = PreparedTorchDataset(str(resolve(prepared_path)), split=split, flip_p=0.0, swap_p=0.0)
+        out[split] = MappedDataset(base, build_transforms(cfg, train=split == "train"))
+    return out
+
+
+def hole_free(dataset: MappedDataset) -> MappedDataset:
+    """The frames of a prepared-file dataset whose ground truth has no holes (same transform)."""
+    base: PreparedTorchDataset = dataset.dataset  # type: ignore[assignment]
+    f, rows = base.src.file(), base.src.rows
+    keep = [i for i in range(len(base.src)) if bool(np.all(f["valid"][int(rows[i])]))]
+    if not keep:
+        raise DataError(base.src.path, "no hole-free frames in this split.", "use subset='all' or another split.")
+    sub = PreparedTorchDataset(base.src, indices=keep, flip_p=0.0, swap_p=0.0)
+    return MappedDataset(sub, dataset.transform)
+
+
+def frames(prepared_path: str, split: str) -> PreparedTorchDataset:
+    """Full-resolution, un-augmented frames of one split (what evaluation protocols expect)."""
+    return PreparedTorchDataset(str(resolve(prepared_path)), split=split, flip_p=0.0, swap_p=0.0)
+
+
+def eval_frames(prepared_path: str, split: str, *, source: str = "", path: str = "", source_split: str = "test") -> Any:
+    """Evaluation frames: a split of the prepared file, or (when `source` is given) a whole reader's split."""
+    if source:
+        return DepthDataset(open_source(source, path, split=source_split))
+    return frames(prepared_path, split)
+
+
+def data_settings(cfg: DataConfig) -> dict[str, Any]:
+    """The input settings a checkpoint must remember to be used on whole frames later."""
+    return {"image_size": list(cfg.image_size), "border_crop": cfg.border_crop}
+
+
+def inference_model(checkpoint: str, *, device: str = "cpu") -> nn.Module:
+    """Load a checkpoint for whole frames: cropped and resized exactly as in training (see models.adapter)."""
+    return load_for_inference(resolve(checkpoint), device=device)
+
+
+class MeanDepthBaseline(nn.Module):
+    """The trivial baseline: predicts the per-pixel mean depth of the training frames, whatever the image."""
+
+    def __init__(self, mean_depth: Tensor, *, min_depth: float = 0.1, max_depth: float = 10.0) -> None:
+        super().__init__()
+        self.head = make_head("linear", min_depth=min_depth, max_depth=max_depth)
+        self.register_buffer("mean_target", self.head.to_target(mean_depth.reshape(1, 1, *mean_depth.shape[-2:])))
+        self.arch, self.config, self.output_stride, self.input_multiple = "mean_depth", {}, 2, 1
+        self.anchor = nn.Parameter(torch.zeros(()), requires_grad=False)  # gives predict() a device and dtype
+
+    def forward(self, x: Tensor) -> Tensor:
+        """RGB float[B,3,H,W] -> the mean map at [B,1,H/2,W/2] (the image is ignored)."""
+        size = (-(-x.shape[-2] // 2), -(-x.shape[-1] // 2))
+        return F.interpolate(self.mean_target, size=size, mode="bilinear", align_corners=False).expand(x.shape[0], -1, -1, -1)
+
+
+def mean_depth_baseline(dataset: Any) -> MeanDepthBaseline:
+    """Per-pixel mean of valid depth over a dataset of full frames -> MeanDepthBaseline."""
+    total = count = None
+    for i in range(len(dataset)):
+        s = dataset[i]
+        d, v = s["depth"].double(), s["valid"].double()
+        total = d * v if total is None else total + d * v
+        count = v if count is None else count + v
+    if total is None or count is None:
+        raise DataError(None, "the baseline needs at least one training frame.")
+    mean = torch.where(count > 0, total / count.clamp_min(1), (total.sum() / count.sum()).expand_as(total))
+    return MeanDepthBaseline(mean.float())
+
+
+def prediction_rows(models: Mapping[str, nn.Module], dataset: Any, indices: Sequence[int], *,
+                    flip_average: bool = True) -> list[dict[str, Any]]:
+    """Rows for viz.depth_grid: {"image", "depth", "valid", "name", <model name>: prediction in metres}."""
+    rows = []
+    for i in indices:
+        s = dataset[int(i)]
+        row = {"image": s["image"], "depth": s["depth"], "valid": s["valid"], "name": s.get("name", str(i))}
+        for name, m in models.items():
+            row[name] = predict(m, s["image"][None], flip_average=flip_average)[0].cpu()
+        rows.append(row)
+    return rows
+
+
+def border_of(mode: str) -> BorderCrop:
+    """The BorderCrop of a DataConfig.border_crop value (for showing frames as the model sees them)."""
+    return BorderCrop(mode)
+
+
+def paths_exist(*paths: str) -> list[Path]:
+    """Resolve `paths` and raise DataError naming the first that does not exist (a missing earlier step)."""
+    out = []
+    for p in paths:
+        r = resolve(p)
+        if not r.exists():
+            raise DataError(r, "does not exist.", "run the earlier notebook that writes it (see the pipeline profile).")
+        out.append(r)
+    return out
+
+
+def subset(dataset: MappedDataset, which: str) -> MappedDataset:
+    """"all" frames, or only the "hole_free" ones (dense ground truth everywhere)."""
+    table = {"all": lambda d: d, "hole_free": hole_free}
+    if which not in table:
+        raise DataError(None, f"unknown subset {which!r}.", f"use one of {sorted(table)}.")
+    return table[which](dataset)
+
+
+def frame_rows(source: FrameSource, indices: Sequence[int]) -> list[dict[str, Any]]:
+    """Rows {"image", "depth", "valid", "name"} of source frames, for viz.depth_grid."""
+    from .data.frame import frame_to_sample
+
+    return [frame_to_sample(source[int(i)]) for i in indices]
+
+
+def evaluate_all(models: Mapping[str, nn.Module], dataset: Any, **kwargs: Any) -> dict[str, Any]:
+    """depthlib.evaluate.evaluate for each named model on the same dataset and settings -> {name: EvalResult}."""
+    from .evaluate import evaluate
+
+    return {name: evaluate(m, dataset, **kwargs) for name, m in models.items()}
+
+
+def write_report(results: Mapping[str, Any], out_dir: str, *, stem: str = "metrics", title: str = "") -> str:
+    """Write <stem>.json (every result, per-image records included) and <stem>.md (side-by-side table) -> the table."""
+    import json
+
+    from .report import comparison_table
+    from .atomic import atomic_write_text
+
+    out = resolve(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table = comparison_table(dict(results))
+    doc = {name: r.to_dict() for name, r in results.items()}
+    atomic_write_text(out / f"{stem}.json", json.dumps(doc, indent=2))
+    atomic_write_text(out / f"{stem}.md", (f"### {title}\n\n" if title else "") + table + "\n")
+    return table
+
+
+def milestone_figure(models: Mapping[str, nn.Module], dataset: Any, indices: Sequence[int], results: Mapping[str, Any],
+                     path: str, *, flip_average: bool = True) -> Any:
+    """RGB | ground truth | one column per model, titled with each model's AbsRel / delta1 on the whole split."""
+    from . import viz
+
+    rows = prediction_rows(models, dataset, indices, flip_average=flip_average)
+    titles = ["RGB", "ground truth"] + [
+        f"{n}\nAbsRel {results[n].metrics['abs_rel']:.3f}  δ1 {results[n].metrics['delta1']:.3f}" for n in models]
+    first = next(iter(results.values()))
+    return viz.depth_grid(rows, ["image", "depth", *models], titles=titles, path=resolve(path),
+                          suptitle=f"{first.n_images} held-out frames, protocol {first.protocol}")
+
+
+README_START, README_END = "<!-- pipeline-results:start -->", "<!-- pipeline-results:end -->"
+
+
+def update_readme(table_md: str, figure: str, *, readme: str = "README.md") -> Path:
+    """Replace the README's generated results block with `table_md` and a link to `figure` (both regenerated)."""
+    from .atomic import atomic_write_text
+
+    p = resolve(readme)
+    text = p.read_text()
+    if README_START not in text or README_END not in text:
+        raise DataError(p, f"has no {README_START} ... {README_END} block to update.", "add the two marker lines.")
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    fig = Path(figure).as_posix()
+    block = (f"{README_START}\n<!-- generated by notebooks/04_evaluate.ipynb; do not edit by hand -->\n\n"
+             f"![milestone]({fig})\n\n{table_md.strip()}\n{README_END}")
+    atomic_write_text(p, head + block + tail)
+    return p
+
+
+def spread(n: int, k: int) -> list[int]:
+    """k indices spread evenly over range(n) (all of them when n <= k)."""
+    if n <= k:
+        return list(range(n))
+    return [int(round(x)) for x in np.linspace(0, n - 1, k)]
+
+
+def select(source: FrameSource, *, scenes: Sequence[str] = (), scene_fraction: float = 1.0, stride: int = 1,
+           seed: int = 0) -> tuple[list[int], dict[str, Any]]:
+    """Frames kept by scene list / scene fraction / stride -> (indices, record for the prepared file)."""
+    from .data.select import select_frames
+
+    sel = select_frames(source, scenes=list(scenes) or None, scene_fraction=scene_fraction, stride=stride, seed=seed)
+    return sel.indices, sel.to_meta()
+
+
+class FilledSource:
+    """A FrameSource whose frames have their holes filled by a depthlib.data.holes method (dense targets)."""
+
+    def __init__(self, source: FrameSource, method: str) -> None:
+        self.source, self.method, self.path = source, method, source.path
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i: int) -> Any:
+        from .data.holes import fill_holes
+
+        f = self.source[i]
+        return f if f.valid.all() else fill_holes(f, self.method)
+
+    @property
+    def names(self) -> list[str]:
+        return self.source.names
+
+    @property
+    def scenes(self) -> list[str]:
+        return self.source.scenes
+
+
+def with_holes_filled(source: FrameSource, method: str) -> FrameSource:
+    """`source` itself for method "none" (masked training), else a FilledSource."""
+    from .data.holes import HOLE_FILLERS
+
+    if method == "none":
+        return source
+    if method not in HOLE_FILLERS:
+        raise DataError(source.path, f"unknown hole_fill {method!r}.", f"use 'none' or one of {sorted(HOLE_FILLERS)}.")
+    return FilledSource(source, method)
+
+
+def hole_filling_figure(source: FrameSource, indices: Sequence[int], *, method: str, path: str,
+                        max_scan: int = 50) -> Any:
+    """RGB | measured depth (holes magenta) | filled depth for the first frame with holes; None if there are none."""
+    from . import viz
+    from .data.frame import frame_to_sample
+    from .data.holes import fill_holes
+
+    for i in list(indices)[:max_scan]:
+        f = source[int(i)]
+        if not f.valid.all():
+            shown = method if method != "none" else "colorization"
+            filled = frame_to_sample(fill_holes(f, shown))
+            row = {**frame_to_sample(f), "filled": filled["depth"]}
+            hole_pct = 100.0 * (1 - f.valid.mean())
+            return viz.depth_grid([row], ["image", "depth", "filled"],
+                                  titles=["RGB", f"measured ({hole_pct:.0f}% holes, masked in training)", f"filled ({shown})"],
+                                  path=resolve(path))
+    print(f"no holes in the first {min(len(indices), max_scan)} selected frames: the targets are dense already")
+    return None

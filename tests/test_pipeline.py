@@ -1,0 +1,87 @@
+"""The notebook pipeline runner: profiles are checked against the notebooks, failures name the cell."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+
+import pytest
+
+from conftest import ROOT
+from depthlib.errors import ConfigError
+from depthlib.pipeline import NOTEBOOKS, make_plan, notebook_parameters, run
+
+
+def _profile(tmp_path, text: str) -> str:
+    p = tmp_path / "p.toml"
+    p.write_text(text)
+    return str(p)
+
+
+@pytest.mark.parametrize("name", ["sample", "ci", "nyu"])
+def test_every_shipped_profile_resolves(name):
+    plan = make_plan(name)
+    assert list(plan.steps)[:4] == list(NOTEBOOKS[:4])
+    assert plan.steps["02_train"]["out_dir"].startswith(f"checkpoints/{name}")
+
+
+def test_unknown_parameter_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"02_train: unknown parameter\(s\) \['epoch'\]"):
+        make_plan(_profile(tmp_path, "[02_train]\nepoch = 3\n"))
+    with pytest.raises(ConfigError, match="no notebook declares"):
+        make_plan(_profile(tmp_path, "[common]\nlearning_rate = 0.1\n"))
+    with pytest.raises(ConfigError, match="unknown table"):
+        make_plan(_profile(tmp_path, "[02_trian]\nepochs = 3\n"))
+    with pytest.raises(ConfigError, match="NOTEBOOK:name=value"):
+        make_plan("ci", overrides=["02_train:epochs"])
+
+
+def test_parameter_types_are_checked(tmp_path):
+    with pytest.raises(ConfigError, match="'epochs' must be int"):
+        make_plan(_profile(tmp_path, '[02_train]\nepochs = "3"\n'))
+    plan = make_plan(_profile(tmp_path, "[02_train]\nlr = 1\n"))  # an int where a float is declared is fine
+    assert plan.steps["02_train"]["lr"] == 1
+
+
+def test_overrides_and_only():
+    plan = make_plan("ci", only=["02"], overrides=["02_train:epochs=7"])
+    assert list(plan.steps) == ["02_train"] and plan.steps["02_train"]["epochs"] == 7
+
+
+def test_parameters_cells_hold_typed_literals():
+    for nb in NOTEBOOKS:
+        path = ROOT / "notebooks" / f"{nb}.ipynb"
+        params = notebook_parameters(path)
+        assert params, nb
+        src = "".join(next(c for c in json.loads(path.read_text())["cells"]
+                           if "parameters" in c["metadata"].get("tags", []))["source"])
+        assert src.count(":") >= len(params), f"{nb}: every parameter should carry a type annotation"
+
+
+@pytest.mark.slow
+def test_failing_notebook_stops_the_run_and_names_the_cell(tmp_path):
+    plan = make_plan("ci", run_name="test_failure", only=["03"],
+                     overrides=["03_finetune:init_from='checkpoints/does-not-exist.pt'"])
+    plan.run_dir = tmp_path / "run"
+    with pytest.raises(SystemExit, match=r"03_finetune FAILED in cell \d+ .*DataError.*does-not-exist"):
+        run(plan, progress=False)
+    assert (tmp_path / "run" / "03_finetune.ipynb").is_file()  # the executed copy is kept
+
+
+@pytest.mark.slow
+def test_ci_profile_runs_every_notebook_and_writes_its_outputs():
+    plan = run(make_plan("ci"), progress=False)
+    outputs = tomllib.loads((ROOT / "notebooks/profiles/ci.toml").read_text())["outputs"]
+    for key in ("figures", "metrics", "metrics_table", "checkpoints", "executed_notebooks"):
+        assert (ROOT / outputs[key]).exists(), f"{key} not written at {outputs[key]}"
+    for nb in plan.steps:
+        assert (ROOT / "runs" / "ci" / f"{nb}.ipynb").is_file()
+    figs = ROOT / outputs["figures"]
+    for f in ("01_frames.png", "02_train_curves.png", "03_finetune_curves.png", "04_predictions_test.png",
+              "milestone.png", "metrics.md"):
+        assert (figs / f).is_file(), f
+    metrics = json.loads((ROOT / outputs["metrics"]).read_text())
+    assert set(metrics) == {"previous", "current", "mean-depth baseline"}
+    assert all(m["protocol"] == "densedepth" and m["metrics"]["n_images"] == 5 for m in metrics.values())
+    assert "Protocol: densedepth" in (ROOT / outputs["metrics_table"]).read_text()
+    assert (ROOT / "checkpoints/ci/finetune/best.pt").is_file()
