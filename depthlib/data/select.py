@@ -1,0 +1,95 @@
+"""Selecting a portion of any source for limited hardware: a scene list, a fraction of scenes, a frame stride.
+
+Whole scenes are kept or dropped (a fraction of *frames* would put near-twins on both sides of a split);
+the stride thins each scene's frames in source order (raw sequences run at ~30 fps, so neighbours are
+near-duplicates). The returned record goes into the prepared dataset's ``selection`` attribute.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from ..errors import DataError
+from .frame import Frame, FrameSource
+
+
+@dataclass
+class Selection:
+    """Chosen source indices and how they were chosen (JSON-able record for the prepared file)."""
+
+    indices: list[int]
+    record: dict[str, Any] = field(default_factory=dict)
+
+    def to_meta(self) -> dict[str, Any]:
+        """The record plus the counts, for `write_prepared(selection=...)`."""
+        return {**self.record, "n_selected": len(self.indices)}
+
+
+def _rank(scene: str, seed: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}:{scene}".encode()).digest()[:8], "big")
+
+
+def select_frames(source: FrameSource, *, scenes: Sequence[str] | None = None, scene_fraction: float = 1.0,
+                  stride: int = 1, seed: int = 0) -> Selection:
+    """Indices of `source` kept by scene list, then a seeded fraction of the scenes, then every `stride`-th frame."""
+    if not 0.0 < scene_fraction <= 1.0:
+        raise DataError(source.path, f"scene_fraction must be in (0, 1], got {scene_fraction}.")
+    if stride < 1:
+        raise DataError(source.path, f"stride must be >= 1, got {stride}.")
+    frame_scenes = source.scenes
+    available = sorted(set(frame_scenes))
+    if scenes is not None:
+        unknown = sorted(set(scenes) - set(available))
+        if unknown:
+            raise DataError(source.path, f"scenes {unknown[:5]} are not in this source.",
+                            f"choose from {available[:10]}{' ...' if len(available) > 10 else ''}.")
+        keep = sorted(set(scenes))
+    else:
+        keep = available
+    if scene_fraction < 1.0:
+        n_keep = max(1, round(len(keep) * scene_fraction))
+        keep = sorted(sorted(keep, key=lambda s: _rank(s, seed))[:n_keep])
+    kept = set(keep)
+    per_scene: dict[str, int] = {}
+    indices = []
+    for i, s in enumerate(frame_scenes):
+        if s not in kept:
+            continue
+        k = per_scene.get(s, 0)
+        per_scene[s] = k + 1
+        if k % stride == 0:
+            indices.append(i)
+    if not indices:
+        raise DataError(source.path, "the selection is empty.", "widen the scene list or the fraction.")
+    record = {"source_path": str(source.path), "n_source": len(frame_scenes), "scenes": keep,
+              "scene_fraction": scene_fraction, "stride": stride, "seed": seed}
+    return Selection(indices, record)
+
+
+class SubsetSource:
+    """A FrameSource view of `source[indices]` (so any consumer of a source can take a selection)."""
+
+    def __init__(self, source: FrameSource, indices: Sequence[int]) -> None:
+        self.source, self.indices = source, list(indices)
+        self.path = source.path
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Frame:
+        return self.source[self.indices[i]]
+
+    @property
+    def names(self) -> list[str]:
+        """Names of the selected frames."""
+        names = self.source.names
+        return [names[i] for i in self.indices]
+
+    @property
+    def scenes(self) -> list[str]:
+        """Scenes of the selected frames."""
+        scenes = self.source.scenes
+        return [scenes[i] for i in self.indices]
+
