@@ -21,6 +21,7 @@ from .align import ALIGNERS
 from .errors import ConfigError, DataError
 from .metrics import METRIC_NAMES, metric_sums, metrics_from_sums, reduce_sums
 from .predict import predict
+from .paths import display_path
 from .protocols import Protocol, get_protocol
 
 RESULT_FORMAT = 1
@@ -105,7 +106,8 @@ def _source_name(dataset: Dataset, source: str | None) -> str:
     if source is not None:
         return source
     # Recorded as-is: a result says which data it came from, even when that is only a class name.
-    return _find_path(dataset) or f"<{type(dataset).__name__}>"
+    found = _find_path(dataset)
+    return display_path(found) if found else f"<{type(dataset).__name__}>"
 
 
 def prepare_batch(model: nn.Module, batch: dict[str, Any], protocol: Protocol, *, flip_average: bool,

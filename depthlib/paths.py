@@ -24,3 +24,12 @@ def resolve(path: str | os.PathLike[str]) -> Path:
     """Resolve a relative path against the project root; absolute paths pass through."""
     p = Path(path).expanduser()
     return p if p.is_absolute() else (project_root() / p)
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """`path` relative to the project root when inside it (portable in reports), else absolute."""
+    p = Path(path).resolve()
+    try:
+        return p.relative_to(project_root()).as_posix()
+    except ValueError:
+        return str(p)

@@ -45,8 +45,9 @@ def prepare(source: FrameSource, out_path: str, *, labels: Sequence[str], indice
     idx = list(range(len(source))) if indices is None else list(indices)
     out = resolve(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
+    # Store depth in the source's own quantum when it has one (DenseDepth train: 10/255 m), else millimetres.
     write_prepared(source, out, indices=idx, split=[labels[i] for i in idx], selection=dict(selection or {}),
-                   overwrite=overwrite)
+                   depth_unit_m=getattr(source, "depth_unit_m", 0.001), overwrite=overwrite)
     return PreparedDataset(str(out))
 
 
@@ -75,10 +76,11 @@ def frames(prepared_path: str, split: str) -> PreparedTorchDataset:
     return PreparedTorchDataset(str(resolve(prepared_path)), split=split, flip_p=0.0, swap_p=0.0)
 
 
-def eval_frames(prepared_path: str, split: str, *, source: str = "", path: str = "", source_split: str = "test") -> Any:
-    """Evaluation frames: a split of the prepared file, or (when `source` is given) a whole reader's split."""
+def eval_frames(prepared_path: str, split: str, *, source: str = "", path: str = "",
+                options: Mapping[str, Any] | None = None) -> Any:
+    """Evaluation frames: a split of the prepared file, or (when `source` is given) a whole reader opened with `options`."""
     if source:
-        return DepthDataset(open_source(source, path, split=source_split))
+        return DepthDataset(open_source(source, path, **dict(options or {})))
     return frames(prepared_path, split)
 
 

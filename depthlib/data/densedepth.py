@@ -96,6 +96,7 @@ class DenseDepthSource:
         p = Path(path)
         self.split = split
         self.encoding = DEPTH_ENCODING[split]
+        self.depth_unit_m = 10.0 / 255.0 if self.encoding == "u8_10m" else 0.001  # the files' depth quantum
         self.max_depth = max_depth
         self._store = _Store(p)
         csv_member = f"data/nyu2_{split}.csv"
