@@ -97,14 +97,15 @@ class EvalConfig:
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     """A dataclass as a plain dict of builtins (tuples become lists), safe for weights_only loads."""
-    return _plain(dataclasses.asdict(cfg))
+    return to_plain(dataclasses.asdict(cfg))
 
 
-def _plain(v: Any) -> Any:
+def to_plain(v: Any) -> Any:
+    """Nested dicts/lists/tuples as plain builtins (tuples become lists), as checkpoints store them."""
     if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
+        return {str(k): to_plain(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
+        return [to_plain(x) for x in v]
     return v
 
 

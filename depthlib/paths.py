@@ -27,7 +27,9 @@ def resolve(path: str | os.PathLike[str]) -> Path:
 
 
 def display_path(path: str | os.PathLike[str]) -> str:
-    """`path` relative to the project root when inside it (portable in reports), else absolute."""
+    """An absolute `path` inside the project as relative to its root (portable in reports); anything else as given."""
+    if not os.path.isabs(path):
+        return os.fspath(path)
     p = Path(path).resolve()
     try:
         return p.relative_to(project_root()).as_posix()

@@ -32,7 +32,7 @@ from . import distributed as D
 from . import precision as P
 from .callbacks import Callback, TensorBoardLogger, TrainState
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import TrainConfig, to_dict
+from .config import TrainConfig, to_dict, to_plain
 from .data.dataset import make_loader
 from .errors import ConfigError, DepthlibError
 from .losses import LOSSES
@@ -117,6 +117,14 @@ class _Run:
     def _restore(self, ckpt: dict[str, Any], path: Path) -> None:
         """Resume: model, optimiser, schedule, scaler, counters, history, RNG, position in the epoch."""
         ex, old = ckpt["extra"], ckpt["extra"]["train_config"]
+        now = {"arch": getattr(self.core, "arch", None), "model_config": to_plain(getattr(self.core, "config", {})),
+               "loss": self.cfg.loss, "data": to_plain(self.cfg.data)}
+        was = {"arch": ckpt.get("arch"), "model_config": ckpt.get("model_config"), "loss": old.get("loss"),
+               "data": old.get("data", {})}
+        differ = sorted(k for k in now if now[k] != was[k])
+        if differ:
+            raise ConfigError(f"{path}: holds a different run ({', '.join(f'{k}: {was[k]!r} there, {now[k]!r} now' for k in differ)}). "
+                              "Fix: resume=False to start over in this out_dir, or use another out_dir.")
         if old["freeze_encoder"] != self.cfg.freeze_encoder:
             raise ConfigError(f"{path}: was trained with freeze_encoder={old['freeze_encoder']}. Fix: resume with "
                               "the same setting, or start a new out_dir (init_from=that file).")

@@ -85,3 +85,17 @@ def test_ci_profile_runs_every_notebook_and_writes_its_outputs():
     assert all(m["protocol"] == "densedepth" and m["metrics"]["n_images"] == 5 for m in metrics.values())
     assert "Protocol: densedepth" in (ROOT / outputs["metrics_table"]).read_text()
     assert (ROOT / "checkpoints/ci/finetune/best.pt").is_file()
+
+
+def test_readme_shows_the_regenerated_sample_results():
+    from depthlib.workbook import README_END, README_START
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split(README_START, 1)[1].split(README_END, 1)[0]
+    table = (ROOT / "figures/sample/metrics.md").read_text()
+    body = [ln for ln in table.splitlines() if ln.startswith("|") or ln.startswith("**Protocol")]
+    assert body and all(ln in block for ln in body), "README results differ from figures/sample/metrics.md: run make pipeline"
+    assert "![milestone](figures/sample/milestone.png)" in block and (ROOT / "figures/sample/milestone.png").is_file()
+    metrics = json.loads((ROOT / "figures/sample/metrics.json").read_text())
+    cur, base = metrics["current"]["metrics"], metrics["mean-depth baseline"]["metrics"]
+    assert cur["abs_rel"] < base["abs_rel"] and cur["delta1"] > base["delta1"]

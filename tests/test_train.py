@@ -237,3 +237,15 @@ def test_init_from_another_architecture_is_a_clear_error(tmp_path):
     save_checkpoint(tmp_path / "tiny.pt", model=tiny_model())
     with pytest.raises(CheckpointError, match="holds a 'tiny' model but fit got 'unet'"):
         fit(_unet(), SynthDepth(2), None, cfg(tmp_path / "ft", init_from=str(tmp_path / "tiny.pt")))
+
+
+def test_resume_refuses_an_out_dir_of_a_different_run(tmp_path):
+    torch.manual_seed(0)
+    fit(create_model("unet", width=4, depth=2), SynthDepth(4, hw=32), None, cfg(tmp_path / "run", epochs=1))
+    other_head = create_model("unet", width=4, depth=2, head="log")  # same weight shapes, different meaning
+    with pytest.raises(ConfigError, match=r"holds a different run \(model_config"):
+        fit(other_head, SynthDepth(4, hw=32), None, cfg(tmp_path / "run", epochs=2, resume=True))
+    with pytest.raises(ConfigError, match="loss"):
+        fit(create_model("unet", width=4, depth=2), SynthDepth(4, hw=32), None,
+            cfg(tmp_path / "run", epochs=2, loss="silog", resume=True))
+    fit(other_head, SynthDepth(4, hw=32), None, cfg(tmp_path / "run", epochs=1, resume=False))  # starting over works
