@@ -243,10 +243,14 @@ def load_model(path: str | os.PathLike[str], map_location: Any = "cpu") -> nn.Mo
 
     Call model.train() before fine-tuning; fit() does.
     """
+    path = resolve(path)
+    return model_from_checkpoint(load_checkpoint(path, map_location=map_location), path, map_location=map_location)
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike[str], map_location: Any = "cpu") -> nn.Module:
+    """Rebuild and strictly load the model of an already loaded checkpoint dict (`path` names it in errors)."""
     from .models import create_model, list_models  # late: models import heavy torchvision code
 
-    path = resolve(path)
-    ckpt = load_checkpoint(path, map_location=map_location)
     arch, config = ckpt["arch"], dict(ckpt["model_config"])
     if arch not in list_models():
         raise CheckpointError(

@@ -54,7 +54,7 @@ def resolve_device(name: str) -> torch.device:
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(
-                f"TrainConfig.device={name!r} but no CUDA GPU is visible. "
+                f"device={name!r} but no CUDA GPU is visible. "
                 "Fix: set device='auto' or 'cpu'."
             )
         if dev.index is None:

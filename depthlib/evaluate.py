@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from .align import ALIGNERS
+from .distributed import resolve_device
 from .errors import ConfigError, DataError
 from .metrics import METRIC_NAMES, metric_sums, metrics_from_sums, reduce_sums
 from .predict import predict
@@ -78,13 +79,6 @@ class EvalResult:
         if unknown:
             raise ConfigError(f"EvalResult has no field(s) {unknown}; known: {sorted(names)}.")
         return cls(**d)
-
-
-def resolve_device(device: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; anything else is passed to torch.device."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _find_path(obj: Any, depth: int = 3) -> str | None:

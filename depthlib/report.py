@@ -14,7 +14,8 @@ from torch.utils.data import Dataset
 
 from .atomic import atomic_write_text
 from .errors import ConfigError, DataError
-from .evaluate import EvalResult, prepare_batch, resolve_device
+from .distributed import resolve_device
+from .evaluate import EvalResult, prepare_batch
 from .metrics import HIGHER_IS_BETTER, METRIC_NAMES
 from .paths import resolve
 from .protocols import Protocol, get_protocol

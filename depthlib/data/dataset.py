@@ -51,15 +51,17 @@ def read_split_file(path: str | Path) -> dict[str, str]:
     return {r["name"]: r["split"] for r in rows}
 
 
+def scene_hash(scene: str, seed: int) -> float:
+    """A seeded, platform-independent number in [0, 1) per scene name (for splits and selections)."""
+    h = hashlib.sha256(f"{seed}:{scene}".encode()).digest()
+    return int.from_bytes(h[:8], "big") / 2**64
+
+
 def scene_split(scenes: Sequence[str], *, val_frac: float = 0.1, test_frac: float = 0.0, seed: int = 0) -> list[str]:
     """Assign each frame's scene (not frame) to train/val/test by a seeded hash -> split per frame."""
-    def u(scene: str) -> float:
-        h = hashlib.sha256(f"{seed}:{scene}".encode()).digest()
-        return int.from_bytes(h[:8], "big") / 2**64
-
     table = {}
     for s in set(scenes):
-        x = u(s)
+        x = scene_hash(s, seed)
         table[s] = "test" if x < test_frac else "val" if x < test_frac + val_frac else "train"
     return [table[s] for s in scenes]
 

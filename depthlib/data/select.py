@@ -7,11 +7,11 @@ near-duplicates). The returned record goes into the prepared dataset's ``selecti
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from ..errors import DataError
+from .dataset import scene_hash
 from .frame import Frame, FrameSource
 
 
@@ -25,10 +25,6 @@ class Selection:
     def to_meta(self) -> dict[str, Any]:
         """The record plus the counts, for `write_prepared(selection=...)`."""
         return {**self.record, "n_selected": len(self.indices)}
-
-
-def _rank(scene: str, seed: int) -> int:
-    return int.from_bytes(hashlib.sha256(f"{seed}:{scene}".encode()).digest()[:8], "big")
 
 
 def select_frames(source: FrameSource, *, scenes: Sequence[str] | None = None, scene_fraction: float = 1.0,
@@ -50,7 +46,7 @@ def select_frames(source: FrameSource, *, scenes: Sequence[str] | None = None, s
         keep = available
     if scene_fraction < 1.0:
         n_keep = max(1, round(len(keep) * scene_fraction))
-        keep = sorted(sorted(keep, key=lambda s: _rank(s, seed))[:n_keep])
+        keep = sorted(sorted(keep, key=lambda s: scene_hash(s, seed))[:n_keep])
     kept = set(keep)
     per_scene: dict[str, int] = {}
     indices = []

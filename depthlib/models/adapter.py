@@ -56,11 +56,12 @@ class InputAdapter(nn.Module):
 
 def load_for_inference(path: str | os.PathLike[str], *, device: str = "cpu") -> nn.Module:
     """Model of a checkpoint, wrapped in an InputAdapter when it recorded its training input settings."""
-    from ..checkpoint import load_checkpoint, load_model
+    from ..checkpoint import load_checkpoint, model_from_checkpoint
     from ..data.transforms import NYU_BORDER
 
-    model = load_model(path, map_location=device)
-    data = load_checkpoint(path, map_location="cpu").get("extra", {}).get("train_config", {}).get("data", {})
+    ckpt = load_checkpoint(path, map_location=device)
+    model = model_from_checkpoint(ckpt, path, map_location=device)
+    data = ckpt.get("extra", {}).get("train_config", {}).get("data", {})
     if not data:
         return model.to(device).eval()
     border = {"nyu": NYU_BORDER, "none": (0, 0, 0, 0)}.get(data.get("border_crop", "none"))
