@@ -275,6 +275,15 @@ def with_holes_filled(source: FrameSource, method: str) -> FrameSource:
     return FilledSource(source, method)
 
 
+def hole_demo(bts_path: str, *, method: str, path: str) -> Any:
+    """hole_filling_figure on the first frame of a BTS-layout folder (e.g. data/sample/raw_depth); "" skips."""
+    if not bts_path:
+        print("hole demo skipped (hole_demo is empty)")
+        return None
+    src = open_source("bts", bts_path)
+    return hole_filling_figure(src, [0], method=method, path=path)
+
+
 def hole_filling_figure(source: FrameSource, indices: Sequence[int], *, method: str, path: str,
                         max_scan: int = 50) -> Any:
     """RGB | measured depth (holes magenta) | filled depth for the first frame with holes; None if there are none."""

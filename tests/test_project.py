@@ -45,7 +45,7 @@ def test_notebooks_are_stripped_and_keep_kernelspec():
 def test_sample_checksums():
     lines = (SAMPLE / "SHA256SUMS").read_text().split("\n")
     entries = [ln.split(None, 1) for ln in lines if ln.strip()]
-    assert len(entries) == 69  # 34 RGB + 34 depth + the CSV
+    assert len(entries) == 75  # 34 RGB + 34 depth + the CSV, and 3 raw-depth RGB-D pairs
     for digest, rel in entries:
         rel = rel.strip().lstrip("*").removeprefix("./")
         assert hashlib.sha256((SAMPLE / rel).read_bytes()).hexdigest() == digest, rel
