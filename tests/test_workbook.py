@@ -1,0 +1,69 @@
+"""The notebook steps in depthlib.workbook, on real raw-depth frames and hand-made data."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from depthlib import workbook
+from depthlib.config import DataConfig
+from depthlib.data import open_source
+from depthlib.errors import DataError
+from depthlib.predict import predict
+
+
+@pytest.fixture(scope="module")
+def raw(sample_dir):
+    return open_source("bts", sample_dir / "raw_depth")
+
+
+def test_prepared_raw_frames_keep_their_holes_masked(raw, tmp_path):
+    labels = ["train", "val", "train"]
+    prep = workbook.prepare(raw, str(tmp_path / "raw.h5"), labels=labels)
+    sets = workbook.training_sets(prep.path, DataConfig(image_size=(96, 128), border_crop="none"))
+    assert len(sets["train"]) == 2 and len(sets["val"]) == 1
+    s = sets["val"][0]
+    assert s["image"].shape == (3, 96, 128) and not s["valid"].all() and (s["depth"][~s["valid"]] == 0).all()
+    with pytest.raises(DataError, match="no hole-free frames"):
+        workbook.subset(sets["train"], "hole_free")
+    with pytest.raises(DataError, match="unknown subset"):
+        workbook.subset(sets["train"], "some")
+
+
+def test_filled_source_is_dense_and_keeps_measured_depth(raw):
+    filled = workbook.with_holes_filled(raw, "nearest")
+    f0, g0 = raw[0], filled[0]
+    assert g0.valid.all() and not f0.valid.all()
+    assert torch.equal(torch.from_numpy(g0.depth[f0.valid]), torch.from_numpy(f0.depth[f0.valid]))
+    assert workbook.with_holes_filled(raw, "none") is raw
+    with pytest.raises(DataError, match="unknown hole_fill"):
+        workbook.with_holes_filled(raw, "magic")
+
+
+def test_mean_depth_baseline_predicts_the_per_pixel_mean():
+    a = {"image": torch.rand(3, 8, 8), "depth": torch.full((1, 8, 8), 2.0), "valid": torch.ones(1, 8, 8, dtype=torch.bool)}
+    b = {"image": torch.rand(3, 8, 8), "depth": torch.full((1, 8, 8), 4.0), "valid": torch.ones(1, 8, 8, dtype=torch.bool)}
+    b["valid"][0, :4] = False  # only frame a counts in the top half
+    m = workbook.mean_depth_baseline([a, b])
+    d = predict(m, torch.rand(1, 3, 8, 8), flip_average=False)[0, 0]
+    # the map travels at half resolution like every model's output: only the row at the seam is blended
+    assert torch.allclose(d[:3], torch.full((3, 8), 2.0)) and torch.allclose(d[5:], torch.full((3, 8), 3.0))
+
+
+def test_update_readme_rewrites_only_the_generated_block(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{workbook.README_START}\nold\n{workbook.README_END}\noutro\n")
+    workbook.update_readme("| a | b |", "figures/x/milestone.png", readme=str(readme))
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("\noutro\n") and "old" not in text
+    assert "| a | b |" in text and "![milestone](figures/x/milestone.png)" in text
+    readme.write_text("no markers")
+    with pytest.raises(DataError, match="marker"):
+        workbook.update_readme("t", "f.png", readme=str(readme))
+
+
+def test_spread_and_selection_record(sample_dir):
+    assert workbook.spread(3, 5) == [0, 1, 2] and workbook.spread(10, 3) == [0, 4, 9]
+    src = open_source("densedepth", sample_dir)
+    idx, rec = workbook.select(src, scenes=["run00058"], stride=2)
+    assert [src.names[i] for i in idx] == ["00058", "00060", "00062"] and rec["stride"] == 2 and rec["n_selected"] == 3
