@@ -28,9 +28,7 @@ class DataConfig:
     min_depth: float = 0.1              # metres
     flip_p: float = 0.5                 # DenseDepth paper, Sec. 3.3
     swap_p: float = 0.25                # colour-channel swap probability (DenseDepth paper, Sec. 3.3)
-    batch_size: int = 4
-    num_workers: int = 0
-    seed: int = 0
+    seed: int = 0                       # batch size and loader workers are TrainConfig's
 
 
 @dataclass
