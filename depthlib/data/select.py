@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from ..errors import DataError
+from ..paths import display_path
 from .dataset import scene_hash
 from .frame import Frame, FrameSource
 
@@ -59,7 +60,7 @@ def select_frames(source: FrameSource, *, scenes: Sequence[str] | None = None, s
             indices.append(i)
     if not indices:
         raise DataError(source.path, "the selection is empty.", "widen the scene list or the fraction.")
-    record = {"source_path": str(source.path), "n_source": len(frame_scenes), "scenes": keep,
+    record = {"source_path": display_path(source.path), "n_source": len(frame_scenes), "scenes": keep,
               "scene_fraction": scene_fraction, "stride": stride, "seed": seed}
     return Selection(indices, record)
 
