@@ -3,7 +3,7 @@
 Layout (``format_version`` 1); depth and valid have one frame per chunk, so any frame is a few reads:
 
 - ``rgb_jpeg`` 1-D uint8, the JPEG files back to back, frame i at ``rgb_offset[i]:rgb_offset[i+1]`` (codec
-  "jpeg", default; one contiguous read), or ``rgb`` (N,H,W,3) uint8 lzf (codec "raw", lossless, ~8x larger).
+  "jpeg", default quality 90: see benchmarks/RESULTS_loader.md for q95; one contiguous read), or ``rgb`` (N,H,W,3) uint8 lzf (codec "raw", lossless, ~8x larger).
   JPEG is what keeps full NYU within 1.5x of the 4.1 GB source zip: natural RGB compresses ~1.5x losslessly,
   so a lossless store would be ~7x the zip. Not an HDF5 variable-length dataset: reading those caches
   global-heap blocks, and reader memory grew with the number of frames touched (benchmarks/RESULTS_loader.md).
@@ -98,7 +98,7 @@ def _append_blob(f: h5py.File, k: int, data: np.ndarray) -> None:
 
 def write_prepared(source: FrameSource, out_path: str | Path, *, indices: Sequence[int] | None = None,
                    split: str | Sequence[str] = "train", selection: dict[str, Any] | None = None,
-                   rgb_codec: str = "jpeg", jpeg_quality: int = 95, depth_unit_m: float = 0.001,
+                   rgb_codec: str = "jpeg", jpeg_quality: int = 90, depth_unit_m: float = 0.001,
                    flush_every: int = 32, overwrite: bool = False, progress: bool = True) -> Path:
     """Write source[indices] to one HDF5 file (atomic rename at the end; resumes a matching .partial) -> path."""
     out = Path(out_path)
