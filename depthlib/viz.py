@@ -80,6 +80,9 @@ def depth_grid(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, tit
             if r == 0:
                 ax.set_title(titles[c], fontsize=9)
         axes[r][0].set_ylabel(str(row.get("name", "")), fontsize=8)
+        if len(depths):  # one depth scale per row, shown once at its end
+            sm = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0.0, hi), cmap=cmap)
+            fig.colorbar(sm, ax=axes[r][-1], fraction=0.046, pad=0.02).set_label("m", fontsize=8)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()

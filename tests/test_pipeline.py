@@ -77,8 +77,8 @@ def test_ci_profile_runs_every_notebook_and_writes_its_outputs():
     for nb in plan.steps:
         assert (ROOT / "runs" / "ci" / f"{nb}.ipynb").is_file()
     figs = ROOT / outputs["figures"]
-    for f in ("01_frames.png", "02_train_curves.png", "03_finetune_curves.png", "04_predictions_test.png",
-              "milestone.png", "metrics.md"):
+    for f in ("01_frames.png", "01_holes.png", "02_train_curves.png", "03_finetune_curves.png", "04_predictions_test.png",
+              "04_compare_test.png", "milestone.png", "metrics.md", "05_explore.png"):
         assert (figs / f).is_file(), f
     metrics = json.loads((ROOT / outputs["metrics"]).read_text())
     assert set(metrics) == {"previous", "current", "mean-depth baseline"}
@@ -96,6 +96,9 @@ def test_readme_shows_the_regenerated_sample_results():
     body = [ln for ln in table.splitlines() if ln.startswith("|") or ln.startswith("**Protocol")]
     assert body and all(ln in block for ln in body), "README results differ from figures/sample/metrics.md: run make pipeline"
     assert "![milestone](figures/sample/milestone.png)" in block and (ROOT / "figures/sample/milestone.png").is_file()
+    outputs = tomllib.loads((ROOT / "notebooks/profiles/sample.toml").read_text())["outputs"]
+    for key in ("figures", "checkpoints", "executed_notebooks"):
+        assert f"`{outputs[key]}/" in readme, f"the README does not say where {key} go ({outputs[key]})"
     metrics = json.loads((ROOT / "figures/sample/metrics.json").read_text())
     cur, base = metrics["current"]["metrics"], metrics["mean-depth baseline"]["metrics"]
     assert cur["abs_rel"] < base["abs_rel"] and cur["delta1"] > base["delta1"]
