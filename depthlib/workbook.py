@@ -20,7 +20,8 @@ from .data.dataset import DepthDataset, MappedDataset, split_indices
 from .data.frame import FrameSource
 from .data.prepared import PreparedDataset, write_prepared
 from .data.prepared_loader import PreparedTorchDataset
-from .data.transforms import BorderCrop, build_transforms
+from .data.holes import with_holes_filled  # noqa: F401  (a notebook step)
+from .data.transforms import build_transforms
 from .errors import DataError
 from .models.adapter import load_for_inference
 from .models.heads import make_head
@@ -137,11 +138,6 @@ def prediction_rows(models: Mapping[str, nn.Module], dataset: Any, indices: Sequ
     return rows
 
 
-def border_of(mode: str) -> BorderCrop:
-    """The BorderCrop of a DataConfig.border_crop value (for showing frames as the model sees them)."""
-    return BorderCrop(mode)
-
-
 def paths_exist(*paths: str) -> list[Path]:
     """Resolve `paths` and raise DataError naming the first that does not exist (a missing earlier step)."""
     out = []
@@ -238,41 +234,6 @@ def select(source: FrameSource, *, scenes: Sequence[str] = (), scene_fraction: f
 
     sel = select_frames(source, scenes=list(scenes) or None, scene_fraction=scene_fraction, stride=stride, seed=seed)
     return sel.indices, sel.to_meta()
-
-
-class FilledSource:
-    """A FrameSource whose frames have their holes filled by a depthlib.data.holes method (dense targets)."""
-
-    def __init__(self, source: FrameSource, method: str) -> None:
-        self.source, self.method, self.path = source, method, source.path
-
-    def __len__(self) -> int:
-        return len(self.source)
-
-    def __getitem__(self, i: int) -> Any:
-        from .data.holes import fill_holes
-
-        f = self.source[i]
-        return f if f.valid.all() else fill_holes(f, self.method)
-
-    @property
-    def names(self) -> list[str]:
-        return self.source.names
-
-    @property
-    def scenes(self) -> list[str]:
-        return self.source.scenes
-
-
-def with_holes_filled(source: FrameSource, method: str) -> FrameSource:
-    """`source` itself for method "none" (masked training), else a FilledSource."""
-    from .data.holes import HOLE_FILLERS
-
-    if method == "none":
-        return source
-    if method not in HOLE_FILLERS:
-        raise DataError(source.path, f"unknown hole_fill {method!r}.", f"use 'none' or one of {sorted(HOLE_FILLERS)}.")
-    return FilledSource(source, method)
 
 
 def hole_demo(bts_path: str, *, method: str, path: str) -> Any:

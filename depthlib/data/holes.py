@@ -22,7 +22,7 @@ from scipy import ndimage, sparse
 from scipy.sparse.linalg import spsolve
 
 from ..errors import DataError
-from .frame import Frame
+from .frame import Frame, FrameSource
 
 
 def fill_nearest(*, rgb: np.ndarray, depth: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -71,3 +71,34 @@ def fill_holes(frame: Frame, method: str = "colorization") -> Frame:
     filled = HOLE_FILLERS[method](rgb=frame.rgb, depth=frame.depth, valid=frame.valid)
     meta = {**frame.meta, "filled": method, "measured": frame.valid}
     return dataclasses.replace(frame, depth=filled, valid=np.ones_like(frame.valid), meta=meta).check()
+
+
+class FilledSource:
+    """A FrameSource whose frames have their holes filled by a depthlib.data.holes method (dense targets)."""
+
+    def __init__(self, source: FrameSource, method: str) -> None:
+        self.source, self.method, self.path = source, method, source.path
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i: int) -> Frame:
+        f = self.source[i]
+        return f if f.valid.all() else fill_holes(f, self.method)
+
+    @property
+    def names(self) -> list[str]:
+        return self.source.names
+
+    @property
+    def scenes(self) -> list[str]:
+        return self.source.scenes
+
+
+def with_holes_filled(source: FrameSource, method: str) -> FrameSource:
+    """`source` itself for method "none" (masked training), else a FilledSource."""
+    if method == "none":
+        return source
+    if method not in HOLE_FILLERS:
+        raise DataError(source.path, f"unknown hole_fill {method!r}.", f"use 'none' or one of {sorted(HOLE_FILLERS)}.")
+    return FilledSource(source, method)
