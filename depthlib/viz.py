@@ -91,14 +91,6 @@ def depth_grid(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, tit
     return fig
 
 
-def error_map(pred: Any, target: Any, valid: Any) -> np.ndarray:
-    """Absolute relative error |p-g|/g per pixel [H,W], NaN where invalid."""
-    p, g, v = _np(pred).squeeze(), _np(target).squeeze(), _np(valid).squeeze().astype(bool)
-    e = np.full(g.shape, np.nan)
-    e[v] = np.abs(p[v] - g[v]) / np.maximum(g[v], 1e-6)
-    return e
-
-
 def curves(history: Sequence[Mapping[str, Any]], keys: Sequence[str] = ("train_loss", "val_loss"), *,
            x: str = "epoch", path: str | os.PathLike[str] | None = None, title: str = "") -> plt.Figure:
     """Plot history columns `keys` against `x`."""
