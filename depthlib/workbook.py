@@ -157,6 +157,11 @@ def subset(dataset: MappedDataset, which: str) -> MappedDataset:
     return table[which](dataset)
 
 
+def samples(dataset: Any, n: int) -> list[dict[str, Any]]:
+    """The first n samples of a dataset (fewer if it is shorter), e.g. to show what training sees."""
+    return [dataset[i] for i in range(min(n, len(dataset)))]
+
+
 def frame_rows(source: FrameSource, indices: Sequence[int]) -> list[dict[str, Any]]:
     """Rows {"image", "depth", "valid", "name"} of source frames, for viz.depth_grid."""
     from .data.frame import frame_to_sample
@@ -203,9 +208,12 @@ def milestone_figure(models: Mapping[str, nn.Module], dataset: Any, indices: Seq
 README_START, README_END = "<!-- pipeline-results:start -->", "<!-- pipeline-results:end -->"
 
 
-def update_readme(table_md: str, figure: str, *, readme: str = "README.md") -> Path:
-    """Replace the README's generated results block with `table_md` and a link to `figure` (both regenerated)."""
+def update_readme(table_md: str, figure: str, *, readme: str = "README.md", enabled: bool = True) -> Path | None:
+    """Replace the README's generated results block with `table_md` and a link to `figure`; no-op unless enabled."""
     from .atomic import atomic_write_text
+
+    if not enabled:
+        return None
 
     p = resolve(readme)
     text = p.read_text()
@@ -264,3 +272,8 @@ def hole_filling_figure(source: FrameSource, indices: Sequence[int], *, method: 
                                   path=resolve(path))
     print(f"no holes in the first {min(len(indices), max_scan)} selected frames: the targets are dense already")
     return None
+
+
+def all_finite(values: Sequence[float]) -> bool:
+    """True when no value is NaN or infinite (e.g. a history column)."""
+    return bool(np.isfinite(np.asarray(values, dtype=float)).all())

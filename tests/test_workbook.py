@@ -57,6 +57,7 @@ def test_update_readme_rewrites_only_the_generated_block(tmp_path):
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("\noutro\n") and "old" not in text
     assert "| a | b |" in text and "![milestone](figures/x/milestone.png)" in text
+    assert workbook.update_readme("x", "y.png", readme=str(readme), enabled=False) is None and "| a | b |" in readme.read_text()
     readme.write_text("no markers")
     with pytest.raises(DataError, match="marker"):
         workbook.update_readme("t", "f.png", readme=str(readme))
@@ -64,6 +65,7 @@ def test_update_readme_rewrites_only_the_generated_block(tmp_path):
 
 def test_spread_and_selection_record(sample_dir):
     assert workbook.spread(3, 5) == [0, 1, 2] and workbook.spread(10, 3) == [0, 4, 9]
+    assert len(workbook.samples([1, 2], 3)) == 2 and workbook.all_finite([1.0, 2.0]) and not workbook.all_finite([1.0, float("nan")])
     src = open_source("densedepth", sample_dir)
     idx, rec = workbook.select(src, scenes=["run00058"], stride=2)
     assert [src.names[i] for i in idx] == ["00058", "00060", "00062"] and rec["stride"] == 2 and rec["n_selected"] == 3
