@@ -58,6 +58,8 @@ class TrainConfig:
     channels_last: bool = False
     compile: bool = False
     freeze_encoder: bool = False
+    freeze_encoder_bn: bool = False     # keep the encoder's (ImageNet) BatchNorm statistics while its weights train
+    select: str = "val_loss"            # best.pt: "val_loss" (lowest), or "last" (a fixed schedule: the final epoch)
     seed: int = 0
     deterministic: bool = False
     out_dir: str = "checkpoints/run"    # best.pt / last.pt / history.{csv,json}

@@ -30,6 +30,8 @@ __all__ = [
     "densedepth_loss",
     "gradient_l1",
     "l1",
+    "log_gradient_loss",
+    "silog_grad_loss",
     "silog_loss",
     "ssi_loss",
     "ssim",
@@ -227,13 +229,14 @@ def silog_loss(
 
     g = log(head.to_depth(pred)) - log(target) on valid pixels of the whole batch;
     loss = scale * sqrt(mean(g^2) - lam * mean(g)^2) (BTS: lam 0.85, scale 10).
-    The head converts unclamped so out-of-range outputs still get a gradient; depths <= 0 (an
-    inverse head's raw <= 0) are clamped to 1e-6 m and get none: a log head suits this loss best.
+    The head converts unclamped (head.to_log_depth) so out-of-range outputs still get a gradient; depths
+    <= 0 (an inverse head's raw <= 0) are floored at 1e-6 m and get none: a log head suits this loss best
+    (its raw output is the log depth: no exp that overflows).
     """
     v = _check(pred, target, valid)
-    depth = head.to_depth(_fill_invalid_raw(pred, v, head), clamp=False).clamp_min(_EPS_DEPTH)
-    one = torch.ones((), dtype=depth.dtype, device=depth.device)
-    g = torch.where(v, depth.log() - torch.where(v, target, one).clamp_min(_EPS_DEPTH).log(), 0 * one)
+    log_depth = head.to_log_depth(_fill_invalid_raw(pred, v, head))
+    one = torch.ones((), dtype=log_depth.dtype, device=log_depth.device)
+    g = torch.where(v, log_depth - torch.where(v, target, one).clamp_min(_EPS_DEPTH).log(), 0 * one)
     n = v.sum().clamp_min(1).to(g.dtype)
     mean_sq = (g * g).sum() / n
     mean = g.sum() / n
@@ -292,10 +295,39 @@ def ssi_loss(
     return (res * res).sum() / (2 * v.sum().clamp_min(1).to(res.dtype))
 
 
+@_full_precision
+def log_gradient_loss(*, pred: Tensor, target: Tensor, valid: Tensor, head: Any, scales: int = 4) -> Tensor:
+    """Multi-scale gradient matching of log depth (MegaDepth / MiDaS form) of raw pred vs depth [B,1,h,w] -> scalar.
+
+    r = log(head.to_depth(pred)) - log(target) on valid pixels; at each of `scales` scales (halved by
+    taking every 2nd pixel) the mean over valid neighbour pairs of |d_x r| + |d_y r|. Invariant to a
+    global scale of depth: it teaches edges and layout, not the distance itself.
+    """
+    v = _check(pred, target, valid)
+    log_depth = head.to_log_depth(_fill_invalid_raw(pred, v, head))
+    one = torch.ones((), dtype=log_depth.dtype, device=log_depth.device)
+    r = torch.where(v, log_depth - torch.where(v, target, one).clamp_min(_EPS_DEPTH).log(), 0 * one)
+    total = 0 * one
+    for k in range(scales):
+        rk, vk = r[..., :: 2**k, :: 2**k], v[..., :: 2**k, :: 2**k]
+        my, mx = vk[..., 1:, :] & vk[..., :-1, :], vk[..., :, 1:] & vk[..., :, :-1]
+        gy = (rk[..., 1:, :] - rk[..., :-1, :]).abs() * my
+        gx = (rk[..., :, 1:] - rk[..., :, :-1]).abs() * mx
+        total = total + (gy.sum() + gx.sum()) / (my.sum() + mx.sum()).clamp_min(1).to(r.dtype)
+    return total / scales
+
+
+def silog_grad_loss(*, pred: Tensor, target: Tensor, valid: Tensor, head: Any, weight: float = 10.0) -> Tensor:
+    """SILog plus `weight` x the multi-scale log-depth gradient term: the CPU sample profile's loss, pred [B,1,h,w]."""
+    return (silog_loss(pred=pred, target=target, valid=valid, head=head)
+            + weight * log_gradient_loss(pred=pred, target=target, valid=valid, head=head))
+
+
 LossFn = Callable[..., Tensor]
 
 LOSSES: dict[str, LossFn] = {
     "densedepth": densedepth_loss,
     "silog": silog_loss,
+    "silog_grad": silog_grad_loss,
     "ssi": ssi_loss,
 }

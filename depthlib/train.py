@@ -83,6 +83,8 @@ class _Run:
             self._say(f"initialised weights from {cfg.init_from} (step {at} there); fresh optimiser")
         if cfg.freeze_encoder:
             self.core.freeze_encoder()
+        if cfg.freeze_encoder_bn:
+            self.core.freeze_encoder_bn()
         if cfg.channels_last:
             P.to_channels_last(self.core)
         if cfg.sync_batchnorm and info.enabled:
@@ -271,7 +273,8 @@ class _Run:
                "train_seconds": t0 - self.t_epoch, "val_seconds": time.perf_counter() - t0}
         self.history.epochs.append(row)
         score = row.get("val_loss", row["train_loss"])
-        improved = score < self.history.best_val_loss
+        # select="last": a fixed schedule, so a handful of validation frames never picks the model.
+        improved = score < self.history.best_val_loss or self.cfg.select == "last"
         if improved:
             self.history.best_val_loss, self.history.best_epoch = score, epoch + 1
         if improved:  # best before last: a crash between the two redoes this epoch on resume

@@ -62,12 +62,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from . import workbook
     from .models import create_model
     from .train import fit
+    from .train_utils import seed_everything
 
     args = build_parser().parse_args(argv)
     try:
         data_cfg, model_cfg, train_cfg = build_configs(args)
         train_cfg.data = workbook.data_settings(data_cfg)
         sets = workbook.training_sets(args.prepared, data_cfg)
+        seed_everything(train_cfg.seed)  # before the model is built: its initial weights are part of the run
         history = fit(create_model(model_cfg.name, **model_cfg.kwargs), sets["train"], sets.get("val"), train_cfg)
     except DepthlibError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -36,6 +36,9 @@ def check_config(cfg: TrainConfig, n_train: int) -> None:
         raise ConfigError(f"TrainConfig.loss={cfg.loss!r} is unknown; known: {sorted(LOSSES)}.")
     if cfg.batch_size < 1 or cfg.grad_accum < 1 or cfg.epochs < 0:
         raise ConfigError("TrainConfig needs batch_size >= 1, grad_accum >= 1 and epochs >= 0.")
+    if cfg.select not in ("val_loss", "last"):
+        raise ConfigError(f"TrainConfig.select={cfg.select!r}: use 'val_loss' (lowest validation loss) or 'last' "
+                          "(a fixed schedule: best.pt is the final epoch).")
     if n_train == 0:
         raise ConfigError("the training set is empty. Fix: check the data source, split and indices.")
 

@@ -95,6 +95,35 @@ def inference_model(checkpoint: str, *, device: str = "cpu") -> nn.Module:
     return load_for_inference(resolve(checkpoint), device=device)
 
 
+def inference_models(checkpoints: Mapping[str, str], *, device: str = "cpu") -> dict[str, nn.Module]:
+    """{name: checkpoint path} -> {name: inference model}; names whose path is "" are left out."""
+    return {name: inference_model(path, device=device) for name, path in checkpoints.items() if path}
+
+
+def train_scratch_control(model: str, model_kwargs: Mapping[str, Any], train: Any, val: Any, cfg: Any, *,
+                          out_dir: str, epochs: int, lr: float) -> Any:
+    """The same architecture from random weights, every layer trained for `epochs` at `lr` -> History ("" out_dir skips).
+
+    The control of DenseDepth's central claim: what the ImageNet weights buy, everything else equal (data,
+    augmentation, loss, schedule shape, seed). BatchNorm statistics train too: random ones mean nothing.
+    """
+    import dataclasses
+
+    from .models import create_model
+    from .train import fit
+    from .train_utils import seed_everything
+
+    if not out_dir:
+        print("scratch control skipped (control_out_dir is empty)")
+        return None
+    seed_everything(cfg.seed)
+    kwargs = {**dict(model_kwargs), **({"pretrained": False} if "pretrained" in model_kwargs else {})}
+    net = create_model(model, **kwargs)
+    ccfg = dataclasses.replace(cfg, out_dir=out_dir, epochs=epochs, lr=lr, freeze_encoder=False,
+                               freeze_encoder_bn=False, init_from="")
+    return fit(net, train, val, ccfg)
+
+
 class MeanDepthBaseline(nn.Module):
     """The trivial baseline: predicts the per-pixel mean depth of the training frames, whatever the image."""
 

@@ -12,7 +12,7 @@ from scipy import ndimage
 from skimage.metrics import structural_similarity
 
 from depthlib.losses import LOSSES, densedepth_loss, gradient_l1, l1, silog_loss, ssi_loss, ssim
-from depthlib.models.heads import InverseHead, LinearHead, LogHead
+from depthlib.models.heads import InverseHead, LinearHead, LogHead, make_head
 
 INV = InverseHead(min_depth=0.1, max_depth=10.0)
 SK = dict(gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
@@ -237,3 +237,28 @@ def test_low_precision_inputs_and_autocast_give_the_float32_loss(name):
     low.backward()
     assert low.dtype == torch.float32 and raw16.grad.dtype == torch.bfloat16
     assert low.item() == pytest.approx(want.item(), rel=0.05)  # only bf16 rounding of pred
+
+
+@pytest.mark.parametrize("name", ["silog", "silog_grad"])
+def test_log_losses_stay_finite_for_huge_log_head_outputs(name):
+    # exp(100) overflows float32: the log head's raw output is used as log depth directly, never exp'd and log'd.
+    from depthlib.losses import LOSSES
+
+    head = make_head("log")
+    pred = torch.full((1, 1, 8, 8), 100.0, requires_grad=True)
+    target = torch.full((1, 1, 8, 8), 2.0)
+    loss = LOSSES[name](pred=pred, target=target, valid=torch.ones_like(target, dtype=torch.bool), head=head)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(pred.grad).all()
+
+
+def test_log_gradient_loss_is_scale_invariant_and_sees_edges():
+    from depthlib.losses import log_gradient_loss
+
+    head = make_head("log")
+    target = torch.ones(1, 1, 16, 16) * 2.0
+    target[..., 8:] = 4.0  # a step edge
+    valid = torch.ones_like(target, dtype=torch.bool)
+    flat = torch.full_like(target, math.log(3.0))
+    assert log_gradient_loss(pred=(target * 1.7).log(), target=target, valid=valid, head=head) < 1e-6  # any scale
+    assert log_gradient_loss(pred=flat, target=target, valid=valid, head=head) > 0.05  # a missed edge costs

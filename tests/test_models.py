@@ -7,12 +7,10 @@ import math
 
 import pytest
 import torch
-import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
-from depthlib.errors import CheckpointError, ConfigError, DataError, DepthlibError
+from depthlib.errors import ConfigError, DataError
 from depthlib.models import HEADS, create_model, list_models, make_head
-from depthlib.models.densedepth import cached_weights_path
 
 # Small settings per model for the tests that build many models; any registered model missing
 # here is tested with its defaults, so a new registration is never skipped.
@@ -190,51 +188,6 @@ def test_head_round_trip(name):
 def test_head_refuses_bad_range():
     with pytest.raises(ConfigError, match="min_depth"):
         make_head("inverse", min_depth=10.0, max_depth=1.0)
-
-
-@pytest.mark.timeout(60)
-def test_pretrained_without_cached_weights_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-
-    def no_network(*args, **kwargs):
-        raise AssertionError("test tried to download")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
-    with pytest.raises(DepthlibError) as err:
-        create_model("densedepth", pretrained=True)
-    msg = str(err.value)
-    assert isinstance(err.value, CheckpointError)
-    expected = tmp_path / "checkpoints" / "densenet169-b2777c0a.pth"
-    assert str(expected) in msg and "pretrained=False" in msg
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(120)
-def test_pretrained_loads_weights_from_the_hub_cache(tmp_path, monkeypatch):
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    monkeypatch.setattr(torch.hub, "download_url_to_file",
-                        lambda *a, **k: (_ for _ in ()).throw(AssertionError("download")))
-    torch.manual_seed(1)
-    reference = torchvision.models.densenet121()
-    weights = torchvision.models.DenseNet121_Weights.IMAGENET1K_V1
-    path = cached_weights_path(weights)
-    path.parent.mkdir(parents=True)
-    torch.save(reference.state_dict(), path)
-    model = create_model("densedepth", encoder="densenet121", width=0.25, pretrained=True)
-    ref = reference.features.state_dict()
-    got = model.encoder.features.state_dict()
-    assert ref.keys() == got.keys()
-    assert all(torch.equal(ref[k], got[k]) for k in ref)
-
-
-@pytest.mark.timeout(60)
-def test_corrupt_cached_weights_are_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    path = cached_weights_path(torchvision.models.DenseNet121_Weights.IMAGENET1K_V1)
-    path.parent.mkdir(parents=True)
-    path.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="delete it"):
-        create_model("densedepth", encoder="densenet121", pretrained=True)
 
 
 def test_forward_refuses_wrong_image_shape():

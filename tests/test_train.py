@@ -249,3 +249,41 @@ def test_resume_refuses_an_out_dir_of_a_different_run(tmp_path):
         fit(create_model("unet", width=4, depth=2), SynthDepth(4, hw=32), None,
             cfg(tmp_path / "run", epochs=2, loss="silog", resume=True))
     fit(other_head, SynthDepth(4, hw=32), None, cfg(tmp_path / "run", epochs=1, resume=False))  # starting over works
+
+
+def test_train_cli_with_one_seed_repeats_exactly(tmp_path, monkeypatch):
+    # The model's initial weights are drawn after the seed: two runs with one seed give identical checkpoints.
+    from depthlib import train_cli, workbook
+
+    monkeypatch.setattr(workbook, "training_sets", lambda path, data_cfg: {"train": SynthDepth(4), "val": SynthDepth(2, seed=1)})
+    outs = []
+    for run in ("a", "b", "c"):
+        seed = 3 if run != "c" else 4
+        argv = ["--prepared", "x.h5", "--model", "unet", "--model-kwargs", '{"width": 4, "depth": 2}',
+                "--data", "image_size=[24,24]", "--train", "epochs=1", "batch_size=2", "device=cpu", "progress=false",
+                f"seed={seed}", f"out_dir={tmp_path / run}"]
+        torch.manual_seed(1000 + len(outs))  # whatever the global RNG held before, the seed decides
+        assert train_cli.main(argv) == 0
+        outs.append(load_checkpoint(tmp_path / run / "last.pt")["model"])
+    assert all(torch.equal(outs[0][k], outs[1][k]) for k in outs[0])
+    assert not all(torch.equal(outs[0][k], outs[2][k]) for k in outs[0])  # the control: another seed differs
+
+
+def test_select_last_makes_best_the_final_epoch(tmp_path):
+    model = create_model("unet", width=4, depth=2)
+    h = fit(model, SynthDepth(8, hw=32), SynthDepth(3, hw=32, seed=1), cfg(tmp_path, epochs=3, batch_size=4, select="last"))
+    assert h.best_epoch == 3 and h.best_val_loss == h["val_loss"][-1]
+    assert load_checkpoint(tmp_path / "best.pt")["epoch"] == 3
+    with pytest.raises(ConfigError, match="select"):
+        fit(model, SynthDepth(8, hw=32), None, cfg(tmp_path / "x", select="best"))
+
+
+def test_fit_freeze_encoder_bn_trains_weights_but_keeps_statistics(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("densedepth", encoder="efficientnet_lite0", width=0.25, head="log")
+    before = weights(model.encoder)
+    fit(model, SynthDepth(4, hw=64), None, cfg(tmp_path, loss="silog", freeze_encoder_bn=True))
+    after = weights(model.encoder)
+    stats = [k for k in before if k.endswith(("running_mean", "running_var"))]
+    assert stats and all(torch.equal(before[k], after[k]) for k in stats)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.endswith("weight"))

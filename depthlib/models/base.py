@@ -19,7 +19,7 @@ class DepthModel(nn.Module):
     """Composes an encoder (image -> list of features) and a decoder (features -> raw depth map).
 
     The encoder states `out_channels` (one per feature) and `strides`; the decoder is built from
-    them. Inputs are RGB in [0, 1]; ImageNet normalisation is a (non-persistent) buffer here.
+    them. Inputs are RGB in [0, 1]; the encoder's ImageNet normalisation is a (non-persistent) buffer here.
     """
 
     def __init__(
@@ -42,9 +42,12 @@ class DepthModel(nn.Module):
         self.output_stride = int(output_stride)
         self.input_multiple = int(input_multiple)
         self.encoder_frozen = False
+        self.encoder_bn_frozen = False
         # persistent=False: constants, not weights; keeps checkpoints to learned tensors only.
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        # The encoder's own statistics when it states them (its ImageNet weights were trained with them).
+        mean, std = getattr(encoder, "mean", IMAGENET_MEAN), getattr(encoder, "std", IMAGENET_STD)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
         """RGB float[B,3,H,W] in [0,1] -> raw float[B,1,ceil(H/s),ceil(W/s)], s = output_stride."""
@@ -64,11 +67,25 @@ class DepthModel(nn.Module):
         self.train(self.training)
         return self
 
+    def freeze_encoder_bn(self, frozen: bool = True) -> DepthModel:
+        """Keep the encoder's BatchNorm statistics (ImageNet's) fixed while its weights may still train.
+
+        Fine-tuning with small batches (4 frames of one scene) would otherwise replace well-estimated
+        ImageNet statistics by noisy per-batch ones: the usual practice for detection / depth fine-tuning.
+        """
+        self.encoder_bn_frozen = frozen
+        self.train(self.training)
+        return self
+
     def train(self, mode: bool = True) -> DepthModel:
         """Set train/eval mode; a frozen encoder stays in eval mode so BatchNorm stats don't move."""
         super().train(mode)
         if self.encoder_frozen:
             self.encoder.eval()
+        elif self.encoder_bn_frozen:
+            for m in self.encoder.modules():
+                if isinstance(m, (nn.BatchNorm2d, nn.SyncBatchNorm)):
+                    m.eval()
         return self
 
     def extra_repr(self) -> str:

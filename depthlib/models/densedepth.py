@@ -1,4 +1,7 @@
-"""DenseDepth (Alhashim & Wonka, arXiv 1812.11941): DenseNet encoder, bilinear-upsampling decoder.
+"""DenseDepth (Alhashim & Wonka, arXiv 1812.11941): ImageNet encoder, bilinear-upsampling decoder.
+
+The paper's encoder is DenseNet-169; any encoder of models.encoders works (the decoder is built from
+its out_channels), e.g. EfficientNet-Lite0 for CPU runs with weights that install offline.
 
 Differences from DenseDepth's public PyTorch port, on purpose: both LeakyReLUs of each up-block are
 applied (the port defines the first and never calls it; the paper and the Keras code apply both).
@@ -8,95 +11,16 @@ activation in Keras' DenseNet.
 
 from __future__ import annotations
 
-import pickle
-from pathlib import Path
-from typing import Callable
-from urllib.parse import urlparse
-
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import Tensor, nn
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import ConfigError
 from .base import DepthModel
+from .encoders import DenseNetEncoder, create_encoder
 from .heads import make_head
 
-# torchvision builder and ImageNet weights of each supported encoder.
-_DENSENETS: dict[str, tuple[Callable[..., nn.Module], torchvision.models.WeightsEnum]] = {
-    "densenet121": (torchvision.models.densenet121, torchvision.models.DenseNet121_Weights.IMAGENET1K_V1),
-    "densenet161": (torchvision.models.densenet161, torchvision.models.DenseNet161_Weights.IMAGENET1K_V1),
-    "densenet169": (torchvision.models.densenet169, torchvision.models.DenseNet169_Weights.IMAGENET1K_V1),
-    "densenet201": (torchvision.models.densenet201, torchvision.models.DenseNet201_Weights.IMAGENET1K_V1),
-}
-
-# Skip taps in torchvision's `features` (outputs at strides 2, 4, 8, 16, 32).
-SKIPS = ("relu0", "pool0", "transition1", "transition2", "norm5")
-
-
-def cached_weights_path(weights: torchvision.models.WeightsEnum) -> Path:
-    """Where torch.hub keeps the file of `weights`: torch.hub.get_dir()/checkpoints/<filename>."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
-
-
-def _densenet_features(variant: str, pretrained: bool) -> nn.Sequential:
-    """torchvision DenseNet `features` (classifier dropped), ImageNet weights only from the cache."""
-    if variant not in _DENSENETS:
-        raise ConfigError(f"densedepth: unknown encoder {variant!r}; choose one of {sorted(_DENSENETS)}.")
-    build, weights = _DENSENETS[variant]
-    if not pretrained:
-        return build(weights=None).features
-    path = cached_weights_path(weights)
-    # Checked here rather than letting torch.hub try: offline, a download would fail late or hang.
-    if not path.is_file():
-        raise CheckpointError(
-            f"densedepth: ImageNet weights for {variant} ({weights}) are not in the torch hub cache "
-            f"and this machine cannot download them. Fix: download {weights.url} elsewhere and put "
-            f"the file at {path} (torch.hub.get_dir()/checkpoints/{path.name}), or build the model "
-            "with pretrained=False."
-        )
-    try:
-        return build(weights=weights, progress=False).features
-    except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
-        raise CheckpointError(
-            f"densedepth: {path} is not a readable {variant} ImageNet checkpoint ({err}). Fix: "
-            f"delete it and put a fresh copy of {weights.url} there."
-        ) from err
-
-
-def _channels_at(features: nn.Sequential, names: tuple[str, ...]) -> list[int]:
-    """Channel count after each named child, read from the last Conv2d / BatchNorm2d before it."""
-    # Valid at the DenseDepth taps only: each ends in a conv or norm (pools keep channels);
-    # a dense block's output (a concatenation) would need its growth rate instead.
-    out, ch = [], 3
-    for name, child in features.named_children():
-        for m in child.modules():
-            if isinstance(m, nn.Conv2d):
-                ch = m.out_channels
-            elif isinstance(m, nn.BatchNorm2d):
-                ch = m.num_features
-        if name in names:
-            out.append(ch)
-    return out
-
-
-class DenseNetEncoder(nn.Module):
-    """Image float[B,3,H,W] -> five torchvision DenseNet features at strides 2, 4, 8, 16, 32."""
-
-    def __init__(self, variant: str = "densenet169", pretrained: bool = False) -> None:
-        super().__init__()
-        self.features = _densenet_features(variant, pretrained)
-        self.out_channels = _channels_at(self.features, SKIPS)
-        self.strides = [2, 4, 8, 16, 32]
-
-    def forward(self, x: Tensor) -> list[Tensor]:
-        """float[B,3,H,W] -> [relu0, pool0, transition1, transition2, norm5] feature maps."""
-        feats = []
-        for name, module in self.features.named_children():
-            x = module(x)
-            if name in SKIPS:
-                feats.append(x)
-        return feats
+__all__ = ["DenseDepthDecoder", "DenseNetEncoder", "UpBlock", "densedepth"]
 
 
 class UpBlock(nn.Module):
@@ -148,8 +72,9 @@ def densedepth(
     min_depth: float = 0.1,
     max_depth: float = 10.0,
 ) -> DepthModel:
-    """DenseDepth; width 1.0 = 1664 decoder channels (released weights), 0.5 = Keras default."""
-    enc = DenseNetEncoder(encoder, pretrained)
+    """DenseDepth on a registered encoder (see models.encoders); width 1.0 with densenet169 = 1664 decoder
+    channels (released weights), 0.5 = Keras default. pretrained=True resolves the encoder's ImageNet weights."""
+    enc = create_encoder(encoder, pretrained=pretrained)
     dec = DenseDepthDecoder(enc.out_channels, width)
     depth_head = make_head(head, min_depth=min_depth, max_depth=max_depth)
     # `pretrained` is left out: a rebuilt model gets its weights from the checkpoint, offline.

@@ -49,6 +49,10 @@ class DepthHead:
         """
         raise NotImplementedError
 
+    def to_log_depth(self, raw: Tensor) -> Tensor:
+        """Raw output float[B,1,h,w] -> natural log of metres, unclamped (depths <= 0 floored at 1e-6 m)."""
+        return self.to_depth(raw, clamp=False).clamp_min(1e-6).log()
+
     def config(self) -> dict[str, float | str]:
         """Plain dict that rebuilds this head through make_head(**config)."""
         return {"head": self.name, "min_depth": self.min_depth, "max_depth": self.max_depth}
@@ -104,6 +108,10 @@ class LogHead(DepthHead):
             lo, hi = self.target_range
             return raw.clamp(lo, hi).exp()
         return raw.exp()
+
+    def to_log_depth(self, raw: Tensor) -> Tensor:
+        """The raw output is log depth already: no exp/log round trip that overflows for large raw values."""
+        return raw
 
 
 @dataclass(frozen=True)
