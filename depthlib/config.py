@@ -89,7 +89,7 @@ class TrainConfig:
 class EvalConfig:
     """Settings of depthlib.evaluate."""
 
-    protocol: str = "densedepth"        # "densedepth" or "eigen"
+    protocol: str = "densedepth"        # "densedepth", "eigen" or "no_crop_valid"
     flip_average: bool | None = None    # None = the protocol's own default
     alignment: str = "none"             # "none", "median", "scale_shift", "scale_shift_inverse"
     batch_size: int = 2

@@ -2,8 +2,10 @@
 
 Parameters come from named profiles in notebooks/profiles/<name>.toml: a [common] table applied to
 every notebook that declares the name, then one table per notebook. A name that no notebook's
-`parameters` cell declares is refused (papermill alone only warns). Executed copies go to
-runs/<run>/; the first failing notebook stops the run, keeps its executed copy and names the cell.
+`parameters` cell declares is refused (papermill alone only warns). A `[pipeline]` table may `skip`
+notebooks the profile has no use for (e.g. `own` fine-tunes an existing model, so it never runs 02).
+Executed copies go to runs/<run>/; the first failing notebook stops the run, keeps its executed copy
+and names the cell.
 """
 
 from __future__ import annotations
@@ -71,17 +73,30 @@ def _check_type(nb: str, key: str, value: Any, default: Any) -> None:
                           f"got {type(value).__name__} {value!r}.")
 
 
+def _skipped(profile: str, table: dict[str, Any]) -> set[str]:
+    """Notebooks a profile's [pipeline] table skips (never run, not even with --only)."""
+    unknown = sorted(set(table) - {"skip"})
+    if unknown:
+        raise ConfigError(f"profile {profile!r}: [pipeline] has unknown key(s) {unknown}; it takes `skip`.")
+    skip = table.get("skip", [])
+    bad = sorted(set(skip) - set(NOTEBOOKS)) if isinstance(skip, list) else skip
+    if bad:
+        raise ConfigError(f"profile {profile!r}: [pipeline] skip must list notebooks of {list(NOTEBOOKS)}, got {bad!r}.")
+    return set(skip)
+
+
 def make_plan(profile: str, *, run_name: str | None = None, only: list[str] | None = None,
               overrides: list[str] | None = None) -> Plan:
     """Resolve a profile into per-notebook parameters, refusing names no notebook declares."""
     prof = load_profile(profile)
     common = dict(prof.get("common", {}))
-    unknown_tables = sorted(set(prof) - {"common", "outputs", *NOTEBOOKS})
+    unknown_tables = sorted(set(prof) - {"common", "outputs", "pipeline", *NOTEBOOKS})
     if unknown_tables:
         raise ConfigError(f"profile {profile!r}: unknown table(s) {unknown_tables}; use [common] or one of {list(NOTEBOOKS)}.")
+    skip = _skipped(profile, prof.get("pipeline", {}))
     plan = Plan(profile=profile, run_dir=resolve(Path("runs") / (run_name or profile)))
     plan.outputs = dict(prof.get("outputs", {}))
-    names = [n for n in NOTEBOOKS if (only is None or n in only or n[:2] in only)]
+    names = [n for n in NOTEBOOKS if (only is None or n in only or n[:2] in only) and n not in skip]
     declared: dict[str, dict[str, Any]] = {}
     for nb in NOTEBOOKS:
         path = project_root() / "notebooks" / f"{nb}.ipynb"

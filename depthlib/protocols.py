@@ -18,6 +18,14 @@ Two presets, both called "the Eigen crop" in papers although they differ:
 Crops are defined on 480x640 frames. Other sizes raise DataError; ``Protocol.rescaled(h, w)``
 scales the crop explicitly and renames the protocol (e.g. ``eigen@240x320``) so that a result
 computed that way can never pass for the published protocol.
+
+A third preset is not a published protocol and is named for what it does:
+
+- ``no_crop_valid``: frames of any size and aspect ratio (your own data), no crop, every pixel the
+  reader marks valid counts (raw ground truth allowed; the reader's ``max_depth`` and invalid value
+  decide), metrics per image then averaged (so frames of different sizes weigh the same), flip
+  averaging, bilinear upsampling with half-pixel centres (as ``predict`` does), the prediction
+  clamped to [1e-3, 1000] m only to keep the logarithms finite.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ class Protocol:
 
     name: str
     crop: tuple[int, int, int, int] | None
-    frame_size: tuple[int, int] = (480, 640)              # (H, W) the crop is defined on
+    frame_size: tuple[int, int] | None = (480, 640)       # (H, W) the crop is defined on; None: any size
     require_filled: bool = False                          # every pixel inside the crop must be valid
     valid_range: tuple[float, float] | None = None        # open interval on ground truth, metres
     pred_range: tuple[float, float] = (1e-3, 10.0)        # prediction clamp, metres
@@ -60,6 +68,8 @@ class Protocol:
 
     def crop_slices(self, h: int, w: int, source: str | None = None) -> tuple[slice, slice]:
         """Row/column slices of the crop for an h x w frame; DataError if the frame size differs."""
+        if self.frame_size is None:
+            return slice(None), slice(None)
         if (h, w) != tuple(self.frame_size):
             fh, fw = self.frame_size
             raise DataError(
@@ -76,7 +86,7 @@ class Protocol:
 
     def rescaled(self, h: int, w: int) -> "Protocol":
         """This protocol for h x w frames: crop scaled proportionally, renamed '<name>@<h>x<w>'."""
-        if (h, w) == tuple(self.frame_size):
+        if self.frame_size is None or (h, w) == tuple(self.frame_size):
             return self
         fh, fw = self.frame_size
         crop = None
@@ -89,7 +99,7 @@ class Protocol:
     def describe(self) -> str:
         """One line naming every choice, for table captions."""
         if self.crop is None:
-            crop = "no crop"
+            crop = "no crop" + (", any frame size" if self.frame_size is None else "")
         else:
             t, b, l, r = self.crop
             ch, cw = self.crop_size  # type: ignore[misc]
@@ -159,6 +169,19 @@ PROTOCOLS: dict[str, Protocol] = {
         reduce="per_image",
         flip_average=True,
         reference="BTS (Lee et al. 2019), AdaBins (Bhat et al. 2021), ZoeDepth (Bhat et al. 2023) NYU evaluation",
+    ),
+    "no_crop_valid": Protocol(
+        name="no_crop_valid",
+        crop=None,
+        frame_size=None,
+        require_filled=False,
+        valid_range=None,
+        pred_range=(1e-3, 1000.0),
+        clamp_before_upsample=False,
+        align_corners=False,
+        reduce="per_image",
+        flip_average=True,
+        reference="not a published protocol: your own data, any frame size, no crop, the reader's valid pixels",
     ),
 }
 

@@ -110,7 +110,7 @@ def reference(model: FakeModel, ds: ListDataset, p: Protocol, flip: bool) -> dic
 
 
 def test_registry_and_documented_crop_sizes() -> None:
-    assert list_protocols() == ["densedepth", "eigen"]
+    assert list_protocols() == ["densedepth", "eigen", "no_crop_valid"]
     pred = torch.full((1, 1, H, W), 2.0)
     target = torch.full((1, 1, H, W), 3.0)
     valid = torch.ones(1, 1, H, W, dtype=torch.bool)
@@ -133,6 +133,24 @@ def test_wrong_frame_size_raises_and_rescaled_is_renamed() -> None:
     assert half.name == "densedepth@240x320" and half.crop == (10, 230, 12, 308)
     assert half.apply(small, small, small.bool())[0].shape[-2:] == (220, 296)
     assert PROTOCOLS["eigen"].rescaled(480, 640) is PROTOCOLS["eigen"]
+
+
+def test_no_crop_valid_takes_any_size_and_every_valid_pixel() -> None:
+    """Your own data: odd sizes and aspect ratios, no crop, the reader's mask (even beyond 10 m), per-image mean."""
+    proto = get_protocol("no_crop_valid")
+    assert proto.rescaled(200, 320) is proto and "no crop, any frame size" in proto.describe()
+    ds = ListDataset(3, holes=True, size=(64, 224))    # 7:2, multiples of 32 so predict pads nothing
+    res = evaluate(FakeModel(), ds, protocol="no_crop_valid", batch_size=2, device="cpu", progress=False)
+    v = torch.stack([s["valid"] for s in ds.samples])
+    assert res.protocol == "no_crop_valid" and res.n_pixels == int(v.sum()) and res.reduce == "per_image"
+    pred = full_res_prediction(FakeModel(), ds, proto, flip=True)
+    g = torch.stack([s["depth"] for s in ds.samples]).double()
+    per = [np_metrics(pred[i][v[i]].numpy(), g[i][v[i]].numpy()) for i in range(3)]
+    for k in METRIC_NAMES:
+        assert res.metrics[k] == pytest.approx(np.mean([m[k] for m in per]), rel=1e-9), k
+    assert float(g[v].max()) > 10.0                                   # the 10.5 m patch counts: no range cap here
+    with pytest.raises(DataError, match="defined on 640x480"):
+        evaluate(FakeModel(), ds, protocol="eigen", device="cpu", progress=False)
 
 
 def test_eigen_excludes_holes_and_out_of_range_ground_truth() -> None:

@@ -68,6 +68,36 @@ def read_depth_png(data: bytes | str | Path, *, encoding: str, name: str = "") -
     raise ValueError(f"unknown depth encoding {encoding!r}; use 'mm16', 'u8_10m' or 'dmm16'")
 
 
+def read_depth_raw(path: str | Path) -> np.ndarray:
+    """A depth file's values as stored -> [H, W] integer codes or floats: PNG/TIFF (PIL, modes L, I;16, I, F) or .npy.
+
+    No unit is applied here (see depthlib.data.units). OpenEXR is refused: no installed library reads it
+    (Pillow does not; OpenCV and OpenEXR are not dependencies), so convert such files to float32 .npy or TIFF.
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == ".exr":
+        raise DataError(p, "OpenEXR depth cannot be read: no installed library decodes .exr (Pillow does not).",
+                        "convert the depth to float32 .npy or float TIFF (metres), e.g. with OpenCV or OpenEXR.")
+    if suffix == ".npy":
+        try:
+            arr = np.load(p, allow_pickle=False)
+        except FileNotFoundError:
+            raise DataError(p, "file not found.", "check the path or the file list.") from None
+        except (ValueError, OSError, EOFError) as e:
+            raise DataError(p, f"cannot be read as a .npy array ({e}).", "re-export it with numpy.save.") from None
+        arr = arr[..., 0] if arr.ndim == 3 and arr.shape[-1] == 1 else arr
+        if arr.ndim != 2 or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+            raise DataError(p, f"expected a 2-D numeric depth array, got {arr.dtype} {arr.shape}.",
+                            "save one HxW depth map per file.")
+        return arr
+    img = _open(p, str(p))
+    if img.mode in _MODES_16 or img.mode in ("L", "F"):
+        return np.array(img)
+    raise DataError(p, f"a depth file must hold one channel, got PIL mode {img.mode!r}.",
+                    "export raw depth (16-bit PNG, float TIFF or .npy), not a colour-mapped picture.")
+
+
 def write_depth_png(path: str | Path, depth_m: np.ndarray, *, encoding: str = "mm16") -> None:
     """Encode float metres [H, W] as a depth PNG (inverse of read_depth_png); holes must be 0."""
     d = np.nan_to_num(np.asarray(depth_m, dtype=np.float64), nan=0.0)
