@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -47,50 +48,23 @@ def cpu_info() -> str:
     return f"{model}, {os.cpu_count()} cores; flags: {' '.join(keep)}"
 
 
-def seed_profile(seed: int, base: dict, work: Path) -> Path:
-    """The sample profile with `seed` and every output under `work`; written as TOML."""
-    prof = json.loads(json.dumps(base))
+def run_seed(seed: int, work: Path) -> dict:
+    """Run 02-04 of the sample profile for one seed into `work` (01's prepared file is shared) -> metrics and time."""
     w = work.as_posix()
-    prof["outputs"] = {"figures": f"{w}/figures", "metrics": f"{w}/figures/metrics.json",
-                       "metrics_table": f"{w}/figures/metrics.md", "checkpoints": f"{w}/checkpoints",
-                       "executed_notebooks": f"{w}/runs"}
-    prof["common"].update(seed=seed, figure_dir=f"{w}/figures")
-    prof["02_train"].update(out_dir=f"{w}/checkpoints/train", control_out_dir=f"{w}/checkpoints/scratch")
-    prof["03_finetune"].update(init_from=f"{w}/checkpoints/train/best.pt", out_dir=f"{w}/checkpoints/finetune")
-    prof["04_evaluate"].update(previous=f"{w}/checkpoints/train/best.pt", current=f"{w}/checkpoints/finetune/best.pt",
-                               control=f"{w}/checkpoints/scratch/best.pt", metrics_dir=f"{w}/figures",
-                               update_readme=False, require_beat_baseline=False, require_beat_control=False)
-    prof.pop("05_explore", None)
-    lines = []
-    for table, values in prof.items():
-        lines.append(f"[{table}]")
-        lines += [f"{k} = {toml_value(v)}" for k, v in values.items()]
-        lines.append("")
-    path = work / "profile.toml"
-    work.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines))
-    return path
-
-
-def toml_value(v: object) -> str:
-    """A TOML literal for the values profiles hold: bool, number, string, list, inline table."""
-    if isinstance(v, bool):
-        return str(v).lower()
-    if isinstance(v, (int, float, str)):
-        return json.dumps(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{json.dumps(k)} = {toml_value(x)}" for k, x in v.items()) + " }"
-    raise TypeError(f"no TOML literal for {v!r}")
-
-
-def run_seed(seed: int, base: dict, work: Path) -> dict:
-    """Run 02-04 for one seed (01's prepared file is shared) -> {"metric": {...}, "relative": {...}, "seconds": s}."""
-    profile = seed_profile(seed, base, work)
+    sets = [f"common:seed={seed}", f"common:figure_dir={w}/figures",
+            f"02_train:out_dir={w}/train", f"02_train:control_out_dir={w}/scratch",
+            f"03_finetune:init_from={w}/train/best.pt", f"03_finetune:out_dir={w}/finetune",
+            f"04_evaluate:previous={w}/train/best.pt", f"04_evaluate:current={w}/finetune/best.pt",
+            f"04_evaluate:control={w}/scratch/best.pt", f"04_evaluate:metrics_dir={w}/figures",
+            "04_evaluate:update_readme=False", "04_evaluate:require_beat_baseline=False",
+            "04_evaluate:require_beat_control=False"]
+    cmd = [sys.executable, "-m", "depthlib.pipeline", "--profile", "sample", "--run-name", f"transfer/seed{seed}",
+           "--only", "02", "03", "04"]
+    for item in sets:
+        cmd += ["--set", item]
+    shutil.rmtree(work, ignore_errors=True)  # a fresh run, never a resumed one
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "depthlib.pipeline", "--profile", str(profile), "--run-name",
-                    f"transfer/seed{seed}", "--only", "02", "03", "04"], cwd=ROOT, check=True)
+    subprocess.run(cmd, cwd=ROOT, check=True)
     seconds = time.perf_counter() - t0
     fig = work / "figures"
     rel = next(fig.glob("metrics_relative_*.json"))
@@ -121,7 +95,7 @@ def main() -> int:
     prepared = ROOT / base["common"]["prepared_path"]
     if not prepared.is_file():
         subprocess.run([sys.executable, "-m", "depthlib.pipeline", "--profile", "sample", "--only", "01"], cwd=ROOT, check=True)
-    runs = {s: run_seed(s, base, ROOT / "runs" / "transfer" / f"seed{s}") for s in a.seeds}
+    runs = {s: run_seed(s, ROOT / "runs" / "transfer" / f"seed{s}") for s in a.seeds}
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     any_run = next(iter(runs.values()))
     doc = [
