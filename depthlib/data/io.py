@@ -14,6 +14,15 @@ from ..errors import DataError
 _MODES_16 = ("I;16", "I;16B", "I;16L", "I")
 
 
+def looks_like_zip(path: Path) -> bool:
+    """True when `path` starts with a zip local-file signature, so a failing zipfile.is_zipfile means damage."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
 def _open(data: bytes | str | Path, name: str) -> Image.Image:
     try:
         img = Image.open(io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data)
