@@ -29,6 +29,7 @@ from .paths import resolve
 __all__ = [
     "FORMAT_VERSION",
     "CheckpointError",
+    "check_weights_fit",
     "clean_state_dict",
     "load_checkpoint",
     "load_model",
@@ -167,14 +168,22 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _unpickler_detail(e: Exception) -> str:
-    """The informative part of torch's weights_only error (the refused global or bad opcode)."""
-    text = str(e)
-    marker = "WeightsUnpickler error:"
-    if marker not in text:
-        return text.splitlines()[0] if text else type(e).__name__
-    detail = text.split(marker, 1)[1].strip().split("\n")[0]
-    return detail.split(" was not an allowed")[0].strip()
+def _first_line(e: BaseException) -> str:
+    """First line of an exception's message, or its type name when the message is empty."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _refused_globals(path: Path) -> list[str]:
+    """Python globals (classes, functions) that a zip-format checkpoint's pickle names beyond torch's safe set.
+
+    torch's own scanner reads the pickle opcodes without running them; an older or non-zip file cannot
+    be scanned, which gives [] (the caller then words the refusal without naming the objects).
+    """
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except (ValueError, RuntimeError, OSError, pickle.UnpicklingError):
+        return []
 
 
 def _describe(obj: Any) -> str:
@@ -196,22 +205,31 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
             f"{path}: no such checkpoint file. Fix: check the path (relative paths resolve from "
             "the project root) or train one with depthlib.train.fit."
         )
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: is empty (0 bytes): a copy or download that never finished. "
+                              "Fix: copy it again, or use another checkpoint (e.g. best.pt / an earlier last.pt).")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "Unsupported global" in str(e):
+    except pickle.UnpicklingError:
+        # The weights-only unpickler refused the pickle. torch's own message advises weights_only=False,
+        # i.e. running whatever code the file carries: never pass that on.
+        refused = _refused_globals(path)
+        if refused:
             raise CheckpointError(
-                f"{path}: holds Python objects that torch.load(weights_only=True) refuses, so it was "
-                f"not written by depthlib.save_checkpoint ({_unpickler_detail(e)}). Fix: re-save it "
-                "with save_checkpoint, from code you trust."
-            ) from e
+                f"{path}: holds Python objects that are refused ({_first(refused, 5)}): loading them could "
+                "run code, so depthlib never does, and a depthlib checkpoint holds only tensors and plain "
+                "values. Fix: use a file written by depthlib.save_checkpoint; if this file comes from code "
+                "you trust, rebuild it there with save_checkpoint."
+            ) from None
         raise CheckpointError(
-            f"{path}: is truncated or corrupt and cannot be unpickled ({_unpickler_detail(e)}). "
-            "Fix: use another checkpoint (e.g. best.pt / an earlier last.pt) or re-train."
-        ) from e
+            f"{path}: refused by the safe loader (torch.load(weights_only=True)): it holds pickled Python "
+            "objects or instructions that a depthlib checkpoint never contains, or it is corrupt or not a "
+            "checkpoint at all. Fix: use a file written by depthlib.save_checkpoint (e.g. best.pt / an "
+            "earlier last.pt), or re-train."
+        ) from None
     except (RuntimeError, EOFError, ValueError, OSError) as e:
         raise CheckpointError(
-            f"{path}: is truncated or corrupt and cannot be read ({str(e).splitlines()[0]}). "
+            f"{path}: is truncated or corrupt and cannot be read ({_first_line(e)}). "
             "Fix: use another checkpoint (e.g. best.pt / an earlier last.pt) or re-train."
         ) from e
     if not isinstance(obj, dict) or any(k not in obj for k in REQUIRED_KEYS):
@@ -261,7 +279,16 @@ def model_from_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike[str], ma
         model = create_model(arch, **config)
     except ConfigError as e:
         raise CheckpointError(f"{path}: its model_config does not build {arch!r}: {e}") from e
-    sd = ckpt["model"]
+    check_weights_fit(model, ckpt["model"], path, f"{arch}({config})")
+    model.load_state_dict(ckpt["model"], strict=True)
+    if isinstance(map_location, (str, torch.device)):
+        model.to(map_location)
+    return model.eval()
+
+
+def check_weights_fit(model: nn.Module, sd: Mapping[str, Any], path: str | os.PathLike[str], what: str, *,
+                      fix: str = "load it with the architecture and config it was trained with.") -> None:
+    """CheckpointError listing missing / unexpected keys and shape mismatches of state_dict `sd` against `model`."""
     own = model.state_dict()
     missing = sorted(set(own) - set(sd))
     unexpected = sorted(set(sd) - set(own))
@@ -269,14 +296,9 @@ def model_from_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike[str], ma
               for k in own if k in sd and isinstance(sd[k], torch.Tensor) and sd[k].shape != own[k].shape]
     if missing or unexpected or shapes:
         raise CheckpointError(
-            f"{path}: weights do not match {arch}({config}): missing keys {_first(missing)}, "
-            f"unexpected keys {_first(unexpected)}, shape mismatches {_first(shapes)}. "
-            "Fix: load it with the architecture and config it was trained with."
+            f"{path}: weights do not match {what}: missing keys {_first(missing)}, "
+            f"unexpected keys {_first(unexpected)}, shape mismatches {_first(shapes)}. Fix: {fix}"
         )
-    model.load_state_dict(sd, strict=True)
-    if isinstance(map_location, (str, torch.device)):
-        model.to(map_location)
-    return model.eval()
 
 
 def _first(items: list[str], n: int = 8) -> str:

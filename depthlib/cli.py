@@ -1,8 +1,14 @@
-"""Command line: `python -m depthlib predict ...` (depth PNGs, colour PNGs, PLY) and `export-onnx`."""
+"""Command line: `python -m depthlib predict ...` (depth PNGs, colour PNGs, PLY) and `export-onnx`.
+
+Every path on the command line (images, --checkpoint, --out) is relative to the working directory.
+"""
 
 from __future__ import annotations
 
 import argparse
+import glob
+import math
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -12,7 +18,7 @@ import torch
 
 from .atomic import atomic_path
 from .errors import ConfigError, DataError, DepthlibError
-from .export import DEFAULT_OPSET
+from .export import DEFAULT_OPSET, MAX_SIDE, MIN_SIDE
 
 # NYU Depth V2 Kinect RGB camera (NYU toolbox camera_params.m), 640x480, 0-based pixel centres.
 NYU_INTRINSICS = (518.8579, 519.4696, 325.5824, 253.7362)
@@ -52,10 +58,23 @@ def ply_bytes(points: np.ndarray, colours: np.ndarray) -> bytes:
     return header.encode("ascii") + rec.tobytes()
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif")
+DEFAULT_RANGE = (0.0, 10.0)  # metres: NYU's Kinect range and the heads' max_depth, fixed so images compare
+
+
+def cli_path(path: str | os.PathLike[str]) -> Path:
+    """A command-line path, relative to the working directory (the one rule for every CLI path)."""
+    return Path(path).expanduser().absolute()
+
+
 def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Call write(tmp) on a temporary file beside `path`, then rename it over `path`."""
-    with atomic_path(path) as tmp:
-        write(tmp)
+    """Call write(tmp) on a temporary file beside `path`, then rename it over `path`; a failed write names the file."""
+    try:
+        with atomic_path(path) as tmp:
+            write(tmp)
+    except OSError as e:
+        raise DataError(path, f"could not be written ({e.strerror or e}); nothing partial was left there.",
+                        "free disk space or choose another --out folder.") from e
 
 
 def _floats(text: str, n: int, what: str) -> tuple[float, ...]:
@@ -68,42 +87,105 @@ def _floats(text: str, n: int, what: str) -> tuple[float, ...]:
     return vals
 
 
+def expand_images(args: Sequence[str]) -> list[Path]:
+    """Image files named by `args`: files, folders (their image files, sorted) and glob patterns (sorted)."""
+    paths: list[Path] = []
+    for a in args:
+        p = cli_path(a)
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise DataError(p, f"is a folder without image files ({', '.join(IMAGE_SUFFIXES)}).",
+                                "name the images, or a folder that holds some.")
+            paths += found
+        elif p.is_file():
+            paths.append(p)
+        elif glob.has_magic(a):
+            found = sorted(Path(f).absolute() for f in glob.glob(os.path.expanduser(a)) if Path(f).is_file())
+            if not found:
+                raise DataError(p, "this pattern matches no files.", "check the pattern (relative to the working directory).")
+            paths += found
+        else:
+            raise DataError(p, "no such image file or folder.", "check the path (relative to the working directory).")
+    return paths
+
+
+def check_cmap(cmap: str) -> None:
+    """ConfigError unless matplotlib knows the colour map `cmap`."""
+    import matplotlib
+
+    if cmap not in matplotlib.colormaps:
+        near = sorted(c for c in matplotlib.colormaps if c.lower().startswith(cmap[:3].lower()))[:8]
+        raise ConfigError(f"--cmap {cmap!r} is not a matplotlib colour map{f' (similar: {near})' if near else ''}. "
+                          "Fix: use e.g. magma_r, viridis, turbo, gray.")
+
+
+def parse_range(text: str) -> tuple[float, float] | None:
+    """--range text -> (lo, hi) metres, or None for "auto" (each image's own min..max)."""
+    if text.strip().lower() == "auto":
+        return None
+    lo, hi = _floats(text, 2, "--range")
+    if not (0.0 <= lo < hi) or not np.isfinite(hi):
+        raise ConfigError(f"--range needs 0 <= LO < HI metres, got {text!r}. Fix: e.g. --range 0,10 or --range auto.")
+    return lo, hi
+
+
+def colour_name(stem: str, lo: float, hi: float) -> str:
+    """File name of a colour PNG; it states the depth range its colours span, in metres."""
+    return f"{stem}_depth_color_{lo:g}-{hi:g}m.png"
+
+
 def predict_images(images: Sequence[str], *, checkpoint: str, out: str, ply: bool = False,
                    intrinsics: Sequence[float] | None = None, flip_average: bool = True, device: str = "auto",
-                   cmap: str = "magma_r",
+                   cmap: str = "magma_r", depth_range: tuple[float, float] | None = DEFAULT_RANGE,
                    progress: bool = True) -> list[Path]:
-    """Write <stem>_depth.png (uint16 mm), <stem>_depth_color.png and optionally <stem>.ply per image."""
+    """Write <stem>_depth.png (uint16 mm), <stem>_depth_color_<lo>-<hi>m.png and optionally <stem>.ply per image.
+
+    images: files, folders and glob patterns. Every path (images, checkpoint, out) is relative to the
+    working directory, as on any command line. Settings are checked before anything is written; every
+    file is written atomically. depth_range: the metres mapped onto the colour map (None: each image's
+    own min..max); the range used is in the colour PNG's name.
+    """
     from PIL import Image
     from tqdm import tqdm
 
     from .data.io import read_rgb, write_depth_png
     from .distributed import resolve_device
+    from .inference import load_for_inference
     from .predict import predict
     from .viz import colorize
-    from .workbook import inference_model
 
-    paths = [Path(p) for p in images]
-    for p in paths:
-        if not p.is_file():
-            raise DataError(p, "no such image file.", "check the path (shell globs that match nothing stay literal).")
+    check_cmap(cmap)
+    paths = expand_images(images)
     stems = [p.stem for p in paths]
     dup = sorted({s for s in stems if stems.count(s) > 1})
     if dup:
         raise ConfigError(f"several inputs are named {dup}: their outputs would overwrite each other in {out}. "
                           "Fix: run them with different --out folders.")
+    out_dir = cli_path(out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"{out_dir}: --out names an existing file; it must be a folder. "
+                          "Fix: choose a folder name (it is created).")
     dev = resolve_device(device)
-    model = inference_model(checkpoint, device=str(dev))  # replays the training crop/resize, if recorded
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    model = load_for_inference(cli_path(checkpoint), device=str(dev))  # replays the training crop/resize
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(out_dir, f"the output folder cannot be created ({e.strerror or e}).",
+                        "choose another --out folder.") from e
     written: list[Path] = []
     for p in tqdm(paths, desc="predict", unit="image", disable=not progress):
-        rgb = read_rgb(p)  # DataError naming the file if it is not a readable image
+        rgb = read_rgb(p, photo=True)  # DataError naming the file if it is not a readable image
         h, w = rgb.shape[:2]
         x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].float().div_(255.0)
         depth = predict(model, x.to(dev), flip_average=flip_average, out_size=(h, w))[0, 0].float().cpu().numpy()
-        targets = {"depth": out_dir / f"{p.stem}_depth.png", "color": out_dir / f"{p.stem}_depth_color.png"}
+        # auto: the image's own range, widened to whole centimetres so the file name states it exactly
+        lo, hi = depth_range if depth_range is not None else (math.floor(float(depth.min()) * 100) / 100,
+                                                              math.ceil(float(depth.max()) * 100) / 100)
+        targets = {"depth": out_dir / f"{p.stem}_depth.png", "color": out_dir / colour_name(p.stem, lo, hi)}
         _write_atomic(targets["depth"], lambda t: write_depth_png(t, depth, encoding="mm16"))
-        _write_atomic(targets["color"], lambda t: Image.fromarray(colorize(depth, cmap=cmap)).save(t, format="PNG"))
+        colours = colorize(depth, vmin=lo, vmax=hi, cmap=cmap)
+        _write_atomic(targets["color"], lambda t: Image.fromarray(colours).save(t, format="PNG"))
         if ply:
             k = tuple(intrinsics) if intrinsics is not None else scaled_intrinsics(h, w)
             pts = backproject(depth, k).reshape(-1, 3)
@@ -117,25 +199,32 @@ def predict_images(images: Sequence[str], *, checkpoint: str, out: str, ply: boo
 def _cmd_predict(a: argparse.Namespace) -> int:
     k = None if a.intrinsics is None else _floats(a.intrinsics, 4, "--intrinsics")
     files = predict_images(a.images, checkpoint=a.checkpoint, out=a.out, ply=a.ply, intrinsics=k,
-                           flip_average=not a.no_flip, device=a.device, cmap=a.cmap)
-    print(f"wrote {len(files)} files to {a.out}")
+                           flip_average=not a.no_flip, device=a.device, cmap=a.cmap,
+                           depth_range=parse_range(a.range))
+    print(f"wrote {len(files)} files to {cli_path(a.out)}")
     return 0
 
 
 def _cmd_export(a: argparse.Namespace) -> int:
     from .checkpoint import load_model
-    from .export import check_onnx, export_onnx, training_size
+    from .export import check_onnx, export_onnx, training_data
 
-    model = load_model(a.checkpoint, map_location="cpu")
-    trained = training_size(a.checkpoint) or (240, 320)
-    height, width = a.height or trained[0], a.width or trained[1]
-    path = export_onnx(model, a.out, height=height, width=width, flip_average=a.flip, opset=a.opset,
-                       dynamic=not a.no_dynamic)
+    checkpoint = cli_path(a.checkpoint)
+    model = load_model(checkpoint, map_location="cpu")
+    data = training_data(checkpoint)
+    trained = data.get("image_size") or (240, 320)
+    height, width = a.height or int(trained[0]), a.width or int(trained[1])
+    path = export_onnx(model, cli_path(a.out), height=height, width=width, flip_average=a.flip, opset=a.opset,
+                       dynamic=not a.no_dynamic, train_data=data)
     msg = f"wrote {path}"
     if not a.no_check:
         gen = torch.Generator().manual_seed(0)
         err = check_onnx(model, path, torch.rand(2, 3, height, width, generator=gen), flip_average=a.flip)
         msg += f" (ONNX Runtime matches PyTorch: max |diff| {err:.2g} m)"
+    if data:
+        msg += ("\nnote: the graph runs the network on the image as given; `depthlib predict` also replays the "
+                f"training input (border crop {data.get('border_crop', 'none')!r}, resize to {data.get('image_size')}). "
+                "The file's metadata_props say how.")
     print(msg)
     return 0
 
@@ -145,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m depthlib", description="depth-workbook command line.")
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("predict", help="depth maps (16-bit PNG, mm), colour PNGs and point clouds for images")
-    p.add_argument("images", nargs="+", help="RGB image files (any size)")
+    p.add_argument("images", nargs="+", help="RGB image files (any size >= 8x8), folders of images, or quoted "
+                   "glob patterns such as 'photos/*.jpg'")
     p.add_argument("--checkpoint", required=True, help="a depthlib checkpoint (.pt)")
     p.add_argument("--out", required=True, help="output folder (created)")
     p.add_argument("--ply", action="store_true", help="also write <stem>.ply coloured point clouds (metres)")
@@ -154,12 +244,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-flip", action="store_true", help="no flip averaging (twice as fast)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default auto)")
     p.add_argument("--cmap", default="magma_r", help="matplotlib colormap of the colour PNG (default magma_r)")
+    p.add_argument("--range", default=f"{DEFAULT_RANGE[0]:g},{DEFAULT_RANGE[1]:g}", metavar="LO,HI",
+                   help="metres spanned by the colour map, the same for every image (default %(default)s); "
+                   "'auto' stretches each image to its own min..max. The colour PNG's name states the range")
     p.set_defaults(run=_cmd_predict)
     e = sub.add_parser("export-onnx", help="export a checkpoint to ONNX and check it against ONNX Runtime")
     e.add_argument("--checkpoint", required=True, help="a depthlib checkpoint (.pt)")
     e.add_argument("--out", required=True, help="the .onnx file to write")
-    e.add_argument("--height", type=int, help="example input height, a multiple of the model's input_multiple "
-                   "(default: the training image size recorded in the checkpoint, else 240)")
+    e.add_argument("--height", type=int, help=f"example input height, {MIN_SIDE}..{MAX_SIDE} (default: the training "
+                   "image size recorded in the checkpoint, else 240); the graph accepts any size in that range")
     e.add_argument("--width", type=int, help="example input width (default: as recorded, else 320)")
     e.add_argument("--flip", action="store_true", help="bake flip averaging into the graph")
     e.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")

@@ -50,7 +50,15 @@ def resolve_device(name: str) -> torch.device:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if name == "auto":
         return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device={name!r} is not a device depthlib runs on. "
+                          "Fix: use 'auto', 'cpu', 'cuda', 'cuda:N' (or 'mps' on Apple silicon).")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device={name!r} but no Apple-silicon GPU (MPS) is available. Fix: set device='auto' or 'cpu'.")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(

@@ -8,6 +8,10 @@ from torch import Tensor, nn
 
 from .errors import ConfigError
 
+# Smallest side predict accepts. Below it an image holds too little scene for a depth estimate, and a
+# stride-32 encoder sees a single replicated pixel; 8 also keeps every border replay well-defined.
+MIN_SIDE = 8
+
 
 def _pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
     """Replicate-pad float[B,3,H,W] at the bottom/right up to multiples of `multiple`."""
@@ -54,6 +58,11 @@ def predict(
     if not (out_size is None or out_size == "native" or
             (isinstance(out_size, (tuple, list)) and len(out_size) == 2)):
         raise ConfigError(f"predict: out_size must be None, 'native' or (h, w), got {out_size!r}.")
+    if min(images.shape[-2:]) < MIN_SIDE:
+        raise ConfigError(
+            f"predict: images of {images.shape[-1]}x{images.shape[-2]} pixels (WxH) are too small; the minimum is "
+            f"{MIN_SIDE}x{MIN_SIDE}. Fix: use a larger image (the model was trained on whole room-scale frames)."
+        )
     param = next(model.parameters())
     x = images.to(device=param.device, dtype=param.dtype)
     h, w = x.shape[-2:]

@@ -34,15 +34,18 @@ from .callbacks import Callback, TensorBoardLogger, TrainState
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, to_dict, to_plain
 from .data.dataset import make_loader
-from .errors import ConfigError, DepthlibError
+from .errors import CheckpointError, ConfigError, DepthlibError
 from .losses import LOSSES
 from .metrics import metrics_from_sums
 from .paths import resolve
-from .train_utils import (History, batch_to, check_config, forward_with_targets, gpu_augment, init_weights,
-                          kernel_mode, make_optimizer, make_scheduler, rng_state, seed_everything, set_rng_state,
-                          validation_sums)
+from .history import History
+from .reproducibility import kernel_mode, rng_state, seed_everything, set_rng_state
+from .train_setup import check_config, init_weights, make_optimizer, make_scheduler
+from .train_step import batch_to, forward_with_targets, gpu_augment, validation_sums
 
 __all__ = ["Callback", "History", "NonFiniteLossError", "fit"]
+# What _save puts into extra beside train_config, all of which resuming needs.
+RESUME_KEYS = ("train_config", "batch_in_epoch", "world_size", "history", "epoch_loss", "scaler", "rng")
 log = logging.getLogger(__name__)
 
 
@@ -118,7 +121,16 @@ class _Run:
 
     def _restore(self, ckpt: dict[str, Any], path: Path) -> None:
         """Resume: model, optimiser, schedule, scaler, counters, history, RNG, position in the epoch."""
-        ex, old = ckpt["extra"], ckpt["extra"]["train_config"]
+        ex = ckpt.get("extra") or {}
+        lacking = [k for k in RESUME_KEYS if k not in ex] + [k for k in ("optimizer", "scheduler") if not ckpt.get(k)]
+        if lacking:
+            # e.g. a copy of best.pt (weights + train_config only) or a file saved with save_checkpoint directly.
+            raise CheckpointError(
+                f"{path}: was not written by fit as its resume point: it lacks {lacking}, so this run cannot "
+                "be resumed from it (a copy of best.pt, or a save_checkpoint file, look like this). Fix: "
+                "resume=False to start over in this out_dir (last.pt is then overwritten), or move the file "
+                "away; to start from its weights, set init_from to it in a new out_dir.")
+        old = ex["train_config"]
         now = {"arch": getattr(self.core, "arch", None), "model_config": to_plain(getattr(self.core, "config", {})),
                "loss": self.cfg.loss, "data": to_plain(self.cfg.data)}
         was = {"arch": ckpt.get("arch"), "model_config": ckpt.get("model_config"), "loss": old.get("loss"),

@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from . import workbook
     from .models import create_model
     from .train import fit
-    from .train_utils import seed_everything
+    from .reproducibility import seed_everything
 
     args = build_parser().parse_args(argv)
     try:

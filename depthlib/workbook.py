@@ -23,7 +23,7 @@ from .data.prepared_loader import PreparedTorchDataset
 from .data.holes import with_holes_filled  # noqa: F401  (a notebook step)
 from .data.transforms import build_transforms
 from .errors import DataError
-from .models.adapter import load_for_inference
+from .inference import load_for_inference
 from .models.heads import make_head
 from .paths import resolve
 from .predict import predict
@@ -91,7 +91,7 @@ def data_settings(cfg: DataConfig) -> dict[str, Any]:
 
 
 def inference_model(checkpoint: str, *, device: str = "cpu") -> nn.Module:
-    """Load a checkpoint for whole frames: cropped and resized exactly as in training (see models.adapter)."""
+    """Load a checkpoint for whole frames: cropped and resized exactly as in training (see depthlib.inference)."""
     return load_for_inference(resolve(checkpoint), device=device)
 
 
@@ -111,7 +111,7 @@ def train_scratch_control(model: str, model_kwargs: Mapping[str, Any], train: An
 
     from .models import create_model
     from .train import fit
-    from .train_utils import seed_everything
+    from .reproducibility import seed_everything
 
     if not out_dir:
         print("scratch control skipped (control_out_dir is empty)")

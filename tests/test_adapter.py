@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from depthlib.checkpoint import save_checkpoint
 from depthlib.config import TrainConfig, to_dict
-from depthlib.errors import CheckpointError
+from depthlib.errors import CheckpointError, ConfigError
 from depthlib.models import create_model
-from depthlib.models.adapter import InputAdapter, load_for_inference
+from depthlib.inference import load_for_inference
+from depthlib.models.adapter import InputAdapter
 from depthlib.predict import predict
 
 
@@ -38,7 +42,45 @@ def test_load_for_inference_uses_the_recorded_settings(tmp_path):
     save_checkpoint(rec, model=m, extra={"train_config": to_dict(TrainConfig(data={"image_size": [64, 96], "border_crop": "nyu"}))})
     a = load_for_inference(rec)
     assert isinstance(a, InputAdapter) and a.input_size == (64, 96) and a.border == (6, 6, 7, 8)
+    assert a.border_frame == (480, 640)
     bad = tmp_path / "bad.pt"
     save_checkpoint(bad, model=m, extra={"train_config": to_dict(TrainConfig(data={"image_size": [64, 96], "border_crop": "detect"}))})
     with pytest.raises(CheckpointError, match="border_crop='detect'"):
         load_for_inference(bad)
+
+
+def test_border_crop_replays_only_on_the_frame_size_it_belongs_to():
+    torch.manual_seed(0)
+    m = create_model("unet", width=4, depth=2, head="log").eval()
+    a = InputAdapter(m, input_size=(32, 48), border=(6, 6, 7, 8), border_frame=(480, 640))
+    plain = InputAdapter(m, input_size=(32, 48))
+    small = torch.rand(1, 3, 240, 320)  # not an NYU frame: no border to remove, resized whole
+    assert torch.equal(a(small), plain(small))
+    frame = torch.rand(1, 3, 480, 640)
+    cropped = plain(frame[..., 6:474, 7:632])  # the NYU frame: its border is cut as in training
+    assert not torch.equal(a(frame), plain(frame))
+    torch.testing.assert_close(a(frame)[..., 3:-3, 4:-4], F.interpolate(cropped, size=(234, 312), mode="bilinear",
+                                                                         align_corners=False))
+    for h, w in ((5, 7), (1, 1)):  # tiny images: a clear refusal, never a crash inside torch
+        with pytest.raises(ConfigError, match=rf"{w}x{h} pixels .* the minimum is 8x8"):
+            predict(a, torch.rand(1, 3, h, w))
+    assert predict(a, torch.rand(1, 3, 8, 9)).shape == (1, 1, 8, 9)
+
+
+def test_imports_run_one_way():
+    """models never import checkpoint or inference; checkpoint never imports inference."""
+    root = Path(__file__).resolve().parent.parent / "depthlib"
+
+    def imported(path: Path) -> set[str]:
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names.add("." * node.level + (node.module or ""))
+            elif isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+        return names
+
+    for f in sorted((root / "models").glob("*.py")):
+        bad = {n for n in imported(f) if n.split(".")[-1] in ("checkpoint", "inference", "workbook", "predict")}
+        assert not bad, f"{f.name} imports {bad}"
+    assert not {n for n in imported(root / "checkpoint.py") if n.endswith("inference")}

@@ -144,8 +144,9 @@ def test_missing_truncated_and_corrupt_files(tmp_path, model):
         load_checkpoint(cut)
     junk = tmp_path / "junk.pt"
     junk.write_bytes(np.random.default_rng(0).bytes(1000))
-    with pytest.raises(CheckpointError, match="junk.pt: is truncated or corrupt"):
+    with pytest.raises(CheckpointError, match="junk.pt: refused by the safe loader.*or it is corrupt") as info:
         load_model(junk)
+    assert "weights_only=False" not in str(info.value) and info.value.__suppress_context__
 
 
 def test_foreign_files_say_what_they_hold(tmp_path, model):
@@ -197,3 +198,42 @@ def test_save_refuses_what_weights_only_loading_would_refuse(tmp_path, model):
     with pytest.raises(CheckpointError, match="no `arch`"):
         save_checkpoint(tmp_path / "y.pt", model=nn.Linear(2, 2))
     assert os.listdir(tmp_path) == []
+
+
+class _RunsCode:
+    """Pickles as a call of os.mkdir(path): loading it unsafely would create the folder."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (os.mkdir, (self.path,))
+
+
+def test_checkpoint_carrying_code_is_refused_as_such(tmp_path, model):
+    ran = tmp_path / "code_ran"
+    evil = tmp_path / "evil.pt"
+    good = {"format_version": 1, "arch": "unet", "model_config": dict(model.config), "model": model.state_dict()}
+    torch.save({**good, "extra": {"hook": _RunsCode(str(ran))}}, evil)
+    with pytest.raises(CheckpointError) as info:
+        load_model(evil)
+    msg = str(info.value)
+    assert msg.startswith(f"{evil}: holds Python objects that are refused (['{os.mkdir.__module__}.mkdir'])"), msg
+    # Never torch's advice to load unsafely, neither in the message nor in a chained traceback.
+    assert "weights_only=False" not in msg and "weights_only` set to `False" not in msg
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert "truncated" not in msg and not ran.exists()
+    # The same file in torch's legacy (non-zip) format cannot be scanned for names; still refused, no advice.
+    legacy = tmp_path / "legacy.pt"
+    with open(legacy, "wb") as f:
+        torch.save({**good, "extra": {"hook": _RunsCode(str(ran))}}, f, _use_new_zipfile_serialization=False)
+    with pytest.raises(CheckpointError, match=r"legacy.pt: refused by the safe loader.*pickled Python objects") as info:
+        load_checkpoint(legacy)
+    assert "weights_only=False" not in str(info.value) and not ran.exists()
+
+
+def test_zero_byte_checkpoint_is_named(tmp_path):
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"empty.pt: is empty \(0 bytes\).*Fix: "):
+        load_checkpoint(empty)

@@ -14,6 +14,7 @@ from PIL import Image
 from _tiny_checkpoint import tiny_checkpoint
 from depthlib.checkpoint import load_model
 from depthlib.cli import NYU_INTRINSICS, backproject, main, scaled_intrinsics
+from depthlib.viz import colorize
 from depthlib.predict import predict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,8 +90,9 @@ def test_predict_writes_mm_png_colour_and_ply(frame_png: Path, odd_png: Path, ck
         expect = predict(model, _rgb_tensor(src), flip_average=True)[0, 0].double().numpy() * 1000.0
         assert np.abs(mm - expect).max() <= 0.5 + 1e-3  # rounding to whole millimetres only
         assert mm.std() > 10.0  # the tiny model's depth varies; a constant image would hide bugs
-        colour = Image.open(out / f"{stem}_depth_color.png")
+        colour = Image.open(out / f"{stem}_depth_color_0-10m.png")  # the default fixed range, in the name
         assert colour.mode == "RGB" and colour.size == (w, h)
+        _same_colours(colour, colorize(mm / 1000.0, vmin=0.0, vmax=10.0))
         header, pts = _read_ply(out / f"{stem}.ply")
         assert f"element vertex {w * h}" in header and len(pts) == w * h
         fx, fy, cx, cy = scaled_intrinsics(h, w)
@@ -143,7 +145,7 @@ def test_unreadable_image_is_named(ckpt: Path, tmp_path: Path, capsys: pytest.Ca
 def test_missing_image_and_duplicate_names(odd_png: Path, ckpt: Path, tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["predict", str(tmp_path / "nope.png"), "--checkpoint", str(ckpt), "--out", str(tmp_path)]) == 2
-    assert "nope.png: no such image file" in capsys.readouterr().err
+    assert "nope.png: no such image file or folder" in capsys.readouterr().err
     other = tmp_path / "sub" / odd_png.name
     other.parent.mkdir()
     other.write_bytes(odd_png.read_bytes())
@@ -173,3 +175,130 @@ def test_python_dash_m_entry_point() -> None:
     r = subprocess.run([sys.executable, "-m", "depthlib", "export-onnx"], capture_output=True, text=True,
                        timeout=300, cwd=ROOT)
     assert r.returncode == 2 and "--checkpoint" in r.stderr
+
+
+def _same_colours(png: Image.Image, expect: np.ndarray) -> None:
+    """Colours equal up to the PNG's millimetre rounding (a colour-map step or two), and far from any other range."""
+    diff = np.abs(np.array(png, dtype=np.int16) - expect.astype(np.int16))
+    assert diff.max() <= 3 and diff.mean() < 0.05, (diff.max(), diff.mean())
+
+
+def _outputs(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def test_bad_settings_are_refused_before_anything_is_written(odd_png: Path, ckpt: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "o"
+    assert main(["predict", str(odd_png), "--checkpoint", str(ckpt), "--out", str(out), "--cmap", "nocmap"]) == 2
+    assert "--cmap 'nocmap' is not a matplotlib colour map" in capsys.readouterr().err
+    assert main(["predict", str(odd_png), "--checkpoint", str(ckpt), "--out", str(out), "--range", "5,1"]) == 2
+    assert "--range needs 0 <= LO < HI" in capsys.readouterr().err
+    assert main(["predict", str(odd_png), "--checkpoint", str(ckpt), "--out", str(out), "--device", "tpu"]) == 2
+    assert "device='tpu' is not a device depthlib runs on" in capsys.readouterr().err
+    assert not out.exists()
+    taken = tmp_path / "taken.txt"
+    taken.write_text("mine")
+    assert main(["predict", str(odd_png), "--checkpoint", str(ckpt), "--out", str(taken)]) == 2
+    err = capsys.readouterr().err
+    assert f"{taken}: --out names an existing file" in err and "Traceback" not in err
+    assert taken.read_text() == "mine"
+
+
+@pytest.mark.parametrize("name", ["empty.pt", "evil.pt"])
+def test_empty_or_code_carrying_checkpoint_through_the_cli(name: str, odd_png: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    ck = tmp_path / name
+    if name == "empty.pt":
+        ck.write_bytes(b"")
+    else:
+        torch.save({"hook": _Mkdir(str(tmp_path / "ran"))}, ck)
+    for argv in (["predict", str(odd_png), "--out", str(tmp_path / "o")], ["export-onnx", "--out", str(tmp_path / "m.onnx")]):
+        assert main([*argv, "--checkpoint", str(ck)]) == 2
+        err = capsys.readouterr().err
+        assert str(ck) in err and "Traceback" not in err and "weights_only=False" not in err
+        assert ("is empty (0 bytes)" if name == "empty.pt" else "holds Python objects that are refused") in err
+    assert _outputs(tmp_path) == [name]
+
+
+class _Mkdir:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        import os
+
+        return (os.mkdir, (self.path,))
+
+
+def test_folders_globs_and_relative_paths_from_the_working_directory(odd_png: Path, ckpt: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for n in ("a.jpg", "b.png"):
+        Image.open(odd_png).save(photos / n)
+    (photos / "notes.txt").write_text("not an image")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "tiny.pt").write_bytes(ckpt.read_bytes())
+    monkeypatch.chdir(tmp_path)  # every relative path below is relative to here, the checkpoint too
+    assert main(["predict", "photos", "--checkpoint", "models/tiny.pt", "--out", "out1", "--no-flip"]) == 0
+    assert _outputs(tmp_path / "out1") == ["a_depth.png", "a_depth_color_0-10m.png", "b_depth.png",
+                                           "b_depth_color_0-10m.png"]
+    assert main(["predict", "photos/*.jpg", "--checkpoint", "models/tiny.pt", "--out", "out2", "--no-flip"]) == 0
+    assert _outputs(tmp_path / "out2") == ["a_depth.png", "a_depth_color_0-10m.png"]
+    assert main(["predict", "photos/*.gif", "--checkpoint", "models/tiny.pt", "--out", "out3"]) == 2
+
+
+def test_auto_range_is_named_and_stretches_each_image(odd_png: Path, ckpt: Path, tmp_path: Path) -> None:
+    assert main(["predict", str(odd_png), "--checkpoint", str(ckpt), "--out", str(tmp_path), "--range", "auto"]) == 0
+    (colour,) = tmp_path.glob("odd_depth_color_*m.png")
+    mm = np.array(Image.open(tmp_path / "odd_depth.png")).astype(np.float64)
+    lo, hi = (float(v) for v in colour.name[len("odd_depth_color_"):-len("m.png")].split("-"))
+    assert mm.min() / 1000 - 0.0105 < lo <= mm.min() / 1000 + 5e-4  # whole centimetres around the depth
+    assert mm.max() / 1000 - 5e-4 <= hi < mm.max() / 1000 + 0.0105
+    _same_colours(Image.open(colour), colorize(mm / 1000.0, vmin=lo, vmax=hi))
+
+
+def test_photos_are_turned_upright_and_converted(odd_png: Path, ckpt: Path, tmp_path: Path) -> None:
+    rgb = Image.open(odd_png).convert("RGB")  # 333 x 250
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: the camera was turned, show rotated 90 degrees clockwise
+    rgb.save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    rgb.convert("CMYK").save(tmp_path / "cmyk.jpg")
+    rgb.convert("LA").save(tmp_path / "grey_alpha.png")
+    rgb.convert("1").save(tmp_path / "bits.png")
+    rgb.convert("P").save(tmp_path / "palette.png")
+    Image.fromarray((np.array(rgb.convert("L"), dtype=np.uint16) * 257)).save(tmp_path / "grey16.png")
+    names = ["phone.jpg", "cmyk.jpg", "grey_alpha.png", "bits.png", "palette.png", "grey16.png"]
+    out = tmp_path / "out"
+    assert main(["predict", *(str(tmp_path / n) for n in names), "--checkpoint", str(ckpt), "--out", str(out),
+                 "--no-flip"]) == 0
+    assert Image.open(out / "phone_depth.png").size == (250, 333)  # upright: width and height swapped
+    for n in names[1:]:
+        assert Image.open(out / f"{Path(n).stem}_depth.png").size == (333, 250)
+
+
+def test_disk_full_names_the_file_and_keeps_nothing_partial(odd_png: Path, ckpt: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import errno
+
+    import depthlib.data.io as io_mod
+
+    def full(path, depth_m, *, encoding="mm16"):
+        Path(path).write_bytes(b"half a png")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(io_mod, "write_depth_png", full)
+    out = tmp_path / "o"
+    assert main(["predict", str(odd_png), "--checkpoint", str(ckpt), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{out / 'odd_depth.png'}: could not be written (No space left on device)" in err
+    assert _outputs(out) == []
+
+
+def test_tiny_images_get_a_clear_minimum(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    Image.new("RGB", (7, 5), (120, 80, 40)).save(tmp_path / "tiny.png")
+    assert main(["predict", str(tmp_path / "tiny.png"), "--checkpoint", str(ckpt), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "7x5 pixels (WxH) are too small; the minimum is 8x8" in err and "Traceback" not in err

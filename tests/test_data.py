@@ -263,3 +263,58 @@ def test_photometric_jitter_changes_colour_only_and_stays_in_range():
     assert max(means) - min(means) > 0.02  # brightness really varies between draws
     with pytest.raises(ConfigError, match="color_jitter"):
         RandomPhotometric(1.5)
+
+def _coded_scene() -> dict[str, torch.Tensor]:
+    """A 480x640 sample whose pixels say where they are: red = column / 1000, green = row / 1000,
+    depth = 1 + column / 100 + row / 10000 m, valid = odd columns."""
+    rows = torch.arange(480, dtype=torch.float32).view(480, 1).expand(480, 640)
+    cols = torch.arange(640, dtype=torch.float32).view(1, 640).expand(480, 640)
+    image = torch.stack([cols / 1000, rows / 1000, torch.zeros_like(rows)])
+    return {"image": image, "depth": (1 + cols / 100 + rows / 10000)[None], "valid": (cols % 2 == 1)[None]}
+
+
+def test_nyu_border_crop_keeps_image_depth_and_valid_exactly_aligned():
+    out = BorderCrop("nyu")(_coded_scene())
+    t, b, l, r = 6, 6, 7, 8  # the documented NYU border (rows 0-5 / 474-479, cols 0-6 / 632-639)
+    assert out["image"].shape == (3, 480 - t - b, 640 - l - r)
+    col = out["image"][0] * 1000  # the source column of each image pixel
+    row = out["image"][1] * 1000
+    assert float(col[0, 0]) == pytest.approx(l) and float(row[0, 0]) == pytest.approx(t)
+    assert float(col[-1, -1]) == pytest.approx(640 - r - 1) and float(row[-1, -1]) == pytest.approx(480 - b - 1)
+    # Depth and valid come from exactly the same pixel as the image, at every pixel (no 1-pixel shift).
+    torch.testing.assert_close(out["depth"][0], 1 + col / 100 + row / 10000, rtol=0, atol=1e-5)
+    assert torch.equal(out["valid"][0], col.round().long() % 2 == 1)
+
+
+def test_8bit_train_depth_decodes_to_hand_computed_metres(tmp_path):
+    """A grey 8-bit PNG written byte by byte (not by the project's writer): 0..255 = 0..10 m, value * 10 / 255."""
+    import struct
+    import zlib
+
+    values = [0, 1, 51, 128, 254, 255]
+    raw = b"".join(b"\x00" + bytes([v]) for v in values)  # 6 rows of one pixel, filter byte 0 each
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, len(values), 8, 0, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    path = tmp_path / "depth_u8.png"
+    path.write_bytes(png)
+    got = read_depth_png(path, encoding="u8_10m")[:, 0]
+    hand = [0.0, 0.0392157, 2.0, 5.0196078, 9.9607843, 10.0]  # v * 10 / 255, by hand
+    np.testing.assert_allclose(got, hand, rtol=0, atol=1e-6)
+
+
+def test_8bit_train_depth_of_a_real_frame(tmp_path, sample_dir):
+    """A real NYU depth frame stored as DenseDepth stores train depth (8-bit): its bytes, read by hand, give the metres."""
+    mm = np.asarray(Image.open(Path(sample_dir) / "data/nyu2_test/00000_depth.png"), dtype=np.float64)
+    u8 = np.clip(np.round(mm / 1000 * 25.5), 0, 255).astype(np.uint8)  # 1 level = 10/255 m
+    path = tmp_path / "00000_u8.png"
+    Image.fromarray(u8, mode="L").save(path)
+    got = read_depth_png(path, encoding="u8_10m")
+    assert got.shape == (480, 640)
+    for v, u in ((0, 0), (240, 320), (479, 639), (100, 500)):
+        assert float(got[v, u]) == pytest.approx(int(u8[v, u]) * 10 / 255, abs=1e-6)
+    # Frame 00000 spans 1.80-3.62 m (data/sample/README.md): the decoded 8-bit copy is within one level.
+    assert float(got.min()) == pytest.approx(1.80, abs=0.04) and float(got.max()) == pytest.approx(3.62, abs=0.04)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,7 @@ def frames() -> torch.Tensor:
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(checkpoint, model.onnx) written through the CLI, which also runs its own ONNX Runtime check."""
     d = tmp_path_factory.mktemp("onnx")
-    ck = tiny_checkpoint(d / "tiny.pt")
+    ck = tiny_checkpoint(d / "tiny.pt", data={"image_size": [64, 96], "border_crop": "nyu"})
     assert main(["export-onnx", "--checkpoint", str(ck), "--out", str(d / "model.onnx"),
                  "--height", "64", "--width", "64"]) == 0
     return ck, d / "model.onnx"
@@ -57,16 +58,28 @@ def test_onnx_matches_pytorch_on_sample_frames(exported: tuple[Path, Path], fram
 
 
 @pytest.mark.slow  # one torch.export-based ONNX export: ~10-30 s on 2 busy cores
-def test_onnx_on_an_arbitrary_size_by_padding(exported: tuple[Path, Path], frames: torch.Tensor) -> None:
+def test_onnx_on_arbitrary_sizes_pads_and_crops_inside_the_graph(exported: tuple[Path, Path],
+                                                                 frames: torch.Tensor) -> None:
     ck, onnx_path = exported
     model = load_model(ck)
-    x = F.interpolate(frames[:1], size=(250, 333), mode="bilinear", align_corners=False, antialias=True)
-    m = model.input_multiple
-    padded = F.pad(x, (0, -333 % m, 0, -250 % m), mode="replicate")  # the recipe the README gives deployers
-    got = run_onnx(onnx_path, padded)[..., :250, :333]
-    want = predict(model, x, flip_average=False)
-    assert got.shape == want.shape == (1, 1, 250, 333)
-    assert float((got - want).abs().max()) <= 1e-4
+    for h, w in ((250, 333), (61, 451), (8, 9)):  # none a multiple of the model's input_multiple (4)
+        x = F.interpolate(frames[:1], size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+        got = run_onnx(onnx_path, x)
+        want = predict(model, x, flip_average=False)
+        assert got.shape == want.shape == (1, 1, h, w)  # 451 stays 451
+        assert float((got - want).abs().max()) <= 1e-4
+
+
+@pytest.mark.slow  # reuses the export above
+def test_onnx_metadata_states_units_input_and_training_preprocessing(exported: tuple[Path, Path]) -> None:
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(exported[1])).metadata_props}
+    assert meta["depthlib.units"] == "metres"
+    assert "RGB" in meta["depthlib.input"] and "[0, 1]" in meta["depthlib.input"]
+    assert "ImageNet" in meta["depthlib.input_normalisation"]
+    assert meta["depthlib.training_image_size"] == "64x96" and meta["depthlib.training_border_crop"] == "nyu"
+    assert "not in the graph" in meta["depthlib.preprocessing"] and "64x96" in meta["depthlib.preprocessing"]
 
 
 @pytest.mark.slow  # one torch.export-based ONNX export: ~10-30 s on 2 busy cores
@@ -77,13 +90,30 @@ def test_check_onnx_catches_a_different_model(exported: tuple[Path, Path], tmp_p
         check_onnx(other, onnx_path, torch.rand(1, 3, 32, 32))
 
 
-def test_export_refuses_sizes_off_the_multiple(tmp_path: Path) -> None:
-    model = load_model(tiny_checkpoint(tmp_path / "t.pt"))
-    with pytest.raises(ConfigError, match="not a positive multiple of 4"):
-        export_onnx(model, tmp_path / "x.onnx", height=30, width=64)
+def test_export_refuses_sizes_outside_the_graph_range(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ck = tiny_checkpoint(tmp_path / "t.pt")
+    model = load_model(ck)
+    with pytest.raises(ConfigError, match=r"export size 8192x64 \(HxW\) is outside 8\.\.4096 pixels"):
+        export_onnx(model, tmp_path / "x.onnx", height=8192, width=64)
+    assert main(["export-onnx", "--checkpoint", str(ck), "--out", str(tmp_path / "y.onnx"), "--height", "8192"]) == 2
+    err = capsys.readouterr().err
+    assert "4096" in err and "\x1b" not in err and "Traceback" not in err
     assert not list(tmp_path.glob("*.onnx"))
     with pytest.raises(ExportError, match="no such ONNX file"):
         run_onnx(tmp_path / "missing.onnx", torch.rand(1, 3, 8, 8))
+
+
+def test_export_disk_full_names_the_file_and_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = load_model(tiny_checkpoint(tmp_path / "t.pt"))
+
+    def disk_full(module, args, f, **kwargs):
+        Path(f).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch.onnx, "export", disk_full)
+    with pytest.raises(ExportError, match=r"model\.onnx: could not be written \(No space left on device\)"):
+        export_onnx(model, tmp_path / "out" / "model.onnx", height=32, width=32)
+    assert not list((tmp_path / "out").iterdir())
 
 
 def test_training_size_comes_from_the_checkpoint(tmp_path: Path) -> None:

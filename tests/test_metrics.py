@@ -208,3 +208,13 @@ def test_alignment_edge_cases() -> None:
     gt = torch.tensor([[[[4.0, 2.0, 1.0, 0.5]]]], dtype=torch.float64)
     out = align(pred, gt, torch.ones_like(gt, dtype=torch.bool), "scale_shift_inverse", depth_range=(0.1, 10.0))
     assert bool((out >= 0.1).all() and (out <= 10.0).all())
+
+
+def test_delta_thresholds_are_strict_at_exactly_1_25_to_the_k() -> None:
+    """max(p/g, g/p) < 1.25**k, strictly: ratios of exactly 1.25, 1.5625, 1.953125 (exact in binary) do not count."""
+    g = torch.tensor([4.0, 5.0, 16.0, 64.0, 4.0]).reshape(1, 1, 1, 5)
+    p = torch.tensor([5.0, 4.0, 25.0, 125.0, 4.0]).reshape(1, 1, 1, 5)  # ratios 1.25, 1.25, 1.5625, 1.953125, 1
+    m = depth_metrics(pred=p, target=g, valid=torch.ones_like(g, dtype=torch.bool))
+    assert m["delta1"] == pytest.approx(1 / 5, abs=1e-15)   # only the exact match; `<=` would give 3/5
+    assert m["delta2"] == pytest.approx(3 / 5, abs=1e-15)   # 1.25 < 1.5625, but 1.5625 itself is out
+    assert m["delta3"] == pytest.approx(4 / 5, abs=1e-15)   # 1.953125 itself is out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,7 +11,7 @@ from torch import nn
 
 from depthlib.errors import ConfigError
 from depthlib.models import create_model, list_models
-from depthlib.models.heads import LinearHead
+from depthlib.models.heads import LinearHead, LogHead
 from depthlib.predict import predict
 
 SMALL = {
@@ -106,3 +108,67 @@ def test_bad_images_are_refused():
         predict(model, torch.zeros(1, 1, 8, 8))
     with pytest.raises(ConfigError, match="out_size"):
         predict(model, torch.zeros(1, 3, 8, 8), out_size="full")
+
+
+class ColumnModel(nn.Module):
+    """Hand-made model, not mirror-symmetric: raw log-depth = red/2 + column / width on its stride-2 grid.
+
+    The position term changes under a mirror, so flip averaging changes the answer, and the log head
+    is non-linear, so averaging raw outputs differs from averaging metres.
+    """
+
+    output_stride = 2
+    input_multiple = 4
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(()))
+        self.head = LogHead(min_depth=0.1, max_depth=10.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        red = F.avg_pool2d(x[:, :1], 2)
+        cols = torch.arange(red.shape[-1], dtype=x.dtype) / red.shape[-1]
+        return 0.5 * red + cols + self.dummy
+
+
+def test_flip_average_is_the_mean_in_metres_of_a_position_dependent_model():
+    model = ColumnModel().double()
+    x = torch.full((1, 3, 8, 16), 0.4, dtype=torch.float64)  # red 0.4 everywhere: raw = 0.2 + j / 8 on 4x8
+    j = torch.arange(8, dtype=torch.float64)
+    plain = torch.exp(0.2 + j / 8)
+    mirrored = torch.exp(0.2 + (7 - j) / 8)  # what the mirrored image predicts at column j, un-mirrored
+    got = predict(model, x, out_size="native")[0, 0]
+    torch.testing.assert_close(got, (0.5 * (plain + mirrored)).expand(4, 8), rtol=1e-12, atol=0)
+    # The two planted mistakes give other numbers: no flip, or averaging raw outputs before the head.
+    assert (got - plain).abs().max() > 0.3
+    assert (got - math.exp(0.2 + 3.5 / 8)).abs().max() > 0.05
+    torch.testing.assert_close(predict(model, x, flip_average=False, out_size="native")[0, 0], plain.expand(4, 8),
+                               rtol=1e-12, atol=0)
+
+
+def test_padding_and_resizing_of_a_position_dependent_model_by_hand():
+    model = ColumnModel().double()
+    h, w = 10, 13  # padded to 12 x 16: native grid 6 x 8
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 3, h, w, generator=gen, dtype=torch.float64)
+    padded = torch.cat([x, x[..., -1:].expand(1, 3, h, 3)], dim=-1)           # replicate right
+    padded = torch.cat([padded, padded[..., -1:, :].expand(1, 3, 2, 16)], dim=-2)  # replicate bottom
+    red = padded[:, :1].reshape(1, 1, 6, 2, 8, 2).mean(dim=(3, 5))               # 2x2 block means
+    j = torch.arange(8, dtype=torch.float64)
+    mine = torch.exp(0.5 * red + j / 8)
+    theirs = torch.exp(0.5 * red + (7 - j) / 8)  # red is mirrored twice: unchanged
+    native = 0.5 * (mine + theirs)
+    torch.testing.assert_close(predict(model, x, out_size="native"), native[..., :5, :7], rtol=1e-12, atol=0)
+    # Full size: x2 bilinear (half-pixel centres) on the padded grid, then the padding cut off.
+    up = F.interpolate(native, scale_factor=2, mode="bilinear", align_corners=False)
+    full = predict(model, x)
+    assert full.shape == (1, 1, h, w)
+    torch.testing.assert_close(full, up[..., :h, :w], rtol=1e-12, atol=0)
+    # Hand value at an interior output pixel: (row 3, col 5) lies a quarter of a cell below / right of
+    # native (1, 2): weights 0.75 / 0.25 each way.
+    hand = (0.5625 * native[0, 0, 1, 2] + 0.1875 * native[0, 0, 1, 3] + 0.1875 * native[0, 0, 2, 2]
+            + 0.0625 * native[0, 0, 2, 3])
+    assert float(full[0, 0, 3, 5]) == pytest.approx(float(hand), rel=1e-12)
+    resized = predict(model, x, out_size=(5, 26))
+    torch.testing.assert_close(resized, F.interpolate(up[..., :h, :w], size=(5, 26), mode="bilinear",
+                                                      align_corners=False), rtol=1e-12, atol=0)

@@ -332,3 +332,92 @@ def test_hole_filling(method: str) -> None:
     np.testing.assert_allclose(f.depth[8:16, 16:22], 3.0, atol=0.05)
     const = fill_holes(Frame(rgb, np.where(valid, 2.0, 0).astype(np.float32), valid, "c"), method)
     np.testing.assert_allclose(const.depth, 2.0, atol=1e-4)
+
+
+# ---------------------------------------------------------------- damaged archives and headers (issue 12)
+
+def _corrupt_deflated_member(zp: Path, member: str) -> None:
+    """Flip bytes in the middle of a deflated member's compressed data (its header stays intact)."""
+    with zipfile.ZipFile(zp) as z:
+        info = z.getinfo(member)
+    raw = bytearray(zp.read_bytes())
+    name_len, extra_len = int.from_bytes(raw[info.header_offset + 26:info.header_offset + 28], "little"), \
+        int.from_bytes(raw[info.header_offset + 28:info.header_offset + 30], "little")
+    start = info.header_offset + 30 + name_len + extra_len
+    for k in range(start + 2, start + min(info.compress_size - 2, 64)):
+        raw[k] ^= 0xA5
+    zp.write_bytes(bytes(raw))
+
+
+def test_densedepth_zip_with_corrupt_deflated_member_names_zip_and_member(shared_nyu: Path, tmp_path: Path) -> None:
+    folder = shared_nyu / "densedepth_nyu2_test"
+    zp = tmp_path / "nyu_data.zip"
+    with zipfile.ZipFile(zp, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in sorted((folder / "data").rglob("*")):
+            if f.is_file():
+                z.write(f, f.relative_to(folder).as_posix())
+    member = "data/nyu2_test/00000_depth.png"
+    _corrupt_deflated_member(zp, member)
+    src = open_source("densedepth", str(zp), split="test")
+    with pytest.raises(DataError, match=rf"nyu_data\.zip!{member}: this member of the zip is damaged"):
+        src[0]
+
+
+def test_truncated_zips_are_called_damaged_not_foreign(shared_nyu: Path, tmp_path: Path) -> None:
+    folder = shared_nyu / "densedepth_nyu2_test"
+    zp = tmp_path / "nyu_data.zip"
+    with zipfile.ZipFile(zp, "w", zipfile.ZIP_STORED) as z:
+        z.write(folder / "data/nyu2_test.csv", "data/nyu2_test.csv")
+        z.write(folder / "data/nyu2_test/00000_colors.png", "data/nyu2_test/00000_colors.png")
+    zp.write_bytes(zp.read_bytes()[: zp.stat().st_size // 2])
+    with pytest.raises(DataError, match=r"nyu_data\.zip: is a damaged or truncated zip"):
+        open_source("densedepth", str(zp), split="test")
+    tz = tmp_path / "nyu_test.zip"
+    with zipfile.ZipFile(tz, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("eigen_test_rgb.npy", _npy_bytes(np.zeros((1, 4, 4, 3), np.uint8)))
+    tz.write_bytes(tz.read_bytes()[:-30])
+    with pytest.raises(DataError, match=r"nyu_test\.zip: is a damaged or truncated zip"):
+        open_source("nyu_test_npy", str(tz))
+    other = tmp_path / "notes.zip"
+    other.write_bytes(b"just text, not an archive")
+    with pytest.raises(DataError, match="not a zip archive"):
+        open_source("densedepth", str(other))
+
+
+def test_nyu_test_npy_corrupt_deflated_crop_member(tmp_path: Path) -> None:
+    tz = tmp_path / "nyu_test.zip"
+    with zipfile.ZipFile(tz, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("eigen_test_rgb.npy", _npy_bytes(np.zeros((1, 4, 4, 3), np.uint8)))
+        z.writestr("eigen_test_depth.npy", _npy_bytes(np.ones((1, 4, 4), np.float32)))
+        z.writestr("eigen_test_crop.npy", _npy_bytes(np.arange(4096, dtype=np.int64)))
+    _corrupt_deflated_member(tz, "eigen_test_crop.npy")
+    with pytest.raises(DataError, match=r"nyu_test\.zip!eigen_test_crop\.npy: this member of the zip is damaged"):
+        open_source("nyu_test_npy", str(tz))
+
+
+def test_zero_byte_npy_member_in_folder(tmp_path: Path) -> None:
+    np.save(tmp_path / "eigen_test_rgb.npy", np.zeros((1, 4, 4, 3), np.uint8))
+    (tmp_path / "eigen_test_depth.npy").write_bytes(b"")
+    np.save(tmp_path / "eigen_test_crop.npy", np.array([0, 3, 0, 3]))
+    with pytest.raises(DataError, match=r"eigen_test_depth\.npy: cannot be memory-mapped.*empty.*re-extract"):
+        open_source("nyu_test_npy", str(tmp_path))
+
+
+@pytest.mark.parametrize("header, problem", [
+    (b"P5\n64O 480\n65535\n", "whole numbers"),           # letter O for zero
+    (b"P5\n640 480\n65535.0\n", "whole numbers"),
+    (b"P5\n640 480\n70000\n", "maxval 1..65535"),
+    (b"P5\n640 480\n0\n", "maxval 1..65535"),
+])
+def test_pgm_header_fields_are_checked(tmp_path: Path, header: bytes, problem: str) -> None:
+    p = tmp_path / "d-1.0-1.pgm"
+    p.write_bytes(header + np.zeros((480, 640), "<u2").tobytes())
+    with pytest.raises(DataError, match=rf"d-1\.0-1\.pgm: PGM header.*{problem}.*Fix: "):
+        read_pgm_disparity(p)
+
+
+def test_missing_splits_file_says_not_found(tmp_path: Path) -> None:
+    p = tmp_path / "labeled.mat"
+    _labeled_mat(p)
+    with pytest.raises(DataError, match=r"splits\.mat: splits file not found"):
+        open_source("labeled_mat", str(p), split="train", splits_file=str(tmp_path / "splits.mat"))

@@ -12,10 +12,11 @@ import torch
 from _train_helpers import Recorder, SynthDepth, cfg, tiny_model, weights
 from depthlib import precision
 from depthlib.checkpoint import load_checkpoint, load_model, save_checkpoint
-from depthlib.errors import ConfigError
+from depthlib.errors import CheckpointError, ConfigError
 from depthlib.models import create_model
 from depthlib.train import fit
-from depthlib.train_utils import gpu_augment, lr_factor, targets_at
+from depthlib.train_setup import lr_factor
+from depthlib.train_step import gpu_augment, targets_at
 
 
 def _close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], rtol: float, atol: float) -> None:
@@ -287,3 +288,26 @@ def test_fit_freeze_encoder_bn_trains_weights_but_keeps_statistics(tmp_path):
     stats = [k for k in before if k.endswith(("running_mean", "running_var"))]
     assert stats and all(torch.equal(before[k], after[k]) for k in stats)
     assert any(not torch.equal(before[k], after[k]) for k in before if k.endswith("weight"))
+
+def test_init_from_another_config_of_the_same_architecture_is_explained(tmp_path):
+    wide = create_model("unet", width=16, depth=2)
+    src = save_checkpoint(tmp_path / "wide.pt", model=wide)
+    narrow = create_model("unet", width=8, depth=2)
+    with pytest.raises(CheckpointError, match=r"wide.pt: weights do not match fit's model unet\(.*'width': 8.*"
+                                              r"the file holds unet\(.*'width': 16.*shape mismatches \['.*file \(16, "
+                                              r".*Fix: build fit's model with create_model\('unet', "):
+        fit(narrow, SynthDepth(2, hw=32), None, cfg(tmp_path / "run", init_from=str(src)))
+
+
+@pytest.mark.parametrize("kind", ["copy_of_best", "save_checkpoint_file"])
+def test_last_pt_that_fit_did_not_write_is_explained(tmp_path, kind):
+    model = create_model("unet", width=4, depth=2)
+    out = tmp_path / "run"
+    if kind == "copy_of_best":
+        fit(model, SynthDepth(4, hw=32), SynthDepth(2, hw=32, seed=1), cfg(out, epochs=1))
+        (out / "last.pt").write_bytes((out / "best.pt").read_bytes())
+    else:
+        save_checkpoint(out / "last.pt", model=model, epoch=3)
+    with pytest.raises(CheckpointError, match=r"last.pt: was not written by fit as its resume point: it lacks "
+                                              r"\[.*Fix: resume=False .*init_from"):
+        fit(create_model("unet", width=4, depth=2), SynthDepth(4, hw=32), None, cfg(out, epochs=2, resume=True))

@@ -12,13 +12,14 @@ import io
 import os
 import re
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
 from .frame import Frame
-from .io import read_depth_png, read_rgb
+from .io import looks_like_zip, read_depth_png, read_rgb
 from .registry import register_source
 
 DEPTH_ENCODING = {"train": "u8_10m", "test": "mm16"}
@@ -35,6 +36,9 @@ class _Store:
         self._pid = -1
         self._names: set[str] | None = None
         if path.is_file() and not self.is_zip:
+            if looks_like_zip(path):
+                raise DataError(path, "is a damaged or truncated zip archive (it starts like a zip but its central "
+                                "directory at the end is missing).", "re-download nyu_data.zip and check its size.")
             raise DataError(path, "is a file but not a zip archive.", "pass the nyu_data.zip or its extracted folder.")
         if not path.exists():
             raise DataError(path, "does not exist.", "download nyu_data.zip (DenseDepth) or point `path` at its folder.")
@@ -64,8 +68,9 @@ class _Store:
             except KeyError:
                 raise DataError(f"{self.path}!{member}", "member not in the archive.",
                                 "the CSV names a file the zip lacks; re-download the archive.") from None
-            except (zipfile.BadZipFile, EOFError, OSError) as e:
-                raise DataError(f"{self.path}!{member}", f"cannot be read ({e}).", "re-download the archive.") from None
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:  # zlib.error: corrupt deflate data
+                raise DataError(f"{self.path}!{member}", f"this member of the zip is damaged and cannot be read ({e}).",
+                                "re-download the archive.") from None
         f = self.path / member
         try:
             return f.read_bytes()

@@ -6,12 +6,21 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import DataError
 
 # PIL modes of 16-bit greyscale PNGs.
 _MODES_16 = ("I;16", "I;16B", "I;16L", "I")
+
+
+def looks_like_zip(path: Path) -> bool:
+    """True when `path` starts with a zip local-file signature, so a failing zipfile.is_zipfile means damage."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
 
 
 def _open(data: bytes | str | Path, name: str) -> Image.Image:
@@ -27,14 +36,37 @@ def _open(data: bytes | str | Path, name: str) -> Image.Image:
     return img
 
 
-def read_rgb(data: bytes | str | Path, name: str = "") -> np.ndarray:
-    """Decode an RGB image file (path or bytes) -> uint8 [H, W, 3]."""
+# PIL modes a photo may come in that convert("RGB") maps faithfully (palette, grey, alpha, CMYK, ...).
+_PHOTO_MODES = ("RGB", "RGBA", "RGBX", "RGBa", "L", "LA", "La", "P", "PA", "1", "CMYK", "YCbCr", "LAB", "HSV")
+
+
+def read_rgb(data: bytes | str | Path, name: str = "", *, photo: bool = False) -> np.ndarray:
+    """Decode an RGB image file (path or bytes) -> uint8 [H, W, 3].
+
+    Dataset frames (photo=False) must be 8-bit colour or grey: anything else is more likely a depth map in
+    the RGB column. A photo (photo=True, what `predict` reads) is turned upright by its EXIF orientation
+    and converted from any mode PIL can convert (CMYK, grey + alpha, 1-bit, palette; 16-bit grey keeps its
+    top 8 bits).
+    """
     name = name or str(data if not isinstance(data, (bytes, bytearray)) else "<bytes>")
     img = _open(data, name)
-    if img.mode not in ("RGB", "RGBA", "L", "P"):
-        raise DataError(name, f"expected an 8-bit colour image, got PIL mode {img.mode!r}.",
-                        "is this a depth map listed in the RGB column?")
-    return np.array(img.convert("RGB"), dtype=np.uint8)
+    if not photo:
+        if img.mode not in ("RGB", "RGBA", "L", "P"):
+            raise DataError(name, f"expected an 8-bit colour image, got PIL mode {img.mode!r}.",
+                            "is this a depth map listed in the RGB column?")
+        return np.array(img.convert("RGB"), dtype=np.uint8)
+    img = ImageOps.exif_transpose(img)  # a phone photo stored sideways comes out as it is shown
+    if img.mode in _PHOTO_MODES:
+        return np.array(img.convert("RGB"), dtype=np.uint8)
+    if img.mode in _MODES_16:
+        grey = np.array(img, dtype=np.int64)
+        if grey.min() < 0 or grey.max() > 65535:
+            raise DataError(name, f"a {img.mode!r} image with values outside 0..65535 is not a photo.",
+                            "convert it to an 8-bit RGB image.")
+        grey8 = (grey >> 8).astype(np.uint8)
+        return np.repeat(grey8[..., None], 3, axis=2)
+    raise DataError(name, f"cannot be read as a photo: PIL mode {img.mode!r} has no RGB conversion.",
+                    "convert it to an 8-bit RGB image (e.g. PNG or JPEG).")
 
 
 def read_depth_png(data: bytes | str | Path, *, encoding: str, name: str = "") -> np.ndarray:

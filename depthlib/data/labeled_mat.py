@@ -28,8 +28,11 @@ DEPTH_KEYS = {"filled": "depths", "raw": "rawDepths"}
 def read_splits(path: str | Path) -> dict[str, np.ndarray]:
     """NYU ``splits.mat`` -> {"train": 0-based indices, "test": 0-based indices} (795 / 654 officially)."""
     p = Path(path)
+    # Checked first: scipy reports a missing file given as a Path as "Reader needs file name ...".
+    if not p.is_file():
+        raise DataError(p, "splits file not found.", "download splits.mat from the NYU Depth V2 page.")
     try:
-        m = scipy.io.loadmat(p)
+        m = scipy.io.loadmat(str(p))
     except FileNotFoundError:
         raise DataError(p, "splits file not found.", "download splits.mat from the NYU Depth V2 page.") from None
     except (ValueError, OSError, TypeError) as e:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from numpy.lib import format as npy_format
 
 from ..errors import DataError
 from .frame import Frame
+from .io import looks_like_zip
 from .registry import register_source
 
 MEMBERS = ("eigen_test_rgb.npy", "eigen_test_depth.npy", "eigen_test_crop.npy")
@@ -59,15 +61,29 @@ def _map_zip_member(zip_path: Path, info: zipfile.ZipInfo) -> np.ndarray:
                      order="F" if fortran else "C")
 
 
+def _read_small_member(z: zipfile.ZipFile, zip_path: Path, info: zipfile.ZipInfo) -> np.ndarray:
+    """Read a small .npy member whole (decompressing it if deflated), naming zip and member on damage."""
+    where = f"{zip_path}!{info.filename}"
+    try:
+        data = z.read(info)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:  # zlib.error: corrupt deflate data
+        raise DataError(where, f"this member of the zip is damaged and cannot be read ({e}).",
+                        "re-download nyu_test.zip.") from None
+    try:
+        return np.load(io.BytesIO(data))
+    except (ValueError, EOFError) as e:
+        raise DataError(where, f"not a valid .npy array ({e or type(e).__name__}).", "re-download nyu_test.zip.") from None
+
+
 def _load_folder(folder: Path, member: str) -> np.ndarray:
     p = folder / member
     if not p.is_file():
         raise DataError(p, "missing.", f"extract all of {list(MEMBERS)} from nyu_test.zip into {folder}.")
     try:
         return np.load(p, mmap_mode="r")
-    except ValueError as e:  # numpy reports a short file as ValueError
-        raise DataError(p, f"cannot be memory-mapped ({e}); it is truncated or not a .npy file.",
-                        "re-extract it from nyu_test.zip.") from None
+    except (ValueError, EOFError) as e:  # numpy: ValueError for a short file, EOFError for an empty one
+        raise DataError(p, f"cannot be memory-mapped ({e or type(e).__name__}); it is empty, truncated or not "
+                        "a .npy file.", "re-extract it from nyu_test.zip.") from None
 
 
 @register_source("nyu_test_npy")
@@ -83,12 +99,15 @@ class NyuTestNpySource:
                 missing = [m for m in MEMBERS if m not in infos]
                 if missing:
                     raise DataError(p, f"has no {missing} member(s).", "use DenseDepth's nyu_test.zip.")
-                crop = np.load(io.BytesIO(z.read(infos[MEMBERS[2]])))
+                crop = _read_small_member(z, p, infos[MEMBERS[2]])
             self.rgb = _map_zip_member(p, infos[MEMBERS[0]])
             self.depth = _map_zip_member(p, infos[MEMBERS[1]])
         elif p.is_dir():
             self.rgb, self.depth = _load_folder(p, MEMBERS[0]), _load_folder(p, MEMBERS[1])
             crop = np.asarray(_load_folder(p, MEMBERS[2]))
+        elif p.is_file() and looks_like_zip(p):
+            raise DataError(p, "is a damaged or truncated zip archive (it starts like a zip but its central "
+                            "directory at the end is missing).", "re-download nyu_test.zip and check its size.")
         else:
             raise DataError(p, "is neither nyu_test.zip nor a folder.", "download DenseDepth's nyu_test.zip.")
         if self.rgb.ndim != 4 or self.rgb.shape[3] != 3 or self.rgb.dtype != np.uint8:

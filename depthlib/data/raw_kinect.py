@@ -46,7 +46,14 @@ def read_pgm_disparity(path: str | Path, *, byte_order: str = "little") -> np.nd
     if tokens[0] != b"P5":
         raise DataError(path, f"not a binary PGM (magic {tokens[0][:8]!r}, expected b'P5').",
                         "raw depth frames are d-*.pgm files written by the Kinect grabber.")
+    if not all(t.isdigit() for t in tokens[1:]):
+        raise DataError(path, f"PGM header fields width, height, maxval must be whole numbers, got {[t[:16] for t in tokens[1:]]}.",
+                        "the header is damaged; re-extract the raw scene archive.")
     w, h, maxval = (int(t) for t in tokens[1:])
+    if not 0 < maxval <= 65535 or w == 0 or h == 0:
+        raise DataError(path, f"PGM header is out of range (width {w}, height {h}, maxval {maxval}; the PGM format "
+                        "allows maxval 1..65535 and needs a non-empty image).",
+                        "the header is damaged; re-extract the raw scene archive.")
     if maxval <= 255:
         raise DataError(path, f"8-bit PGM (maxval {maxval}); raw Kinect disparity is 16-bit.",
                         "use the original d-*.pgm file, not a converted preview.")

@@ -4,27 +4,34 @@ A model trained at, say, 192x256 on border-cropped frames sees a different scale
 640x480 frames. `InputAdapter` wraps it so that `predict`, `evaluate`, the explorer and the CLI feed
 every frame exactly as training did and get the prediction back on the frame's own pixel grid
 (at half resolution, `output_stride` = 2 of the frame), border pixels filled from their neighbours.
+
+The border crop belongs to one frame size: NYU's white border exists only in its 640x480 frames (the
+training transform refuses the "nyu" crop on any other size). So the crop is replayed only on frames of
+exactly `border_frame` (H, W); any other image (a phone photo, a resized frame) has no such border and
+is resized whole. Building the adapter from a checkpoint is depthlib.inference's job.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any, Sequence
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import CheckpointError
-
 
 class InputAdapter(nn.Module):
-    """Wrap `model`: x[B,3,H,W] -> crop (top, bottom, left, right) -> resize to `input_size` -> model -> raw on HxW/stride."""
+    """Wrap `model`: x[B,3,H,W] -> crop (top, bottom, left, right) -> resize to `input_size` -> model -> raw on HxW/stride.
 
-    def __init__(self, model: nn.Module, *, input_size: Sequence[int] | None, border: Sequence[int] = (0, 0, 0, 0)) -> None:
+    The crop applies to frames of size `border_frame` (H, W) only; None applies it to every size.
+    """
+
+    def __init__(self, model: nn.Module, *, input_size: Sequence[int] | None, border: Sequence[int] = (0, 0, 0, 0),
+                 border_frame: Sequence[int] | None = None) -> None:
         super().__init__()
         self.model = model
         self.input_size = None if input_size is None else (int(input_size[0]), int(input_size[1]))
         self.border = tuple(int(b) for b in border)
+        self.border_frame = None if border_frame is None else (int(border_frame[0]), int(border_frame[1]))
         self.head = model.head
         self.arch = model.arch
         self.config = model.config
@@ -34,7 +41,8 @@ class InputAdapter(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """RGB float[B,3,H,W] in [0,1] -> raw float[B,1,ceil(H/s),ceil(W/s)] of the wrapped model's head."""
         h, w = x.shape[-2:]
-        t, b, l, r = self.border
+        framed = self.border_frame is None or (h, w) == self.border_frame
+        t, b, l, r = self.border if framed else (0, 0, 0, 0)
         inner = x[..., t : h - b, l : w - r]
         size = self.input_size or inner.shape[-2:]
         if tuple(inner.shape[-2:]) != tuple(size):
@@ -48,24 +56,7 @@ class InputAdapter(nn.Module):
         return F.pad(raw, (cl, cr, ct, cb), mode="replicate") if any((ct, cb, cl, cr)) else raw
 
     def extra_repr(self) -> str:
-        return f"input_size={self.input_size}, border={self.border}"
+        return f"input_size={self.input_size}, border={self.border}, border_frame={self.border_frame}"
 
     def freeze_encoder(self, frozen: bool = True) -> Any:
         return self.model.freeze_encoder(frozen)
-
-
-def load_for_inference(path: str | os.PathLike[str], *, device: str = "cpu") -> nn.Module:
-    """Model of a checkpoint, wrapped in an InputAdapter when it recorded its training input settings."""
-    from ..checkpoint import load_checkpoint, model_from_checkpoint
-    from ..data.transforms import NYU_BORDER
-
-    ckpt = load_checkpoint(path, map_location=device)
-    model = model_from_checkpoint(ckpt, path, map_location=device)
-    data = ckpt.get("extra", {}).get("train_config", {}).get("data", {})
-    if not data:
-        return model.to(device).eval()
-    border = {"nyu": NYU_BORDER, "none": (0, 0, 0, 0)}.get(data.get("border_crop", "none"))
-    if border is None:
-        raise CheckpointError(f"{path}: border_crop={data['border_crop']!r} cannot be replayed at inference; "
-                              "train with border_crop='nyu' or 'none'.")
-    return InputAdapter(model, input_size=data.get("image_size"), border=border).to(device).eval()

@@ -1,0 +1,39 @@
+"""Loading a model for inference: a checkpoint's model, wrapped to see frames exactly as in training.
+
+A step above both depthlib.checkpoint (the file) and depthlib.models (the networks and the InputAdapter),
+so imports run one way: inference -> checkpoint -> models. Every caller that runs a checkpoint on whole
+images (the CLI, evaluation, the explorer) loads it here and then runs depthlib.predict.predict.
+"""
+
+from __future__ import annotations
+
+import os
+
+from torch import nn
+
+from .checkpoint import load_checkpoint, model_from_checkpoint
+from .data.transforms import NYU_BORDER
+from .errors import CheckpointError
+from .models.adapter import InputAdapter
+from .paths import resolve
+
+# The frame size NYU's white border belongs to (H, W); other sizes have no such border (see models.adapter).
+NYU_FRAME = (480, 640)
+_BORDERS = {"nyu": (NYU_BORDER, NYU_FRAME), "none": ((0, 0, 0, 0), None)}
+
+
+def load_for_inference(path: str | os.PathLike[str], *, device: str = "cpu") -> nn.Module:
+    """Model of a checkpoint (eval mode, on `device`), in an InputAdapter when it recorded its training input settings."""
+    path = resolve(path)
+    ckpt = load_checkpoint(path, map_location=device)
+    model = model_from_checkpoint(ckpt, path, map_location=device)
+    data = (ckpt.get("extra") or {}).get("train_config", {}).get("data", {})
+    if not data:
+        return model.to(device).eval()
+    crop = data.get("border_crop", "none")
+    if crop not in _BORDERS:
+        raise CheckpointError(f"{path}: border_crop={crop!r} cannot be replayed at inference. "
+                              "Fix: train with border_crop='nyu' or 'none'.")
+    border, frame = _BORDERS[crop]
+    return InputAdapter(model, input_size=data.get("image_size"), border=border,
+                        border_frame=frame).to(device).eval()

@@ -1,0 +1,87 @@
+"""Setting up a training run: config checks, initial weights (init_from), optimiser and LR schedule."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .checkpoint import check_weights_fit, load_checkpoint
+from .config import TrainConfig, to_plain
+from .errors import CheckpointError, ConfigError
+
+SCHEDULES = ("none", "cosine", "step", "onecycle")
+
+
+def check_config(cfg: TrainConfig, n_train: int) -> None:
+    """Refuse settings fit cannot run with, before any work is done."""
+    from .losses import LOSSES  # late: keeps this module light for callers of its small helpers
+
+    if cfg.loss not in LOSSES:
+        raise ConfigError(f"TrainConfig.loss={cfg.loss!r} is unknown; known: {sorted(LOSSES)}.")
+    if cfg.batch_size < 1 or cfg.grad_accum < 1 or cfg.epochs < 0:
+        raise ConfigError("TrainConfig needs batch_size >= 1, grad_accum >= 1 and epochs >= 0.")
+    if cfg.select not in ("val_loss", "last"):
+        raise ConfigError(f"TrainConfig.select={cfg.select!r}: use 'val_loss' (lowest validation loss) or 'last' "
+                          "(a fixed schedule: best.pt is the final epoch).")
+    if n_train == 0:
+        raise ConfigError("the training set is empty. Fix: check the data source, split and indices.")
+
+
+def init_weights(model: nn.Module, path: Path, device: torch.device) -> int:
+    """Fine-tuning start: load only the weights of checkpoint `path` into `model` (strict) -> its step."""
+    src = load_checkpoint(path, map_location=device)
+    arch = getattr(model, "arch", None)
+    if src["arch"] != arch:
+        raise CheckpointError(f"{path}: holds a {src['arch']!r} model but fit got {arch!r}. "
+                              f"Fix: build the model with create_model({src['arch']!r}, **model_config).")
+    # Same architecture, other config (e.g. width 16 into width 8): the same clear report as load_model.
+    config = to_plain(getattr(model, "config", {}))
+    check_weights_fit(model, src["model"], path, f"fit's model {arch}({config}) (the file holds "
+                      f"{src['arch']}({src['model_config']}))",
+                      fix=f"build fit's model with create_model({src['arch']!r}, **{src['model_config']!r}), or "
+                      "init_from a checkpoint of this model's config.")
+    model.load_state_dict(src["model"], strict=True)
+    return int(src["step"])
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Adam:
+    """Adam over the parameters that require grad (a frozen encoder is left out)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ConfigError("the model has no trainable parameters. Fix: set freeze_encoder=False.")
+    return torch.optim.Adam(
+        params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad
+    )
+
+
+def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
+    """LR multiplier after `step` optimiser steps of `total`: linear warmup, then the schedule.
+
+    One pure function of the step (through LambdaLR) keeps resume exact and lets warmup combine
+    with every schedule; torch's SequentialLR chains are harder to restore across versions.
+    "onecycle" warms up over warmup_steps (30 % of the run when 0) then cosine-anneals, as
+    OneCycleLR does, but leaves Adam's betas alone.
+    """
+    if cfg.scheduler not in SCHEDULES:
+        raise ConfigError(f"TrainConfig.scheduler={cfg.scheduler!r} is not one of {SCHEDULES}.")
+    warm = cfg.warmup_steps
+    if cfg.scheduler == "onecycle" and warm == 0:
+        warm = max(1, int(0.3 * total))
+    if step < warm:
+        return (step + 1) / warm
+    if cfg.scheduler == "none":
+        return 1.0
+    if cfg.scheduler == "step":
+        size = cfg.lr_step_size or max(1, total // 3)
+        return cfg.lr_gamma ** ((step - warm) // size)
+    frac = min(1.0, (step - warm) / max(1, total - warm))
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac))
+
+
+def make_scheduler(opt: torch.optim.Optimizer, total: int, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """A LambdaLR stepped once per optimiser step over `total` steps."""
+    lr_factor(0, total, cfg)  # validates the schedule name before training starts
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, cfg))
