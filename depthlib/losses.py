@@ -317,9 +317,10 @@ def log_gradient_loss(*, pred: Tensor, target: Tensor, valid: Tensor, head: Any,
     return total / scales
 
 
-def silog_grad_loss(*, pred: Tensor, target: Tensor, valid: Tensor, head: Any, weight: float = 10.0) -> Tensor:
-    """SILog plus `weight` x the multi-scale log-depth gradient term: the CPU sample profile's loss, pred [B,1,h,w]."""
-    return (silog_loss(pred=pred, target=target, valid=valid, head=head)
+def silog_grad_loss(*, pred: Tensor, target: Tensor, valid: Tensor, head: Any, weight: float = 10.0,
+                    lam: float = 0.85) -> Tensor:
+    """SILog (variance weight `lam`) plus `weight` x the multi-scale log-depth gradient term, pred [B,1,h,w] -> scalar."""
+    return (silog_loss(pred=pred, target=target, valid=valid, head=head, lam=lam)
             + weight * log_gradient_loss(pred=pred, target=target, valid=valid, head=head))
 
 
