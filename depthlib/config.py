@@ -46,6 +46,7 @@ class TrainConfig:
 
     epochs: int = 1
     lr: float = 1e-4                    # DenseDepth paper: Adam, lr 0.0001
+    encoder_lr_mult: float = 1.0        # the encoder's rate as a fraction of lr (e.g. 0.1 when fine-tuning ImageNet weights)
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
     amsgrad: bool = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -52,8 +53,16 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Adam:
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ConfigError("the model has no trainable parameters. Fix: set freeze_encoder=False.")
+    groups: list[dict[str, Any]] = [{"params": params}]
+    encoder = getattr(model, "encoder", None)
+    if cfg.encoder_lr_mult != 1.0 and encoder is not None:
+        # Discriminative fine-tuning: the pretrained encoder moves slower than the new decoder.
+        enc = {id(p) for p in encoder.parameters()}
+        groups = [{"params": [p for p in params if id(p) not in enc]},
+                  {"params": [p for p in params if id(p) in enc], "lr": cfg.lr * cfg.encoder_lr_mult}]
+        groups = [g for g in groups if g["params"]]
     return torch.optim.Adam(
-        params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad
+        groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad
     )
 
 

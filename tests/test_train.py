@@ -311,3 +311,18 @@ def test_last_pt_that_fit_did_not_write_is_explained(tmp_path, kind):
     with pytest.raises(CheckpointError, match=r"last.pt: was not written by fit as its resume point: it lacks "
                                               r"\[.*Fix: resume=False .*init_from"):
         fit(create_model("unet", width=4, depth=2), SynthDepth(4, hw=32), None, cfg(out, epochs=2, resume=True))
+
+
+def test_encoder_lr_mult_gives_the_encoder_its_own_rate(tmp_path):
+    from depthlib.train_setup import make_optimizer
+
+    model = create_model("densedepth", encoder="efficientnet_lite0", width=0.25)
+    opt = make_optimizer(model, cfg(tmp_path, lr=1e-3, encoder_lr_mult=0.1))
+    enc = {id(p) for p in model.encoder.parameters()}
+    (dec_group, enc_group) = opt.param_groups
+    assert dec_group["lr"] == 1e-3 and enc_group["lr"] == pytest.approx(1e-4)
+    assert all(id(p) in enc for p in enc_group["params"]) and not any(id(p) in enc for p in dec_group["params"])
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
+    assert len(make_optimizer(model, cfg(tmp_path, lr=1e-3)).param_groups) == 1  # the default: one rate
+    frozen = create_model("densedepth", encoder="efficientnet_lite0", width=0.25).freeze_encoder()
+    assert len(make_optimizer(frozen, cfg(tmp_path, lr=1e-3, encoder_lr_mult=0.1)).param_groups) == 1
