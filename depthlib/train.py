@@ -267,7 +267,7 @@ class _Run:
         t0 = time.perf_counter()
         metrics, preview = self._validate()
         row = {"epoch": epoch + 1, "step": self.step, "lr": self.opt.param_groups[0]["lr"],
-               "train_loss": self.loss_sum / max(1, self.loss_n), **metrics,
+               "train_loss": self.loss_sum / max(1, self.loss_n), **metrics, "loss_name": self.cfg.loss,
                "train_seconds": t0 - self.t_epoch, "val_seconds": time.perf_counter() - t0}
         self.history.epochs.append(row)
         score = row.get("val_loss", row["train_loss"])

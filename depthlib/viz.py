@@ -99,14 +99,19 @@ def depth_grid(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, tit
 
 
 def curves(history: Sequence[Mapping[str, Any]], keys: Sequence[str] = ("train_loss", "val_loss"), *,
-           x: str = "epoch", path: str | os.PathLike[str] | None = None, title: str = "") -> plt.Figure:
-    """Plot history columns `keys` against `x`."""
+           x: str = "epoch", path: str | os.PathLike[str] | None = None, title: str = "",
+           ylabel: str | None = None) -> plt.Figure:
+    """Plot history columns `keys` against `x`; the y label names the loss (rows' "loss_name") unless given."""
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for k in keys:
         pts = [(h[x], h[k]) for h in history if h.get(k) is not None]
         if pts:
             ax.plot(*zip(*pts), marker="o", ms=3, label=k)
-    ax.set_xlabel(x); ax.legend(); ax.grid(alpha=0.3)  # noqa: E702
+    if ylabel is None:
+        names = sorted({str(h["loss_name"]) for h in history if h.get("loss_name")})
+        loss = f"{' / '.join(names)} loss" if names else "loss"
+        ylabel = loss if all(k.endswith("loss") for k in keys) else ", ".join(keys)
+    ax.set_xlabel(x); ax.set_ylabel(ylabel); ax.legend(); ax.grid(alpha=0.3)  # noqa: E702
     if title:
         ax.set_title(title)
     fig.tight_layout()

@@ -29,3 +29,15 @@ def test_relative_figure_paths_resolve_from_the_project_root(lab_cwd: Path) -> N
     viz.curves(history, path="figures/p/curves2.png")
     assert {p.name for p in (lab_cwd / "figures/p").iterdir()} == {"curves.png", "grid.png", "curves2.png"}
     assert not (lab_cwd / "notebooks" / "figures").exists(), "a figure went to the working directory"
+
+
+def test_loss_curves_say_which_loss(tmp_path: Path) -> None:
+    from _train_helpers import SynthDepth, cfg, tiny_model
+    from depthlib.train import fit
+
+    history = fit(tiny_model(), SynthDepth(4), SynthDepth(2, seed=1), cfg(tmp_path, epochs=2, loss="silog"))
+    assert history.epochs[-1]["loss_name"] == "silog"  # history.csv / .json say which loss their numbers are
+    fig = viz.curves(history.epochs, ["train_loss", "val_loss"])
+    assert fig.axes[0].get_ylabel() == "silog loss"
+    assert viz.curves(history.epochs, ["val_delta1"]).axes[0].get_ylabel() == "val_delta1"
+    assert viz.curves(history.epochs, ylabel="m").axes[0].get_ylabel() == "m"
