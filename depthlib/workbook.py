@@ -170,10 +170,14 @@ def frame_rows(source: FrameSource, indices: Sequence[int]) -> list[dict[str, An
 
 
 def evaluate_all(models: Mapping[str, nn.Module], dataset: Any, **kwargs: Any) -> dict[str, Any]:
-    """depthlib.evaluate.evaluate for each named model on the same dataset and settings -> {name: EvalResult}."""
+    """depthlib.evaluate.evaluate for each named model on the same dataset and settings -> {name: EvalResult}.
+
+    Each progress bar is labelled with its model's name (and the alignment, when not "none").
+    """
     from .evaluate import evaluate
 
-    return {name: evaluate(m, dataset, **kwargs) for name, m in models.items()}
+    how = f", {kwargs['alignment']} aligned" if kwargs.get("alignment", "none") != "none" else ""
+    return {name: evaluate(m, dataset, desc=f"{name}{how}", **kwargs) for name, m in models.items()}
 
 
 def write_report(results: Mapping[str, Any], out_dir: str, *, stem: str = "metrics", title: str = "") -> str:

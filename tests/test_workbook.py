@@ -69,3 +69,16 @@ def test_spread_and_selection_record(sample_dir):
     src = open_source("densedepth", sample_dir)
     idx, rec = workbook.select(src, scenes=["run00058"], stride=2)
     assert [src.names[i] for i in idx] == ["00058", "00060", "00062"] and rec["stride"] == 2 and rec["n_selected"] == 3
+
+
+def test_each_evaluation_progress_bar_names_its_model(capsys):
+    from depthlib.protocols import get_protocol
+    from test_evaluate import SMALL, FakeModel, ListDataset
+
+    ds, proto = ListDataset(2, holes=False), get_protocol("eigen").rescaled(*SMALL)
+    out = workbook.evaluate_all({"previous": FakeModel(), "current": FakeModel()}, ds, protocol=proto, device="cpu")
+    assert set(out) == {"previous", "current"}
+    err = capsys.readouterr().err
+    assert f"evaluate previous [{proto.name}]" in err and f"evaluate current [{proto.name}]" in err
+    workbook.evaluate_all({"current": FakeModel()}, ds, protocol=proto, device="cpu", alignment="median")
+    assert f"evaluate current, median aligned [{proto.name}]" in capsys.readouterr().err
