@@ -2,8 +2,10 @@
 
 Parameters come from named profiles in notebooks/profiles/<name>.toml: a [common] table applied to
 every notebook that declares the name, then one table per notebook. A name that no notebook's
-`parameters` cell declares is refused (papermill alone only warns). Executed copies go to
-runs/<run>/; the first failing notebook stops the run, keeps its executed copy and names the cell.
+`parameters` cell declares is refused (papermill alone only warns). `--only` and `--set NB:name=value`
+name a notebook by name or number (02_train or 02); both spellings of one notebook apply, in order,
+and a notebook that does not exist (or, for --set, is not part of the run) is refused. Executed copies
+go to runs/<run>/; the first failing notebook stops the run, keeps its executed copy and names the cell.
 """
 
 from __future__ import annotations
@@ -50,6 +52,15 @@ def notebook_parameters(path: Path) -> dict[str, Any]:
     return out
 
 
+def notebook_named(name: str, what: str) -> str:
+    """The notebook a user means by its name (02_train) or number (02); ConfigError naming `what` otherwise."""
+    for nb in NOTEBOOKS:
+        if name in (nb, nb[:2]):
+            return nb
+    raise ConfigError(f"{what}: there is no notebook {name!r}; use a name ({', '.join(NOTEBOOKS)}) "
+                      f"or its number ({', '.join(nb[:2] for nb in NOTEBOOKS)}).")
+
+
 def load_profile(name: str) -> dict[str, Any]:
     """Read notebooks/profiles/<name>.toml (or a path to a .toml file)."""
     p = Path(name) if name.endswith(".toml") else project_root() / "notebooks" / "profiles" / f"{name}.toml"
@@ -81,7 +92,10 @@ def make_plan(profile: str, *, run_name: str | None = None, only: list[str] | No
         raise ConfigError(f"profile {profile!r}: unknown table(s) {unknown_tables}; use [common] or one of {list(NOTEBOOKS)}.")
     plan = Plan(profile=profile, run_dir=resolve(Path("runs") / (run_name or profile)))
     plan.outputs = dict(prof.get("outputs", {}))
-    names = [n for n in NOTEBOOKS if (only is None or n in only or n[:2] in only)]
+    if only is not None and not only:
+        raise ConfigError(f"--only needs at least one notebook: a name ({', '.join(NOTEBOOKS)}) or its number (01-05).")
+    wanted = None if only is None else {notebook_named(n, f"--only {n}") for n in only}
+    names = [n for n in NOTEBOOKS if wanted is None or n in wanted]
     declared: dict[str, dict[str, Any]] = {}
     for nb in NOTEBOOKS:
         path = project_root() / "notebooks" / f"{nb}.ipynb"
@@ -91,13 +105,17 @@ def make_plan(profile: str, *, run_name: str | None = None, only: list[str] | No
     for item in overrides or []:
         target, _, kv = item.partition(":")
         key, eq, raw = kv.partition("=")
-        if not eq:
+        if not eq or not key:
             raise ConfigError(f"override {item!r} must look like NOTEBOOK:name=value (e.g. 02_train:epochs=3)")
+        nb = notebook_named(target, f"--set {item}")
+        if nb not in names:
+            raise ConfigError(f"--set {item}: {nb} is not part of this run (--only {' '.join(only or [])}); "
+                              f"add it to --only or drop the override.")
         try:
             value = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
             value = raw
-        extra.setdefault(target, {})[key] = value
+        extra.setdefault(nb, {})[key] = value  # "02:" and "02_train:" name the same notebook: both apply, in order
     all_declared = set().union(*declared.values()) if declared else set()
     stray = sorted(set(common) - all_declared)
     if stray:
@@ -109,7 +127,7 @@ def make_plan(profile: str, *, run_name: str | None = None, only: list[str] | No
             continue
         params = {k: v for k, v in common.items() if k in declared[nb]}
         params.update(prof.get(nb, {}))
-        params.update(extra.get(nb, {}) or extra.get(nb[:2], {}))
+        params.update(extra.get(nb, {}))
         unknown = sorted(set(params) - set(declared[nb]))
         if unknown:
             raise ConfigError(f"{nb}: unknown parameter(s) {unknown}; the notebook declares {sorted(declared[nb])}.")
@@ -150,9 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m depthlib.pipeline", description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="sample", help="profile name in notebooks/profiles/ or a .toml path")
     ap.add_argument("--run-name", default=None, help="folder under runs/ for executed notebooks (default: profile)")
-    ap.add_argument("--only", nargs="*", default=None, help="run only these notebooks (e.g. 02 03)")
+    ap.add_argument("--only", nargs="+", default=None, metavar="NB",
+                    help="run only these notebooks, by name or number (e.g. 02 03)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="NB:NAME=VALUE",
-                    help="override one parameter, e.g. --set 02_train:epochs=3")
+                    help="override one parameter of a notebook named by name or number, e.g. --set 02:epochs=3 "
+                         "(repeatable; later settings of the same name win)")
     ap.add_argument("--dry-run", action="store_true", help="print the resolved parameters and stop")
     ap.add_argument("--log-output", action="store_true", help="stream the notebooks' output to this terminal")
     a = ap.parse_args(argv)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 
 import pytest
@@ -46,6 +47,31 @@ def test_parameter_types_are_checked(tmp_path):
 def test_overrides_and_only():
     plan = make_plan("ci", only=["02"], overrides=["02_train:epochs=7"])
     assert list(plan.steps) == ["02_train"] and plan.steps["02_train"]["epochs"] == 7
+    # a number and a name of the same notebook both apply, in the order given
+    plan = make_plan("ci", only=["02_train", "03"], overrides=["02:epochs=7", "02_train:lr=0.5", "03:epochs=2",
+                                                                  "02:lr=0.25"])
+    assert plan.steps["02_train"]["epochs"] == 7 and plan.steps["02_train"]["lr"] == 0.25
+    assert plan.steps["03_finetune"]["epochs"] == 2
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "02_trian:epochs=99"], r"--set 02_trian:epochs=99: there is no notebook '02_trian'; use a name"),
+    (["--set", "9:epochs=99"], r"no notebook '9'"),
+    (["--only", "09"], r"--only 09: there is no notebook '09'"),
+    (["--only", "02", "--set", "03:epochs=2"], r"03_finetune is not part of this run \(--only 02\)"),
+    (["--set", "02:=3"], r"NOTEBOOK:name=value"),
+])
+def test_unknown_notebooks_are_refused_with_a_message_and_exit_2(argv, message, capsys):
+    from depthlib.pipeline import main
+
+    assert main(["--profile", "ci", "--dry-run", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("[pipeline] error: ") and re.search(message, err), err
+    with pytest.raises(SystemExit) as e:  # argparse: --only with nothing after it
+        main(["--profile", "ci", "--only"])
+    assert e.value.code == 2
+    with pytest.raises(ConfigError, match="--only needs at least one notebook"):
+        make_plan("ci", only=[])
 
 
 def test_parameters_cells_hold_typed_literals():
