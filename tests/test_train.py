@@ -249,3 +249,52 @@ def test_resume_refuses_an_out_dir_of_a_different_run(tmp_path):
         fit(create_model("unet", width=4, depth=2), SynthDepth(4, hw=32), None,
             cfg(tmp_path / "run", epochs=2, loss="silog", resume=True))
     fit(other_head, SynthDepth(4, hw=32), None, cfg(tmp_path / "run", epochs=1, resume=False))  # starting over works
+
+
+def _tiny_prepared(sample_dir, tmp_path) -> str:
+    from depthlib import workbook
+    from depthlib.data import open_source
+
+    raw = open_source("bts", sample_dir / "raw_depth")
+    return str(workbook.prepare(raw, str(tmp_path / "tiny.h5"), labels=["train", "val", "train"]).path)
+
+
+@pytest.mark.slow
+def test_train_cli_runs_with_its_defaults(sample_dir, tmp_path, capsys):
+    from depthlib import train_cli
+
+    prepared = _tiny_prepared(sample_dir, tmp_path)
+    # every default (model unet, image_size, epochs 1, ...): only the data and where to write are given
+    assert train_cli.main(["--prepared", prepared, "--train", f"out_dir={tmp_path}", "device=cpu", "progress=false"]) == 0
+    assert "best epoch 1: loss" in capsys.readouterr().out
+
+
+def test_train_cli_says_how_a_run_stopped_by_max_steps_ended(sample_dir, tmp_path, capsys):
+    from depthlib import train_cli
+
+    prepared = _tiny_prepared(sample_dir, tmp_path)
+    # stopped by max_steps inside the first epoch: no best epoch to report, and it says so
+    argv = ["--prepared", prepared, "--model-kwargs", '{"width": 4, "depth": 2}', "--train", "batch_size=1",
+            "max_steps=1", f"out_dir={tmp_path / 'b'}", "device=cpu", "progress=false"]
+    assert train_cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "stopped by max_steps=1 before the first epoch ended" in out and "-1" not in out and "inf" not in out
+    assert (tmp_path / "b" / "last.pt").is_file() and not (tmp_path / "b" / "best.pt").exists()
+    assert train_cli.main(["--prepared", prepared, "--data", "split=train"]) == 2
+    assert "--prepared" in capsys.readouterr().err
+
+
+def test_train_cli_help_lists_every_setting_with_its_default(capsys):
+    import dataclasses
+
+    from depthlib import train_cli
+    from depthlib.config import DataConfig, TrainConfig
+
+    with pytest.raises(SystemExit):
+        train_cli.main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default: unet)" in out and "image_size=[192, 256]" in out and 'loss="densedepth"' in out
+    for f in dataclasses.fields(TrainConfig):
+        assert f.name == "data" or f"{f.name}=" in out, f.name
+    for f in dataclasses.fields(DataConfig):
+        assert f.name in ("source", "path", "split") or f"{f.name}=" in out, f.name
