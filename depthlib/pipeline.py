@@ -6,6 +6,8 @@ every notebook that declares the name, then one table per notebook. A name that 
 name a notebook by name or number (02_train or 02); both spellings of one notebook apply, in order,
 and a notebook that does not exist (or, for --set, is not part of the run) is refused. Executed copies
 go to runs/<run>/; the first failing notebook stops the run, keeps its executed copy and names the cell.
+Notices a notebook printed (depthlib.notices: "resumed ...", "nothing to train ...") are repeated here.
+Training resumes what its out_dir holds; `--fresh` starts 02 and 03 over.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .notices import notices_in
 from .paths import project_root, resolve
 
 NOTEBOOKS = ("01_data_prep", "02_train", "03_finetune", "04_evaluate", "05_explore")
@@ -83,8 +86,11 @@ def _check_type(nb: str, key: str, value: Any, default: Any) -> None:
 
 
 def make_plan(profile: str, *, run_name: str | None = None, only: list[str] | None = None,
-              overrides: list[str] | None = None) -> Plan:
-    """Resolve a profile into per-notebook parameters, refusing names no notebook declares."""
+              overrides: list[str] | None = None, fresh: bool = False) -> Plan:
+    """Resolve a profile into per-notebook parameters, refusing names no notebook declares.
+
+    fresh=True sets resume=False in every notebook that declares it: training starts over.
+    """
     prof = load_profile(profile)
     common = dict(prof.get("common", {}))
     unknown_tables = sorted(set(prof) - {"common", "outputs", *NOTEBOOKS})
@@ -128,6 +134,10 @@ def make_plan(profile: str, *, run_name: str | None = None, only: list[str] | No
         params = {k: v for k, v in common.items() if k in declared[nb]}
         params.update(prof.get(nb, {}))
         params.update(extra.get(nb, {}))
+        if fresh and "resume" in declared[nb]:
+            if params.get("resume") is True and "resume" in extra.get(nb, {}):
+                raise ConfigError(f"--fresh starts {nb} over, but --set asks it to resume; drop one of them.")
+            params["resume"] = False
         unknown = sorted(set(params) - set(declared[nb]))
         if unknown:
             raise ConfigError(f"{nb}: unknown parameter(s) {unknown}; the notebook declares {sorted(declared[nb])}.")
@@ -157,6 +167,8 @@ def run(plan: Plan, *, progress: bool = True, log_output: bool = False) -> Plan:
                 f"[pipeline] {nb} FAILED in cell {e.cell_index} (execution count {e.exec_count}): {e.ename}: {e.evalue}\n"
                 f"[pipeline] executed copy kept at {dst}; later notebooks were not run."
             ) from None
+        for msg in notices_in(json.loads(dst.read_text())):
+            print(f"[pipeline] {nb}: {msg}", flush=True)
         print(f"[pipeline] {nb}: done in {time.perf_counter() - t0:.0f} s", flush=True)
     for what, where in plan.outputs.items():
         print(f"[pipeline] {what}: {resolve(where)}")
@@ -173,11 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="NB:NAME=VALUE",
                     help="override one parameter of a notebook named by name or number, e.g. --set 02:epochs=3 "
                          "(repeatable; later settings of the same name win)")
+    ap.add_argument("--fresh", action="store_true",
+                    help="start training over (resume=False in 02 and 03), replacing their earlier checkpoints")
     ap.add_argument("--dry-run", action="store_true", help="print the resolved parameters and stop")
     ap.add_argument("--log-output", action="store_true", help="stream the notebooks' output to this terminal")
     a = ap.parse_args(argv)
     try:
-        plan = make_plan(a.profile, run_name=a.run_name, only=a.only, overrides=a.overrides)
+        plan = make_plan(a.profile, run_name=a.run_name, only=a.only, overrides=a.overrides, fresh=a.fresh)
     except ConfigError as e:
         print(f"[pipeline] error: {e}", file=sys.stderr)
         return 2

@@ -137,3 +137,40 @@ def test_papermill_parses_every_parameter_line():
     for nb in NOTEBOOKS:
         path = ROOT / "notebooks" / f"{nb}.ipynb"
         assert set(papermill.inspect_notebook(str(path))) == set(notebook_parameters(path)), nb
+
+
+def test_fresh_starts_training_over():
+    plan = make_plan("sample", only=["02", "03"], overrides=["02:epochs=5"], fresh=True)
+    assert plan.steps["02_train"]["epochs"] == 5
+    assert plan.steps["02_train"]["resume"] is False and plan.steps["03_finetune"]["resume"] is False
+    assert "resume" not in make_plan("sample", only=["01"], fresh=True).steps["01_data_prep"]
+    with pytest.raises(ConfigError, match="--fresh starts 02_train over, but --set asks it to resume"):
+        make_plan("sample", only=["02"], overrides=["02:resume=True"], fresh=True)
+
+
+def test_every_pipeline_command_of_the_readme_resolves(capsys):
+    """Each `python -m depthlib.pipeline ...` line of the README runs as written (here with --dry-run)."""
+    import shlex
+
+    from depthlib.pipeline import main
+
+    lines = [ln.split("#")[0] for ln in (ROOT / "README.md").read_text().splitlines()
+             if ln.startswith(".venv/bin/python -m depthlib.pipeline")]
+    assert len(lines) >= 4
+    for ln in lines:
+        argv = shlex.split(ln)[3:]
+        assert main([*argv, "--dry-run"] if "--dry-run" not in argv else argv) == 0, ln
+        steps = json.loads(capsys.readouterr().out)
+        if "--set" in argv and "02:epochs=5" in argv:  # "retrain 02 for 5 epochs, fine-tune that"
+            assert steps["02_train"]["epochs"] == 5 and steps["02_train"]["resume"] is False
+            assert steps["03_finetune"]["resume"] is False and list(steps) == ["02_train", "03_finetune"]
+
+
+def test_notices_printed_by_a_notebook_are_found():
+    from depthlib.notices import PREFIX, notices_in
+
+    nb = {"cells": [{"cell_type": "code", "outputs": [
+        {"output_type": "stream", "name": "stdout", "text": ["epoch 1\n", f"{PREFIX}nothing to train\n"]},
+        {"output_type": "display_data", "data": {"text/plain": f"{PREFIX}not a stream"}}]},
+        {"cell_type": "markdown", "source": "x"}]}
+    assert notices_in(nb) == ["nothing to train"]

@@ -298,3 +298,34 @@ def test_train_cli_help_lists_every_setting_with_its_default(capsys):
         assert f.name == "data" or f"{f.name}=" in out, f.name
     for f in dataclasses.fields(DataConfig):
         assert f.name in ("source", "path", "split") or f"{f.name}=" in out, f.name
+
+
+def test_resuming_a_finished_run_says_so_and_never_gives_another_run(tmp_path, capsys):
+    data, run = SynthDepth(4, hw=32), tmp_path / "run"
+    fit(_unet(), data, None, cfg(run, epochs=2))
+    capsys.readouterr()
+    again = fit(_unet(), data, None, cfg(run, epochs=2, resume=True))  # the same request: nothing to do, said plainly
+    out = capsys.readouterr().out
+    assert len(again) == 2 and "[depthlib notice] " in out and "already finished its 2 epochs" in out
+    assert "nothing to train" in out and "resume=False" in out
+    with pytest.raises(ConfigError, match=r"trained 2 epoch\(s\), more than the 1 asked for.*resume=False"):
+        fit(_unet(), data, None, cfg(run, epochs=1, resume=True))  # a 1-epoch model cannot come from resuming
+    with pytest.raises(ConfigError, match=r"different run \(lr: 0.001 there, 0.5 now\)"):
+        fit(_unet(), data, None, cfg(run, epochs=3, lr=0.5, resume=True))  # the optimiser state would keep 0.001
+    longer = fit(_unet(), data, None, cfg(run, epochs=3, resume=True))  # more epochs: the run continues
+    assert [r["epoch"] for r in longer.epochs] == [1, 2, 3] and "resumed from" in capsys.readouterr().out
+
+
+def test_a_finetune_does_not_resume_over_a_replaced_init_checkpoint(tmp_path):
+    data = SynthDepth(4, hw=32)
+    save_checkpoint(tmp_path / "pre.pt", model=_unet(), step=5)
+    kw = dict(init_from=str(tmp_path / "pre.pt"), epochs=1, resume=True)
+    fit(_unet(), data, None, cfg(tmp_path / "ft", **kw))
+    assert len(fit(_unet(), data, None, cfg(tmp_path / "ft", **kw))) == 1  # same start: the finished run stands
+    torch.manual_seed(1)
+    save_checkpoint(tmp_path / "pre.pt", model=create_model("unet", width=4, depth=2), step=9)  # 02 retrained it
+    with pytest.raises(ConfigError, match=r"different run \(init_from: 'a checkpoint since replaced' there"):
+        fit(_unet(), data, None, cfg(tmp_path / "ft", **kw))
+    with pytest.raises(ConfigError, match=r"init_from: '.*pre.pt' there, '.*other.pt' now"):
+        fit(_unet(), data, None, cfg(tmp_path / "ft", **{**kw, "init_from": str(tmp_path / "other.pt")}))
+    fit(_unet(), data, None, cfg(tmp_path / "ft", **{**kw, "resume": False}))  # starting over is the fix
