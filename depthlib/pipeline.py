@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import sys
 import time
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .lock import LockError, hold_lock
 from .notices import notices_in
 from .paths import project_root, resolve
 
@@ -147,8 +149,33 @@ def make_plan(profile: str, *, run_name: str | None = None, only: list[str] | No
     return plan
 
 
+LOCK_NAME = ".pipeline.lock"
+
+
+def output_folders(plan: Plan) -> list[Path]:
+    """The folders a run writes: its runs/ folder and those of the profile's [outputs] (a file's parent)."""
+    folders = {plan.run_dir}
+    for where in plan.outputs.values():
+        p = resolve(where)
+        folders.add(p.parent if p.suffix else p)
+    return sorted(folders)
+
+
 def run(plan: Plan, *, progress: bool = True, log_output: bool = False) -> Plan:
-    """Execute the plan's notebooks in order; raise SystemExit naming the failing notebook and cell."""
+    """Execute the plan's notebooks in order; raise SystemExit naming the failing notebook and cell.
+
+    Holds a lock (LOCK_NAME, with this pid) in every output folder while it runs: a second run of the
+    same profile is refused with depthlib.lock.LockError instead of training into the same out_dir.
+    """
+    with contextlib.ExitStack() as locks:
+        for folder in output_folders(plan):
+            before = locks.enter_context(hold_lock(folder / LOCK_NAME, f"the output folder of profile {plan.profile!r}"))
+            if before:
+                print(f"[pipeline] took over {folder / LOCK_NAME} from a run that ended without releasing it ({before})")
+        return _run_locked(plan, progress=progress, log_output=log_output)
+
+
+def _run_locked(plan: Plan, *, progress: bool, log_output: bool) -> Plan:
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
@@ -198,7 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     if a.dry_run:
         print(json.dumps(plan.steps, indent=2))
         return 0
-    run(plan, log_output=a.log_output)
+    try:
+        run(plan, log_output=a.log_output)
+    except LockError as e:
+        print(f"[pipeline] error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
