@@ -179,6 +179,8 @@ def _run_locked(plan: Plan, *, progress: bool, log_output: bool) -> Plan:
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
+    from .pipeline_kernel import PipelineKernelManager
+
     plan.run_dir.mkdir(parents=True, exist_ok=True)
     for nb, params in plan.steps.items():
         src = project_root() / "notebooks" / f"{nb}.ipynb"
@@ -188,7 +190,7 @@ def _run_locked(plan: Plan, *, progress: bool, log_output: bool) -> Plan:
               flush=True)
         try:
             pm.execute_notebook(str(src), str(dst), parameters=params, kernel_name="python3", progress_bar=progress,
-                                log_output=log_output, cwd=str(project_root()))
+                                log_output=log_output, cwd=str(project_root()), kernel_manager_class=PipelineKernelManager)
         except PapermillExecutionError as e:
             raise SystemExit(
                 f"[pipeline] {nb} FAILED in cell {e.cell_index} (execution count {e.exec_count}): {e.ename}: {e.evalue}\n"

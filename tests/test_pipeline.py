@@ -174,3 +174,46 @@ def test_notices_printed_by_a_notebook_are_found():
         {"output_type": "display_data", "data": {"text/plain": f"{PREFIX}not a stream"}}]},
         {"cell_type": "markdown", "source": "x"}]}
     assert notices_in(nb) == ["nothing to train"]
+
+
+CHILD = ("import os, pathlib, signal, sys, time\nf = pathlib.Path(sys.argv[1])\n"
+         "signal.signal(signal.SIGINT, lambda *a: f.write_text('SIGINT'))\nf.with_suffix('.pid').write_text(str(os.getpid()))\n"
+         "f.write_text('ready')\ntime.sleep(60)")
+
+
+@pytest.mark.slow
+def test_pipeline_kernels_are_encrypted_and_shut_down_without_sigint(tmp_path):
+    """No "running over TCP without encryption" warning, no SIGINT (whose race logs "KeyboardInterrupt caught")."""
+    import asyncio
+    import os
+    import signal
+
+    from depthlib.pipeline_kernel import PipelineKernelManager
+
+    flag, err_path = tmp_path / "child.txt", tmp_path / "kernel.err"
+    # a process the kernel starts shares its process group, which is what jupyter_client interrupts
+    code = (f"import subprocess, sys, time, pathlib\nsubprocess.Popen([sys.executable, '-c', {CHILD!r}, {str(flag)!r}])\n"
+            f"while not pathlib.Path({str(flag)!r}).is_file(): time.sleep(0.05)\nprint('ok')")
+
+    async def session() -> None:
+        km = PipelineKernelManager(kernel_name="python3")
+        with err_path.open("w") as err:
+            await km.start_kernel(stderr=err, cwd=str(tmp_path))
+            kc = km.client()
+            kc.start_channels()
+            try:
+                await kc.wait_for_ready(timeout=120)
+                reply = await kc.execute_interactive(code, timeout=120)
+                assert reply["content"]["status"] == "ok"
+            finally:
+                kc.stop_channels()
+                await km.shutdown_kernel()
+        assert not await km.is_alive()
+
+    try:
+        asyncio.run(session())
+        assert flag.read_text() == "ready", "the kernel's process group was sent SIGINT at shutdown"
+    finally:
+        os.kill(int(flag.with_suffix(".pid").read_text()), signal.SIGKILL)
+    log = err_path.read_text()
+    assert "without encryption" not in log and "KeyboardInterrupt" not in log and "ERROR" not in log, log
