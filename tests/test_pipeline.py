@@ -217,3 +217,11 @@ def test_pipeline_kernels_are_encrypted_and_shut_down_without_sigint(tmp_path):
         os.kill(int(flag.with_suffix(".pid").read_text()), signal.SIGKILL)
     log = err_path.read_text()
     assert "without encryption" not in log and "KeyboardInterrupt" not in log and "ERROR" not in log, log
+
+
+def test_explore_defaults_are_what_the_sample_pipeline_runs():
+    """Run All in JupyterLab shows (and saves) what `make pipeline` does: the held-out frames of the prepared file."""
+    defaults = notebook_parameters(ROOT / "notebooks" / "05_explore.ipynb")
+    planned = make_plan("sample", only=["05"]).steps["05_explore"]
+    assert {k: defaults[k] for k in planned} == planned
+    assert (defaults["data_source"], defaults["data_split"]) == ("prepared", "test")
