@@ -74,7 +74,7 @@ class TensorBoardLogger(Callback):
         if self.writer is None:
             return
         for k, v in state.metrics.items():
-            if k not in ("epoch", "step"):
+            if k not in ("epoch", "step") and isinstance(v, (int, float)):  # not the row's "loss_name"
                 self.writer.add_scalar(f"epoch/{k}", v, state.step)
         if state.preview:
             self.writer.add_images("val/input|gt|pred", preview_strip(state.preview, self.max_images,

@@ -22,7 +22,7 @@ class DataConfig:
     source: str = "densedepth"          # reader name, see depthlib.data.list_sources()
     path: str = "data/sample"           # folder or archive, relative to the project root
     split: str = "test"                 # which part of the source (reader-specific)
-    image_size: tuple[int, int] = (240, 320)   # (H, W) fed to the model; multiple of 32
+    image_size: tuple[int, int] = (192, 256)   # (H, W) fed to the model; multiple of 32 (NYU's 4:3)
     border_crop: str = "nyu"            # "nyu" (labeled-set white border), "detect", "none"
     max_depth: float = 10.0             # metres; Kinect v1 range cap used by NYU
     min_depth: float = 0.1              # metres

@@ -141,11 +141,13 @@ def evaluate(
     keep_per_image: bool = True,
     worst_n: int = 8,
     source: str | None = None,
+    desc: str = "",
 ) -> EvalResult:
     """Metrics of `model` on a dataset of samples {"image" [3,H,W], "depth"/"valid" [1,H,W]} under `protocol`.
 
     flip_average=None takes the protocol's default. Moves the model to `device`. Per-image records
     hold metrics only (no maps); `worst` keeps the worst_n frames by abs_rel even without them.
+    `desc` names the model on the progress bar (e.g. "previous").
     """
     proto = get_protocol(protocol)
     if alignment not in ALIGNERS:
@@ -162,7 +164,7 @@ def evaluate(
     sums: list[Tensor] = []       # one [K] float64 vector per image: a few hundred bytes each
     records: list[dict[str, Any]] = []
     index = 0
-    bar = tqdm(total=len(dataset), desc=f"evaluate [{proto.name}]", disable=not progress)  # type: ignore[arg-type]
+    bar = tqdm(total=len(dataset), desc=f"evaluate {desc} [{proto.name}]" if desc else f"evaluate [{proto.name}]", disable=not progress)  # type: ignore[arg-type]
     try:
         for batch in _batches(dataset, batch_size):
             pred, target, valid = prepare_batch(model, batch, proto, flip_average=flip, alignment=alignment,

@@ -4,14 +4,19 @@ Parameters come from named profiles in notebooks/profiles/<name>.toml: a [common
 every notebook that declares the name, then one table per notebook. A name that no notebook's
 `parameters` cell declares is refused (papermill alone only warns). A `[pipeline]` table may `skip`
 notebooks the profile has no use for (e.g. `own` fine-tunes an existing model, so it never runs 02).
-Executed copies go to runs/<run>/; the first failing notebook stops the run, keeps its executed copy
-and names the cell.
+`--only` and `--set NB:name=value`
+name a notebook by name or number (02_train or 02); both spellings of one notebook apply, in order,
+and a notebook that does not exist (or, for --set, is not part of the run) is refused. Executed copies
+go to runs/<run>/; the first failing notebook stops the run, keeps its executed copy and names the cell.
+Notices a notebook printed (depthlib.notices: "resumed ...", "nothing to train ...") are repeated here.
+Training resumes what its out_dir holds; `--fresh` starts 02 and 03 over.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import sys
 import time
@@ -21,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .lock import LockError, hold_lock
+from .notices import notices_in
 from .paths import project_root, resolve
 
 NOTEBOOKS = ("01_data_prep", "02_train", "03_finetune", "04_evaluate", "05_explore")
@@ -50,6 +57,15 @@ def notebook_parameters(path: Path) -> dict[str, Any]:
         elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             out[node.targets[0].id] = ast.literal_eval(node.value)
     return out
+
+
+def notebook_named(name: str, what: str) -> str:
+    """The notebook a user means by its name (02_train) or number (02); ConfigError naming `what` otherwise."""
+    for nb in NOTEBOOKS:
+        if name in (nb, nb[:2]):
+            return nb
+    raise ConfigError(f"{what}: there is no notebook {name!r}; use a name ({', '.join(NOTEBOOKS)}) "
+                      f"or its number ({', '.join(nb[:2] for nb in NOTEBOOKS)}).")
 
 
 def load_profile(name: str) -> dict[str, Any]:
@@ -86,8 +102,11 @@ def _skipped(profile: str, table: dict[str, Any]) -> set[str]:
 
 
 def make_plan(profile: str, *, run_name: str | None = None, only: list[str] | None = None,
-              overrides: list[str] | None = None) -> Plan:
-    """Resolve a profile into per-notebook parameters, refusing names no notebook declares."""
+              overrides: list[str] | None = None, fresh: bool = False) -> Plan:
+    """Resolve a profile into per-notebook parameters, refusing names no notebook declares.
+
+    fresh=True sets resume=False in every notebook that declares it: training starts over.
+    """
     prof = load_profile(profile)
     common = dict(prof.get("common", {}))
     unknown_tables = sorted(set(prof) - {"common", "outputs", "pipeline", *NOTEBOOKS})
@@ -96,7 +115,10 @@ def make_plan(profile: str, *, run_name: str | None = None, only: list[str] | No
     skip = _skipped(profile, prof.get("pipeline", {}))
     plan = Plan(profile=profile, run_dir=resolve(Path("runs") / (run_name or profile)))
     plan.outputs = dict(prof.get("outputs", {}))
-    names = [n for n in NOTEBOOKS if (only is None or n in only or n[:2] in only) and n not in skip]
+    if only is not None and not only:
+        raise ConfigError(f"--only needs at least one notebook: a name ({', '.join(NOTEBOOKS)}) or its number (01-05).")
+    wanted = None if only is None else {notebook_named(n, f"--only {n}") for n in only}
+    names = [n for n in NOTEBOOKS if (wanted is None or n in wanted) and n not in skip]
     declared: dict[str, dict[str, Any]] = {}
     for nb in NOTEBOOKS:
         path = project_root() / "notebooks" / f"{nb}.ipynb"
@@ -106,13 +128,17 @@ def make_plan(profile: str, *, run_name: str | None = None, only: list[str] | No
     for item in overrides or []:
         target, _, kv = item.partition(":")
         key, eq, raw = kv.partition("=")
-        if not eq:
+        if not eq or not key:
             raise ConfigError(f"override {item!r} must look like NOTEBOOK:name=value (e.g. 02_train:epochs=3)")
+        nb = notebook_named(target, f"--set {item}")
+        if nb not in names:
+            raise ConfigError(f"--set {item}: {nb} is not part of this run (--only {' '.join(only or [])}); "
+                              f"add it to --only or drop the override.")
         try:
             value = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
             value = raw
-        extra.setdefault(target, {})[key] = value
+        extra.setdefault(nb, {})[key] = value  # "02:" and "02_train:" name the same notebook: both apply, in order
     all_declared = set().union(*declared.values()) if declared else set()
     stray = sorted(set(common) - all_declared)
     if stray:
@@ -124,7 +150,11 @@ def make_plan(profile: str, *, run_name: str | None = None, only: list[str] | No
             continue
         params = {k: v for k, v in common.items() if k in declared[nb]}
         params.update(prof.get(nb, {}))
-        params.update(extra.get(nb, {}) or extra.get(nb[:2], {}))
+        params.update(extra.get(nb, {}))
+        if fresh and "resume" in declared[nb]:
+            if params.get("resume") is True and "resume" in extra.get(nb, {}):
+                raise ConfigError(f"--fresh starts {nb} over, but --set asks it to resume; drop one of them.")
+            params["resume"] = False
         unknown = sorted(set(params) - set(declared[nb]))
         if unknown:
             raise ConfigError(f"{nb}: unknown parameter(s) {unknown}; the notebook declares {sorted(declared[nb])}.")
@@ -134,10 +164,37 @@ def make_plan(profile: str, *, run_name: str | None = None, only: list[str] | No
     return plan
 
 
+LOCK_NAME = ".pipeline.lock"
+
+
+def output_folders(plan: Plan) -> list[Path]:
+    """The folders a run writes: its runs/ folder and those of the profile's [outputs] (a file's parent)."""
+    folders = {plan.run_dir}
+    for where in plan.outputs.values():
+        p = resolve(where)
+        folders.add(p.parent if p.suffix else p)
+    return sorted(folders)
+
+
 def run(plan: Plan, *, progress: bool = True, log_output: bool = False) -> Plan:
-    """Execute the plan's notebooks in order; raise SystemExit naming the failing notebook and cell."""
+    """Execute the plan's notebooks in order; raise SystemExit naming the failing notebook and cell.
+
+    Holds a lock (LOCK_NAME, with this pid) in every output folder while it runs: a second run of the
+    same profile is refused with depthlib.lock.LockError instead of training into the same out_dir.
+    """
+    with contextlib.ExitStack() as locks:
+        for folder in output_folders(plan):
+            before = locks.enter_context(hold_lock(folder / LOCK_NAME, f"the output folder of profile {plan.profile!r}"))
+            if before:
+                print(f"[pipeline] took over {folder / LOCK_NAME} from a run that ended without releasing it ({before})")
+        return _run_locked(plan, progress=progress, log_output=log_output)
+
+
+def _run_locked(plan: Plan, *, progress: bool, log_output: bool) -> Plan:
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
+
+    from .pipeline_kernel import PipelineKernelManager
 
     plan.run_dir.mkdir(parents=True, exist_ok=True)
     for nb, params in plan.steps.items():
@@ -148,12 +205,14 @@ def run(plan: Plan, *, progress: bool = True, log_output: bool = False) -> Plan:
               flush=True)
         try:
             pm.execute_notebook(str(src), str(dst), parameters=params, kernel_name="python3", progress_bar=progress,
-                                log_output=log_output, cwd=str(project_root()))
+                                log_output=log_output, cwd=str(project_root()), kernel_manager_class=PipelineKernelManager)
         except PapermillExecutionError as e:
             raise SystemExit(
                 f"[pipeline] {nb} FAILED in cell {e.cell_index} (execution count {e.exec_count}): {e.ename}: {e.evalue}\n"
                 f"[pipeline] executed copy kept at {dst}; later notebooks were not run."
             ) from None
+        for msg in notices_in(json.loads(dst.read_text())):
+            print(f"[pipeline] {nb}: {msg}", flush=True)
         print(f"[pipeline] {nb}: done in {time.perf_counter() - t0:.0f} s", flush=True)
     for what, where in plan.outputs.items():
         print(f"[pipeline] {what}: {resolve(where)}")
@@ -165,21 +224,29 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m depthlib.pipeline", description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="sample", help="profile name in notebooks/profiles/ or a .toml path")
     ap.add_argument("--run-name", default=None, help="folder under runs/ for executed notebooks (default: profile)")
-    ap.add_argument("--only", nargs="*", default=None, help="run only these notebooks (e.g. 02 03)")
+    ap.add_argument("--only", nargs="+", default=None, metavar="NB",
+                    help="run only these notebooks, by name or number (e.g. 02 03)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="NB:NAME=VALUE",
-                    help="override one parameter, e.g. --set 02_train:epochs=3")
+                    help="override one parameter of a notebook named by name or number, e.g. --set 02:epochs=3 "
+                         "(repeatable; later settings of the same name win)")
+    ap.add_argument("--fresh", action="store_true",
+                    help="start training over (resume=False in 02 and 03), replacing their earlier checkpoints")
     ap.add_argument("--dry-run", action="store_true", help="print the resolved parameters and stop")
     ap.add_argument("--log-output", action="store_true", help="stream the notebooks' output to this terminal")
     a = ap.parse_args(argv)
     try:
-        plan = make_plan(a.profile, run_name=a.run_name, only=a.only, overrides=a.overrides)
+        plan = make_plan(a.profile, run_name=a.run_name, only=a.only, overrides=a.overrides, fresh=a.fresh)
     except ConfigError as e:
         print(f"[pipeline] error: {e}", file=sys.stderr)
         return 2
     if a.dry_run:
         print(json.dumps(plan.steps, indent=2))
         return 0
-    run(plan, log_output=a.log_output)
+    try:
+        run(plan, log_output=a.log_output)
+    except LockError as e:
+        print(f"[pipeline] error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -16,6 +16,7 @@ protocol (crop, full resolution, flip averaging) is depthlib.evaluate's job.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import math
 import time
@@ -37,6 +38,7 @@ from .data.dataset import make_loader
 from .errors import CheckpointError, ConfigError, DepthlibError
 from .losses import LOSSES
 from .metrics import metrics_from_sums
+from .notices import notice
 from .paths import resolve
 from .history import History
 from .reproducibility import kernel_mode, rng_state, seed_everything, set_rng_state
@@ -47,6 +49,18 @@ __all__ = ["Callback", "History", "NonFiniteLossError", "fit"]
 # What _save puts into extra beside train_config, all of which resuming needs.
 RESUME_KEYS = ("train_config", "batch_in_epoch", "world_size", "history", "epoch_loss", "scaler", "rng")
 log = logging.getLogger(__name__)
+
+# TrainConfig fields that define a run: resuming with another value would silently keep the old one
+# (the optimiser state restores lr, the schedule its shape), so a change is refused. Fields left out
+# (epochs, device, precision, workers, logging, max_steps, ...) may change between sessions.
+RUN_SETTINGS = ("lr", "betas", "weight_decay", "amsgrad", "scheduler", "warmup_steps", "grad_clip", "grad_accum",
+                "seed", "lr_step_size", "lr_gamma", "min_lr_ratio", "gpu_augment", "aug_flip_p", "aug_swap_p")
+FRESH_HINT = "in the pipeline: --fresh"
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 class NonFiniteLossError(DepthlibError, FloatingPointError):
@@ -81,8 +95,10 @@ class _Run:
         self.core = model.to(device)
         last = self.out_dir / "last.pt"
         ckpt = load_checkpoint(last, map_location=device) if cfg.resume and last.is_file() else None
-        if ckpt is None and cfg.init_from:
-            at = init_weights(self.core, resolve(cfg.init_from), device)
+        init = resolve(cfg.init_from) if cfg.init_from else None
+        self.init_sha256 = _sha256(init) if init is not None and init.is_file() else ""  # kept in last.pt
+        if ckpt is None and init is not None:
+            at = init_weights(self.core, init, device)
             self._say(f"initialised weights from {cfg.init_from} (step {at} there); fresh optimiser")
         if cfg.freeze_encoder:
             self.core.freeze_encoder()
@@ -135,10 +151,26 @@ class _Run:
                "loss": self.cfg.loss, "data": to_plain(self.cfg.data)}
         was = {"arch": ckpt.get("arch"), "model_config": ckpt.get("model_config"), "loss": old.get("loss"),
                "data": old.get("data", {})}
+        now.update({k: to_plain(getattr(self.cfg, k)) for k in RUN_SETTINGS if k in old})
+        was.update({k: old[k] for k in RUN_SETTINGS if k in old})
         differ = sorted(k for k in now if now[k] != was[k])
+        where = lambda p: str(resolve(p)) if p else ""  # noqa: E731  (relative or absolute: the same file)
+        if "init_from" in old and where(old["init_from"]) != where(self.cfg.init_from):
+            differ.append("init_from")
+            was["init_from"], now["init_from"] = old["init_from"], self.cfg.init_from
+        elif ex.get("init_from_sha256") and self.init_sha256 and ex["init_from_sha256"] != self.init_sha256:
+            differ.append("init_from")  # same path, new content: e.g. 02 retrained the checkpoint 03 starts from
+            was["init_from"], now["init_from"] = "a checkpoint since replaced", f"the current {self.cfg.init_from}"
         if differ:
             raise ConfigError(f"{path}: holds a different run ({', '.join(f'{k}: {was[k]!r} there, {now[k]!r} now' for k in differ)}). "
-                              "Fix: resume=False to start over in this out_dir, or use another out_dir.")
+                              f"Fix: resume=False to start over in this out_dir ({FRESH_HINT}), or use another out_dir.")
+        self.init_sha256 = ex.get("init_from_sha256", self.init_sha256)
+        done, partial = int(ckpt["epoch"]), bool(ex["batch_in_epoch"])
+        if done > self.cfg.epochs or (done == self.cfg.epochs and partial):
+            raise ConfigError(f"{path}: holds a run that has trained {done + partial} epoch(s), more than the "
+                              f"{self.cfg.epochs} asked for: resuming cannot give a {self.cfg.epochs}-epoch model. Fix: "
+                              f"resume=False to start over in this out_dir, replacing that run ({FRESH_HINT}), or use "
+                              "another out_dir.")
         if old["freeze_encoder"] != self.cfg.freeze_encoder:
             raise ConfigError(f"{path}: was trained with freeze_encoder={old['freeze_encoder']}. Fix: resume with "
                               "the same setting, or start a new out_dir (init_from=that file).")
@@ -157,8 +189,16 @@ class _Run:
             seed_everything(self.cfg.seed + self.info.rank + 1000 * self.step)
         else:
             set_rng_state(ex["rng"])
-        ignored = f" (init_from={self.cfg.init_from!r} ignored)" if self.cfg.init_from else ""
-        self._say(f"resumed from {path}: epoch {self.epoch + 1}, batch {self.skip}, step {self.step}{ignored}")
+        if self.epoch >= self.cfg.epochs or (self.cfg.max_steps and self.step >= self.cfg.max_steps):
+            h = self.history
+            best = f"best epoch {h.best_epoch}, loss {h.best_val_loss:.4f}" if h.best_epoch >= 1 else "no epoch validated"
+            why = f"its {self.cfg.epochs} epochs" if self.epoch >= self.cfg.epochs else f"max_steps={self.cfg.max_steps}"
+            self._notice(f"{path}: this run already finished {why} ({best}): nothing to train. To train again from "
+                         f"scratch: resume=False ({FRESH_HINT}), replacing it, or another out_dir.")
+            return
+        started = f"; it started from {self.cfg.init_from}" if self.cfg.init_from else ""
+        self._notice(f"resumed from {path}: epoch {self.epoch + 1} of {self.cfg.epochs}, batch {self.skip}, "
+                     f"step {self.step}{started}")
 
     def run(self) -> History:
         """Epochs from the resume point; returns (and writes) the History."""
@@ -281,7 +321,7 @@ class _Run:
         t0 = time.perf_counter()
         metrics, preview = self._validate()
         row = {"epoch": epoch + 1, "step": self.step, "lr": self.opt.param_groups[0]["lr"],
-               "train_loss": self.loss_sum / max(1, self.loss_n), **metrics,
+               "train_loss": self.loss_sum / max(1, self.loss_n), **metrics, "loss_name": self.cfg.loss,
                "train_seconds": t0 - self.t_epoch, "val_seconds": time.perf_counter() - t0}
         self.history.epochs.append(row)
         score = row.get("val_loss", row["train_loss"])
@@ -305,7 +345,7 @@ class _Run:
             extra = {"batch_in_epoch": batch_in_epoch, "world_size": self.info.world_size,
                      "train_config": to_dict(self.cfg), "history": self.history.to_dict(),
                      "epoch_loss": [self.loss_sum, self.loss_n], "scaler": self.scaler.state_dict(),
-                     "rng": rng_state()}
+                     "rng": rng_state(), "init_from_sha256": self.init_sha256}
             metrics = self.history.epochs[-1] if self.history.epochs else {}
             save_checkpoint(self.out_dir / name, model=self.core,
                             optimizer=None if weights_only else self.opt,
@@ -313,6 +353,10 @@ class _Run:
                             epoch=epoch, step=self.step, metrics=metrics,
                             extra={"train_config": extra["train_config"]} if weights_only else extra)
         D.barrier(self.info)
+
+    def _notice(self, msg: str) -> None:
+        if self.info.is_main:
+            notice(msg)
 
     def _say(self, msg: str) -> None:
         if self.info.is_main:

@@ -1,4 +1,4 @@
-"""Command-line training on a prepared dataset, for runs bigger than a notebook: the same fit.
+r"""Command-line training on a prepared dataset, for runs bigger than a notebook: the same fit.
 
 One GPU (or CPU):
     python -m depthlib.train_cli --prepared data/prepared/nyu.h5 --model densedepth \
@@ -22,6 +22,7 @@ from typing import Any, Sequence
 
 from .config import DataConfig, ModelConfig, TrainConfig, from_dict, to_dict
 from .errors import ConfigError, DepthlibError
+from .paths import resolve
 
 
 def parse_settings(items: Sequence[str], what: str) -> dict[str, Any]:
@@ -40,21 +41,59 @@ def parse_settings(items: Sequence[str], what: str) -> dict[str, Any]:
 
 def build_configs(args: argparse.Namespace) -> tuple[DataConfig, ModelConfig, TrainConfig]:
     """The three settings dataclasses from the command line (unknown names are refused)."""
-    data = from_dict(DataConfig, {**to_dict(DataConfig()), **parse_settings(args.data, "data")})
+    given = parse_settings(args.data, "data")
+    unused = sorted(set(given) & set(_NOT_USED_HERE))
+    if unused:
+        raise ConfigError(f"--data {', '.join(unused)}: train_cli reads the prepared file given by --prepared; drop them.")
+    data = from_dict(DataConfig, {**to_dict(DataConfig()), **given})
     model = ModelConfig(name=args.model, kwargs=json.loads(args.model_kwargs))
     train = from_dict(TrainConfig, {**to_dict(TrainConfig()), **parse_settings(args.train, "train")})
     return data, model, train
 
 
+# DataConfig fields that describe a source: train_cli reads --prepared instead.
+_NOT_USED_HERE = ("source", "path", "split")
+
+
+def settings_help() -> str:
+    """Every --data and --train setting with its default, as listed under --help."""
+    import textwrap
+
+    from .models import list_models
+
+    def listing(cfg: Any, skip: Sequence[str] = ()) -> str:
+        items = [f"{k}={json.dumps(v)}" for k, v in to_dict(cfg).items() if k not in skip]
+        return textwrap.fill(", ".join(items), width=100, initial_indent="  ", subsequent_indent="  ")
+
+    return (f"models (--model): {', '.join(list_models())}\n\n"
+            f"--data settings (DataConfig) and their defaults:\n{listing(DataConfig(), _NOT_USED_HERE)}\n\n"
+            f"--train settings (TrainConfig) and their defaults:\n{listing(TrainConfig(), ('data',))}\n\n"
+            "Values are JSON (epochs=3, image_size=[480,640], amsgrad=true), anything else a string (precision=bf16).")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Arguments of python -m depthlib.train_cli."""
-    p = argparse.ArgumentParser(prog="python -m depthlib.train_cli", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m depthlib.train_cli", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=settings_help())
     p.add_argument("--prepared", required=True, help="prepared HDF5 file (notebook 01) with train/val splits")
-    p.add_argument("--model", default="unet", help="registered model name (depthlib.models.list_models())")
-    p.add_argument("--model-kwargs", default="{}", help="JSON keyword arguments of create_model")
-    p.add_argument("--data", nargs="*", default=[], metavar="NAME=VALUE", help="DataConfig settings")
-    p.add_argument("--train", nargs="*", default=[], metavar="NAME=VALUE", help="TrainConfig settings")
+    p.add_argument("--model", default="unet", help="registered model name (default: %(default)s)")
+    p.add_argument("--model-kwargs", default="{}", help="JSON keyword arguments of create_model (default: %(default)s)")
+    p.add_argument("--data", nargs="*", default=[], metavar="NAME=VALUE",
+                   help="DataConfig settings, each defaulting as listed below")
+    p.add_argument("--train", nargs="*", default=[], metavar="NAME=VALUE",
+                   help="TrainConfig settings, each defaulting as listed below")
     return p
+
+
+def summary(history: Any, cfg: TrainConfig) -> str:
+    """One line on how the run ended: its best epoch, or why no epoch was validated."""
+    where = f"outputs in {resolve(cfg.out_dir)}"
+    if history.best_epoch >= 1:
+        return f"best epoch {history.best_epoch}: loss {history.best_val_loss:.4f}; {where}"
+    if history.stopped_early == "max_steps":
+        return (f"stopped by max_steps={cfg.max_steps} before the first epoch ended: no validation yet, so no best.pt; "
+                f"last.pt (step {cfg.max_steps}) resumes the run; {where}")
+    return f"no epoch was trained (epochs={cfg.epochs}); {where}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if os.environ.get("RANK", "0") == "0":
-        print(f"best epoch {history.best_epoch}: loss {history.best_val_loss:.4f}; outputs in {train_cfg.out_dir}")
+        print(summary(history, train_cfg))
     return 0
 
 

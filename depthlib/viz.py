@@ -1,6 +1,7 @@
 """Figures: depth colourisation, RGB | ground truth | prediction grids, comparisons, curves.
 
-Every figure function returns a matplotlib Figure and, given `path`, also saves it atomically.
+Every figure function returns a matplotlib Figure and, given `path` (relative: from the project root, whatever the
+working directory), also saves it atomically.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from .atomic import atomic_path  # noqa: E402
+from .paths import resolve  # noqa: E402
 
 HOLE_COLOUR = (255, 0, 255)  # magenta: no ground truth here
 
@@ -51,10 +53,15 @@ def colorize(depth: Any, vmin: float | None = None, vmax: float | None = None, c
 
 
 def save_figure(fig: plt.Figure, path: str | os.PathLike[str], dpi: int = 100) -> Path:
-    """Save `fig` to `path` via a temporary file and rename, so a crash never leaves half a PNG."""
-    with atomic_path(path) as tmp:
+    """Save `fig` to `path` (relative: from the project root) via a temporary file and rename -> the path written.
+
+    Notebooks run with the notebook's folder as working directory in JupyterLab and with the project
+    root under the pipeline: resolving here sends every figure to the same place either way.
+    """
+    out = resolve(path)
+    with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    return Path(path)
+    return out
 
 
 def depth_grid(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, titles: Sequence[str] | None = None,
@@ -92,14 +99,19 @@ def depth_grid(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, tit
 
 
 def curves(history: Sequence[Mapping[str, Any]], keys: Sequence[str] = ("train_loss", "val_loss"), *,
-           x: str = "epoch", path: str | os.PathLike[str] | None = None, title: str = "") -> plt.Figure:
-    """Plot history columns `keys` against `x`."""
+           x: str = "epoch", path: str | os.PathLike[str] | None = None, title: str = "",
+           ylabel: str | None = None) -> plt.Figure:
+    """Plot history columns `keys` against `x`; the y label names the loss (rows' "loss_name") unless given."""
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for k in keys:
         pts = [(h[x], h[k]) for h in history if h.get(k) is not None]
         if pts:
             ax.plot(*zip(*pts), marker="o", ms=3, label=k)
-    ax.set_xlabel(x); ax.legend(); ax.grid(alpha=0.3)  # noqa: E702
+    if ylabel is None:
+        names = sorted({str(h["loss_name"]) for h in history if h.get("loss_name")})
+        loss = f"{' / '.join(names)} loss" if names else "loss"
+        ylabel = loss if all(k.endswith("loss") for k in keys) else ", ".join(keys)
+    ax.set_xlabel(x); ax.set_ylabel(ylabel); ax.legend(); ax.grid(alpha=0.3)  # noqa: E702
     if title:
         ax.set_title(title)
     fig.tight_layout()

@@ -1,16 +1,21 @@
 """Interactive explorer of a model's predictions (ipywidgets): RGB | ground truth | prediction | error.
 
-A frame slider, checkpoint choice (current vs previous), colormap, depth range, error range, flip
-averaging, and the depth at a pixel (x/y boxes: ipywidgets' Image has no click events and the
-project adds no ipympl/ipyevents dependency). Predictions are computed when first shown and kept
-in an LRU cache, so returning to a frame or toggling the comparison is instant. Without a frontend
-(papermill) everything still runs, and `save_static(path)` writes the current view as a PNG figure.
+A frame slider (with the frame's split: train / val / test), checkpoint choice (current vs previous),
+colormap, depth range (by default each frame's ground-truth range), error range, flip averaging,
+colour bars, and the depth at a pixel: click the picture, or type x / y. ipywidgets' Image has no
+click events and the project adds no ipympl / ipyevents / anywidget dependency (nor a JupyterLab
+extension), so a small script in an HTML widget forwards a click's position to a hidden Text
+widget; this works in JupyterLab 4 and Notebook 7 as installed. Predictions are computed when first
+shown and kept in an LRU cache, so returning to a frame or toggling the comparison is instant.
+Without a frontend (papermill) everything still runs, and `save_static(path)` writes the current
+view as a PNG figure.
 """
 
 from __future__ import annotations
 
 import html
 import io
+import itertools
 import os
 from collections import OrderedDict
 from pathlib import Path
@@ -19,18 +24,32 @@ from typing import Any, Callable, Hashable, Mapping
 import ipywidgets as W
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from .data.frame import Frame, FrameSource
+from .explorer_figures import Layout, compose, ground_truth_range, split_text, static_figure
 from .errors import CheckpointError, ConfigError
 from .metrics import depth_metrics
 from .paths import resolve
-from .viz import colorize, save_figure, to_rgb_uint8
+from .viz import colorize, save_figure
 
 CMAPS = ("magma_r", "viridis_r", "plasma_r", "inferno_r", "turbo_r", "jet_r", "gray")
 ERROR_CMAP = "RdBu_r"  # signed error pred - gt: blue = too near, red = too far
 METRICS_SHOWN = ("delta1", "abs_rel", "rmse", "log10")
 NONE = "(none)"
+_IDS = itertools.count()
+
+# Runs once per rendered view (an <img> that fails to load): finds this explorer's picture and hidden
+# click box, and on a click writes "fx,fy,n" (fractions of the picture, a counter) into the box.
+_CLICK_JS = (
+    "(function(el){{var tries=0;function hook(){{var root=el.closest('.{root}');"
+    "var img=root&&root.querySelector('.widget-image');var box=root&&root.querySelector('.{box} input');"
+    "if(!img||!box){{if(tries++<100)setTimeout(hook,100);return;}}"
+    "if(img.dataset.depthlibClick)return;img.dataset.depthlibClick='1';img.style.cursor='crosshair';var n=0;"
+    "img.addEventListener('click',function(e){{var r=img.getBoundingClientRect();"
+    "box.value=((e.clientX-r.left)/r.width).toFixed(5)+','+((e.clientY-r.top)/r.height).toFixed(5)+','+(++n);"
+    "box.dispatchEvent(new Event('change',{{bubbles:true}}));}});}}hook();}})(this)"
+)
 
 
 class LRUCache:
@@ -71,11 +90,14 @@ def _png(rgb: np.ndarray) -> bytes:
 
 
 class Explorer:
-    """Browse `source`'s frames with predictions of one or two checkpoints (labels -> paths)."""
+    """Browse `source`'s frames with predictions of one or two checkpoints (labels -> paths).
+
+    depth_range (lo, hi) metres fixes the depth colour scale; None or empty: each frame's ground-truth range.
+    """
 
     def __init__(self, source: FrameSource, checkpoints: Mapping[str, str | os.PathLike[str]], *,
                  current: str | None = None, previous: str | None = None, frame: int = 0,
-                 cmap: str = "magma_r", depth_range: tuple[float, float] = (0.0, 10.0), err_max: float = 1.0,
+                 cmap: str = "magma_r", depth_range: tuple[float, float] | list[float] | None = None, err_max: float = 1.0,
                  flip_average: bool = True, device: str = "auto",
                  panel_width: int = 320, cache_size: int = 64) -> None:
         if len(source) == 0:
@@ -105,16 +127,23 @@ class Explorer:
         self._frames = LRUCache(8)
         self._models: dict[str, torch.nn.Module] = {}
         names = list(source.names)
-        lo, hi = float(depth_range[0]), float(depth_range[1])
+        fixed = depth_range is not None and len(depth_range) > 0
+        if fixed and (len(depth_range) != 2 or not float(depth_range[0]) < float(depth_range[1])):  # type: ignore[arg-type]
+            raise ConfigError(f"depth_range must be [lo, hi] metres with lo < hi, or empty for each frame's "
+                              f"ground-truth range; got {depth_range!r}.")
+        lo, hi = (float(depth_range[0]), float(depth_range[1])) if fixed else ground_truth_range(self._frame(int(frame)))  # type: ignore[index]
 
         self.frame = W.IntSlider(value=int(frame), min=0, max=len(source) - 1, description="frame",
                                  continuous_update=False)  # predict on release, not on every step of a drag
         self.frame_name = W.Label(names[int(frame)])
+        self.split = W.HTML()
         self.current = W.Dropdown(options=labels, value=current, description="current")
         self.previous = W.Dropdown(options=[NONE, *labels], value=previous or NONE, description="previous")
         self.cmap = W.Dropdown(options=list(CMAPS), value=cmap, description="colormap")
         self.depth_range = W.FloatRangeSlider(value=(lo, hi), min=0.0, max=max(hi, 10.0), step=0.1,
                                               description="depth (m)", continuous_update=False)
+        self.auto_range = W.Checkbox(value=not fixed, description="range of each frame's ground truth",
+                                     layout=W.Layout(width="auto"))
         self.err_max = W.BoundedFloatText(value=float(err_max), min=0.01, max=20.0, step=0.1, description="error ± (m)")
         self.flip = W.Checkbox(value=bool(flip_average), description="flip averaging")
         small = W.Layout(width="180px")
@@ -123,19 +152,26 @@ class Explorer:
         self.image = W.Image(format="png", layout=W.Layout(width="100%", max_width=f"{4 * self.panel_width}px"))
         self.readout = W.HTML()
         self.table = W.HTML()
+        root, box = f"depthlib-explorer-{next(_IDS)}", "depthlib-click"
+        self.clicks = W.Text(value="", layout=W.Layout(display="none"))  # "fx,fy,n" from a click on the picture
+        self.clicks.add_class(box)
+        click_js = html.escape(_CLICK_JS.format(root=root, box=box), quote=True)
+        self._click_bridge = W.HTML(f'<img src="data:image/gif;base64,AA==" alt="" style="display:none" onerror="{click_js}">')
         self._names = names
         self._quiet = False
         self._set_pixel_bounds(self._frame(self.frame.value), centre=True)
-        for w in (self.frame, self.current, self.previous, self.cmap, self.depth_range, self.err_max,
+        for w in (self.frame, self.current, self.previous, self.cmap, self.depth_range, self.auto_range, self.err_max,
                   self.flip, self.x, self.y):
             w.observe(self._changed, names="value")
+        self.clicks.observe(self._clicked, names="value")
         self.widget = W.VBox([
-            W.HBox([self.frame, self.frame_name]),
+            W.HBox([self.frame, self.frame_name, self.split]),
             W.HBox([self.current, self.previous, self.flip]),
-            W.HBox([self.cmap, self.depth_range, self.err_max]),
-            W.HBox([self.x, self.y, self.readout]),
-            self.image, self.table,
+            W.HBox([self.cmap, self.depth_range, self.auto_range]),
+            W.HBox([self.err_max, self.x, self.y, self.readout]),
+            self.image, self.table, self.clicks, self._click_bridge,
         ])
+        self.widget.add_class(root)
         self.refresh()
 
     # --- data and predictions -------------------------------------------------------------------
@@ -221,25 +257,20 @@ class Explorer:
             out.append((f"{label}: pred - gt", colorize(p - gt, -e, e, ERROR_CMAP, valid=valid)))
         return out
 
-    def render(self) -> np.ndarray:
-        """The composite view uint8 [rows*h, 4*w, 3] with labels and the pixel marker."""
-        H, Wd = self._frame(self.frame.value).depth.shape
+    def layout(self) -> Layout:
+        """Geometry of the displayed picture (panel size, rows, colour-bar strip) for the current view."""
         h, w = self.panel_size()
-        sx, sy = (self.x.value + 0.5) * w / Wd, (self.y.value + 0.5) * h / H
-        panels = self.panels()
-        rows = (len(panels) + 3) // 4
-        canvas = Image.new("RGB", (4 * w, rows * h), (32, 32, 32))
-        draw = ImageDraw.Draw(canvas)
-        for k, (title, rgb) in enumerate(panels):
-            ox, oy = (k % 4) * w, (k // 4) * h
-            canvas.paste(Image.fromarray(rgb), (ox, oy))
-            if title:
-                draw.rectangle((ox, oy, ox + 6 * len(title) + 6, oy + 13), fill=(0, 0, 0))
-                draw.text((ox + 3, oy + 1), title, fill=(255, 255, 255))
-                cx, cy = ox + sx, oy + sy
-                draw.line((cx - 6, cy, cx + 6, cy), fill=(0, 255, 0))
-                draw.line((cx, cy - 6, cx, cy + 6), fill=(0, 255, 0))
-        return np.asarray(canvas)
+        H, Wd = self._frame(self.frame.value).depth.shape
+        return Layout(h=h, w=w, rows=len(self.labels_shown()), frame_hw=(H, Wd))
+
+    def render(self) -> np.ndarray:
+        """The composite view uint8 [rows*h + colour bars, 4*w, 3] with titles and the pixel marker."""
+        lay = self.layout()
+        H, Wd = lay.frame_hw
+        marker = ((self.x.value + 0.5) * lay.w / Wd, (self.y.value + 0.5) * lay.h / H)
+        lo, hi = self.depth_range.value
+        return compose(self.panels(), lay, marker=marker, depth=(lo, hi, self.cmap.value),
+                       err_max=float(self.err_max.value), error_cmap=ERROR_CMAP)
 
     def pixel_text(self) -> str:
         """HTML of the depths at pixel (x, y): ground truth and every shown prediction."""
@@ -259,21 +290,56 @@ class Explorer:
             cells = "".join(f"<td style='padding:0 8px'>{m[k]:.4f}</td>" for k in METRICS_SHOWN)
             rows.append(f"<tr><td>{html.escape(lb)}</td>{cells}</tr>")
         name = html.escape(self._names[self.frame.value])
-        return f"<table><caption>frame {name}, valid pixels, no crop</caption><tr><th></th>{head}</tr>{''.join(rows)}</table>"
+        split = html.escape(split_text(self._frame(self.frame.value)))
+        return (f"<table><caption>frame {name} ({split}), valid pixels, no crop</caption><tr><th></th>{head}</tr>"
+                f"{''.join(rows)}</table>")
 
     def refresh(self) -> None:
-        """Recompute the displayed image, pixel readout and metrics from the widget values."""
-        self.image.value = _png(self.render())
-        self.readout.value = self.pixel_text()
-        self.table.value = self.metrics_html()
+        """Recompute the picture, pixel readout and metrics from the widget values, then show them together."""
+        # Everything is computed before anything is shown, so the numbers never trail the picture.
+        picture, readout, table = _png(self.render()), self.pixel_text(), self.metrics_html()
+        f = self._frame(self.frame.value)
+        self.frame_name.value = self._names[self.frame.value]
+        self.split.value = f"<i>{html.escape(split_text(f))}</i>"
+        self.table.value, self.readout.value, self.image.value = table, readout, picture
+
+    def _quietly(self, **values: Any) -> None:
+        """Set widget values (name -> value) without each one triggering a refresh."""
+        self._quiet = True
+        try:
+            for name, value in values.items():
+                setattr(getattr(self, name), "value", value)
+        finally:
+            self._quiet = False
 
     def _changed(self, change: dict[str, Any]) -> None:
         if self._quiet:
             return
-        if change["owner"] is self.frame:
-            f = self._frame(self.frame.value)
-            self.frame_name.value = self._names[self.frame.value]
-            self._set_pixel_bounds(f)
+        owner = change["owner"]
+        if owner is self.frame:
+            self._set_pixel_bounds(self._frame(self.frame.value))
+        if owner is self.depth_range:
+            self._quietly(auto_range=False)  # a range the user chose stays until they tick the box again
+        if self.auto_range.value and owner in (self.frame, self.auto_range):
+            lo, hi = ground_truth_range(self._frame(self.frame.value))
+            self._quiet = True
+            try:
+                self.depth_range.max = max(self.depth_range.max, hi)
+                self.depth_range.value = (lo, hi)
+            finally:
+                self._quiet = False
+        self.refresh()
+
+    def _clicked(self, change: dict[str, Any]) -> None:
+        """A click on the picture ("fx,fy,n" from the page): read the depth at the frame pixel under it."""
+        try:
+            fx, fy = (float(v) for v in str(change["new"]).split(",")[:2])
+        except ValueError:
+            return  # not a click position (the box is hidden; nothing else writes to it)
+        at = self.layout().pixel_at(fx, fy)
+        if at is None:  # on the colour bars
+            return
+        self._quietly(x=at[0], y=at[1])
         self.refresh()
 
     # --- programmatic use -----------------------------------------------------------------------
@@ -283,34 +349,15 @@ class Explorer:
         return bytes(self.image.value)
 
     def save_static(self, path: str | os.PathLike[str], dpi: int = 100) -> Path:
-        """Write the current view (panels, colour bars, metrics) as a PNG figure, atomically."""
+        """Write the current view (panels with colour bars, metrics in the titles) as a PNG figure, atomically."""
         import matplotlib.pyplot as plt
 
         i = self.frame.value
         f = self._frame(i)
-        lo, hi = self.depth_range.value
-        e = float(self.err_max.value)
-        labels = self.labels_shown()
-        fig, axes = plt.subplots(len(labels), 4, figsize=(13, 2.8 * len(labels)), squeeze=False)
-        gt = np.where(f.valid, f.depth, np.nan)
-        depth_kw, err_kw = dict(cmap=self.cmap.value, vmin=lo, vmax=hi), dict(cmap=ERROR_CMAP, vmin=-e, vmax=e)
+        rows = [(lb, self.prediction(lb, i), self.metrics(lb, i)) for lb in self.labels_shown()]
+        fig = static_figure(f, f"RGB {self._names[i]}\n{split_text(f)}", rows, depth=(*self.depth_range.value, self.cmap.value),
+                            err_max=float(self.err_max.value), error_cmap=ERROR_CMAP)
         try:
-            for r, lb in enumerate(labels):
-                p = self.prediction(lb, i)
-                m = self.metrics(lb, i)
-                left = ([(f"RGB {self._names[i]}", to_rgb_uint8(f.rgb), {}), ("ground truth", gt, depth_kw)] if r == 0
-                        else [None, (f"{labels[0]} - {lb} (m)", self.prediction(labels[0], i) - p, err_kw)])
-                for c, cell in enumerate([*left, (lb, p, depth_kw), (f"{lb}: pred - gt (m)", p - gt, err_kw)]):
-                    ax = axes[r][c]
-                    ax.set_xticks([]); ax.set_yticks([])  # noqa: E702
-                    if cell is None:
-                        ax.set_axis_off()
-                        continue
-                    im = ax.imshow(cell[1], **cell[2])
-                    ax.set_title(cell[0], fontsize=9)
-                    if cell[2]:
-                        fig.colorbar(im, ax=ax, fraction=0.035)
-                axes[r][2].set_xlabel(", ".join(f"{k} {m[k]:.3f}" for k in METRICS_SHOWN), fontsize=8)
             return save_figure(fig, resolve(path), dpi=dpi)
         finally:
             plt.close(fig)

@@ -1,9 +1,10 @@
 """05_explore in a real browser: JupyterLab on localhost, headless Debian Chromium driven by Playwright.
 
 Runs every cell of a parameterised copy of notebooks/05_explore.ipynb (two tiny random-init
-checkpoints), moves the frame slider and checks the displayed image's bytes changed. Screenshots
-and the server log go to test-artifacts/browser/. Skipped only when Chromium (or Playwright) is
-missing outside CI; with CI set, a missing browser fails the test.
+checkpoints, the embedded sample's frames), moves the frame slider and checks the displayed image
+changed and the metrics table shows the new frame's numbers, then clicks the picture and checks
+the pixel readout follows. Screenshots and the server log go to test-artifacts/browser/. Skipped
+only when Chromium (or Playwright) is missing outside CI; with CI set, a missing browser fails the test.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import nbformat
 import pytest
 
 from _tiny_checkpoint import tiny_checkpoint
+from depthlib.explorer_figures import Layout
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(900)]
 
@@ -35,6 +37,7 @@ NOTEBOOK = ROOT / "notebooks" / "05_explore.ipynb"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 # JupyterLab settings that keep the news/update toast from covering the screenshots.
+DATA = ("densedepth", "data/sample", "test")  # (source, path, split) the notebook explores here
 LAB_SETTINGS = {"@jupyterlab/apputils-extension/notification.jupyterlab-settings":
                 {"fetchNews": "false", "checkForUpdates": False}}
 
@@ -68,6 +71,7 @@ def _parameterised_notebook(folder: Path) -> Path:
 
     params = {"current": str(tiny_checkpoint(folder / "current.pt", seed=0)),
               "previous": str(tiny_checkpoint(folder / "previous.pt", seed=1)),
+              "data_source": DATA[0], "data_path": DATA[1], "data_split": DATA[2],  # no prepared file needed
               "figure_dir": str(folder / "figures"), "device": "cpu", "frame": 0}
     # The pair papermill's execute_notebook uses: the loader adds the metadata parameterising needs.
     nb = parameterize_notebook(load_notebook_node(str(NOTEBOOK)), params)
@@ -171,6 +175,16 @@ def _wait_for_new_image(page: Any, before: str, timeout: float) -> str:
         page.wait_for_timeout(250)
 
 
+def _expected_scores(lab: dict[str, Any], frame: int) -> list[str]:
+    """The metrics the explorer's table must show for `frame` (both checkpoints), computed here."""
+    from depthlib.widgets import explore
+
+    folder = lab["folder"]
+    ex = explore(source=DATA[0], path=DATA[1], split=DATA[2], current=folder / "current.pt",
+                 previous=folder / "previous.pt", frame=frame, device="cpu")
+    return [f"{ex.metrics(lb, frame)[k]:.4f}" for lb in ex.labels_shown() for k in ("delta1", "abs_rel", "rmse")]
+
+
 def _drive(page: Any, lab: dict[str, Any]) -> None:
     page.goto(lab["url"])
     page.wait_for_function("() => window.jupyterapp && document.querySelector('.jp-NotebookPanel')", timeout=180_000)
@@ -198,15 +212,27 @@ def _drive(page: Any, lab: dict[str, Any]) -> None:
     handle.focus()
     page.keyboard.press("ArrowRight")
     after = _wait_for_new_image(page, before, timeout=180.0)
-    assert page.locator(".widget-html caption").first.inner_text() != caption  # the metrics followed
+    table = page.locator(".widget-html table").first.inner_text()  # read at once: it must not trail the picture
+    assert page.locator(".widget-html caption").first.inner_text() != caption
+    for value in _expected_scores(lab, frame=1):  # frame 1's numbers, as the library computes them
+        assert value in table, f"{value} not in the metrics table after the slider move:\n{table}"
     image.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "02_slider_moved.png"))
+
+    # A click on the picture reads the depth at the frame pixel under it (2nd panel, panel pixel (100, 60)).
+    box = image.bounding_box()
+    layout = Layout(h=240, w=320, rows=2, frame_hw=(480, 640))
+    fx, fy = (320 + 100.5) / layout.size[1], 60.5 / layout.size[0]
+    page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+    x, y = layout.pixel_at(fx, fy)  # (201, 121)
+    page.locator(".widget-html", has_text=f"({x}, {y})").first.wait_for(timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "03_clicked.png"))
 
     # The pixel readout follows the x box.
     x_box = page.locator(".widget-inline-hbox:has(label:text-is('x (px)')) input").first
     x_box.fill("5")
     x_box.press("Enter")
     page.locator(".widget-html", has_text="(5, ").first.wait_for(timeout=60_000)
-    page.screenshot(path=str(ARTIFACTS / "03_pixel_readout.png"))
+    page.screenshot(path=str(ARTIFACTS / "04_pixel_readout.png"))
     digest = hashlib.sha256((before + after).encode()).hexdigest()[:12]
     (ARTIFACTS / "result.txt").write_text(f"before {before}\nafter {after}\nrun {digest}\n")

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 import tomllib
 
 import pytest
+from PIL import Image
 
 from conftest import ROOT
 from depthlib.errors import ConfigError
+from depthlib.metrics import METRIC_NAMES
 from depthlib.pipeline import NOTEBOOKS, make_plan, notebook_parameters, run
 
 
@@ -46,6 +50,31 @@ def test_parameter_types_are_checked(tmp_path):
 def test_overrides_and_only():
     plan = make_plan("ci", only=["02"], overrides=["02_train:epochs=7"])
     assert list(plan.steps) == ["02_train"] and plan.steps["02_train"]["epochs"] == 7
+    # a number and a name of the same notebook both apply, in the order given
+    plan = make_plan("ci", only=["02_train", "03"], overrides=["02:epochs=7", "02_train:lr=0.5", "03:epochs=2",
+                                                                  "02:lr=0.25"])
+    assert plan.steps["02_train"]["epochs"] == 7 and plan.steps["02_train"]["lr"] == 0.25
+    assert plan.steps["03_finetune"]["epochs"] == 2
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "02_trian:epochs=99"], r"--set 02_trian:epochs=99: there is no notebook '02_trian'; use a name"),
+    (["--set", "9:epochs=99"], r"no notebook '9'"),
+    (["--only", "09"], r"--only 09: there is no notebook '09'"),
+    (["--only", "02", "--set", "03:epochs=2"], r"03_finetune is not part of this run \(--only 02\)"),
+    (["--set", "02:=3"], r"NOTEBOOK:name=value"),
+])
+def test_unknown_notebooks_are_refused_with_a_message_and_exit_2(argv, message, capsys):
+    from depthlib.pipeline import main
+
+    assert main(["--profile", "ci", "--dry-run", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("[pipeline] error: ") and re.search(message, err), err
+    with pytest.raises(SystemExit) as e:  # argparse: --only with nothing after it
+        main(["--profile", "ci", "--only"])
+    assert e.value.code == 2
+    with pytest.raises(ConfigError, match="--only needs at least one notebook"):
+        make_plan("ci", only=[])
 
 
 def test_parameters_cells_hold_typed_literals():
@@ -68,39 +97,103 @@ def test_failing_notebook_stops_the_run_and_names_the_cell(tmp_path):
     assert (tmp_path / "run" / "03_finetune.ipynb").is_file()  # the executed copy is kept
 
 
+@pytest.fixture()
+def fresh_root(tmp_path, monkeypatch):
+    """An empty project root: the checkout's notebooks, code and embedded sample, no outputs of earlier runs."""
+    root = tmp_path / "project"
+    (root / "data").mkdir(parents=True)
+    for part in ("notebooks", "depthlib", "data/sample"):  # depthlib: the kernel (cwd = root) imports this code
+        (root / part).symlink_to(ROOT / part, target_is_directory=True)
+    (root / "README.md").write_text((ROOT / "README.md").read_text())
+    monkeypatch.setenv("DEPTH_WORKBOOK_ROOT", str(root))  # every relative path, here and in the kernels
+    return root
+
+
+def _metrics_are_plausible(name: str, m: dict) -> None:
+    assert m["n_images"] == 5 and m["n_pixels"] == 5 * 440 * 592, name  # the densedepth crop of 5 frames
+    assert all(math.isfinite(m[k]) for k in METRIC_NAMES), (name, m)
+    assert 0 <= m["delta1"] <= m["delta2"] <= m["delta3"] <= 1, (name, m)
+    assert 0 < m["abs_rel"] < 3 and 0 < m["rmse"] < 10 and 0 < m["log10"] < 1 and 0 < m["sq_rel"] < 30, (name, m)
+
+
 @pytest.mark.slow
-def test_ci_profile_runs_every_notebook_and_writes_its_outputs():
-    plan = run(make_plan("ci"), progress=False)
-    outputs = tomllib.loads((ROOT / "notebooks/profiles/ci.toml").read_text())["outputs"]
-    for key in ("figures", "metrics", "metrics_table", "checkpoints", "executed_notebooks"):
-        assert (ROOT / outputs[key]).exists(), f"{key} not written at {outputs[key]}"
-    for nb in plan.steps:
-        assert (ROOT / "runs" / "ci" / f"{nb}.ipynb").is_file()
-    figs = ROOT / outputs["figures"]
-    for f in ("01_frames.png", "01_holes.png", "02_train_curves.png", "03_finetune_curves.png", "04_predictions_test.png",
-              "04_compare_test.png", "milestone.png", "metrics.md", "05_explore.png"):
-        assert (figs / f).is_file(), f
-    metrics = json.loads((ROOT / outputs["metrics"]).read_text())
-    assert set(metrics) == {"previous", "current", "mean-depth baseline"}
-    assert all(m["protocol"] == "densedepth" and m["metrics"]["n_images"] == 5 for m in metrics.values())
-    assert "Protocol: densedepth" in (ROOT / outputs["metrics_table"]).read_text()
-    assert (ROOT / "checkpoints/ci/finetune/best.pt").is_file()
-
-
-def test_readme_shows_the_regenerated_sample_results():
+def test_ci_profile_runs_every_notebook_in_a_fresh_root(fresh_root, capsys):
+    """Every notebook runs on a root with no earlier outputs (nothing to resume), and what it writes holds up."""
+    from depthlib.evaluate import EvalResult
+    from depthlib.report import comparison_table
     from depthlib.workbook import README_END, README_START
 
-    readme = (ROOT / "README.md").read_text()
+    plan = run(make_plan("ci", overrides=["04:update_readme=True"]), progress=False)
+    out = capsys.readouterr().out
+    assert "already finished" not in out and "resumed" not in out  # trained from scratch
+    outputs = tomllib.loads((ROOT / "notebooks/profiles/ci.toml").read_text())["outputs"]
+    assert all((fresh_root / outputs[k]).exists() for k in outputs)
+    assert sorted(p.name for p in (fresh_root / "runs/ci").glob("*.ipynb")) == sorted(f"{nb}.ipynb" for nb in plan.steps)
+    figs = fresh_root / outputs["figures"]
+    for f in ("01_frames.png", "01_holes.png", "02_train_samples.png", "02_train_curves.png", "03_finetune_curves.png",
+              "04_predictions_test.png", "04_predictions_train.png", "04_compare_test.png", "milestone.png",
+              "05_explore.png"):
+        with Image.open(figs / f) as im:
+            assert im.format == "PNG" and im.size[0] >= 400 and im.size[1] >= 200, f
+    assert not (ROOT / "notebooks" / "figures").exists()  # figures resolve from the root, not the notebook's folder
+
+    # training: the requested epochs, finite losses, each stage from its own start
+    h2 = json.loads((fresh_root / "checkpoints/ci/train/history.json").read_text())
+    h3 = json.loads((fresh_root / "checkpoints/ci/finetune/history.json").read_text())
+    assert [r["epoch"] for r in h2["epochs"]] == [1, 2, 3] and [r["epoch"] for r in h3["epochs"]] == [1]
+    assert all(math.isfinite(r["train_loss"]) and math.isfinite(r["val_loss"]) and r["loss_name"] == "silog"
+               for r in h2["epochs"] + h3["epochs"])
+
+    # evaluation: plausible numbers for each model, and every table regenerated from them by the code
+    metrics = json.loads((fresh_root / outputs["metrics"]).read_text())
+    assert set(metrics) == {"previous", "current", "mean-depth baseline"}
+    for name, r in metrics.items():
+        assert r["protocol"] == "densedepth" and r["source"] == "data/prepared/ci.h5", name
+        _metrics_are_plausible(name, r["metrics"])
+    assert metrics["previous"]["metrics"] != metrics["current"]["metrics"]  # 03 changed the weights
+    table = comparison_table({n: EvalResult.from_dict(r) for n, r in metrics.items()})
+    assert f"{metrics['current']['metrics']['abs_rel']:.4f}" in table
+    assert (fresh_root / outputs["metrics_table"]).read_text() == f"### Metric depth, 5 held-out frames\n\n{table}\n"
+    readme, before = (fresh_root / "README.md").read_text(), (ROOT / "README.md").read_text()
     block = readme.split(README_START, 1)[1].split(README_END, 1)[0]
-    table = (ROOT / "figures/sample/metrics.md").read_text()
-    body = [ln for ln in table.splitlines() if ln.startswith("|") or ln.startswith("**Protocol")]
-    assert body and all(ln in block for ln in body), "README results differ from figures/sample/metrics.md: run make pipeline"
-    assert "![milestone](figures/sample/milestone.png)" in block and (ROOT / "figures/sample/milestone.png").is_file()
+    assert table.strip() in block and "![milestone](figures/ci/milestone.png)" in block
+    assert readme.split(README_START)[0] == before.split(README_START)[0]  # nothing else of the README changed
+    assert readme.split(README_END)[1] == before.split(README_END)[1]
+    shown = json.loads((fresh_root / "runs/ci/04_evaluate.ipynb").read_text())
+    markdown = ["".join(o["data"]["text/markdown"]) for c in shown["cells"] for o in c.get("outputs", [])
+                if "text/markdown" in o.get("data", {})]
+    assert any(t.startswith("**Protocol: densedepth**") and "| metric |" in t for t in markdown)  # rendered in Lab
+
+    # running 02 again: the finished run stands and the pipeline says so
+    run(make_plan("ci", only=["02"]), progress=False)
+    again = capsys.readouterr().out
+    assert "[pipeline] 02_train: " in again and "already finished its 3 epochs" in again and "--fresh" in again
+
+
+def test_readme_results_are_what_the_code_makes_of_the_committed_metrics(tmp_path):
+    """metrics.json -> comparison table -> metrics.md and the README block, regenerated here and compared."""
+    from depthlib.evaluate import EvalResult
+    from depthlib.report import comparison_table
+    from depthlib.workbook import update_readme
+
     outputs = tomllib.loads((ROOT / "notebooks/profiles/sample.toml").read_text())["outputs"]
+    metrics = json.loads((ROOT / outputs["metrics"]).read_text())
+    table = comparison_table({n: EvalResult.from_dict(r) for n, r in metrics.items()})
+    md = (ROOT / outputs["metrics_table"]).read_text()
+    assert md.endswith(f"\n\n{table}\n") and md.startswith("### "), "metrics.md is not the table of metrics.json"
+    rel = json.loads((ROOT / outputs["figures"] / "metrics_relative_scale_shift.json").read_text())
+    rel_table = comparison_table({n: EvalResult.from_dict(r) for n, r in rel.items()})
+    copy = tmp_path / "README.md"
+    copy.write_text((ROOT / "README.md").read_text())
+    update_readme(table, f"{outputs['figures']}/milestone.png", relative_md=rel_table, readme=str(copy))
+    assert copy.read_text() == (ROOT / "README.md").read_text(), "README results differ from what 04 writes: run make pipeline"
+    assert (ROOT / outputs["figures"] / "milestone.png").is_file()
+    readme = copy.read_text()
     for key in ("figures", "checkpoints", "executed_notebooks"):
         assert f"`{outputs[key]}/" in readme, f"the README does not say where {key} go ({outputs[key]})"
-    metrics = json.loads((ROOT / "figures/sample/metrics.json").read_text())
     cur, base = metrics["current"]["metrics"], metrics["mean-depth baseline"]["metrics"]
+    for name, r in metrics.items():
+        _metrics_are_plausible(name, r["metrics"])
     assert cur["abs_rel"] < base["abs_rel"] and cur["delta1"] > base["delta1"]
 
 
@@ -111,3 +204,91 @@ def test_papermill_parses_every_parameter_line():
     for nb in NOTEBOOKS:
         path = ROOT / "notebooks" / f"{nb}.ipynb"
         assert set(papermill.inspect_notebook(str(path))) == set(notebook_parameters(path)), nb
+
+
+def test_fresh_starts_training_over():
+    plan = make_plan("sample", only=["02", "03"], overrides=["02:epochs=5"], fresh=True)
+    assert plan.steps["02_train"]["epochs"] == 5
+    assert plan.steps["02_train"]["resume"] is False and plan.steps["03_finetune"]["resume"] is False
+    assert "resume" not in make_plan("sample", only=["01"], fresh=True).steps["01_data_prep"]
+    with pytest.raises(ConfigError, match="--fresh starts 02_train over, but --set asks it to resume"):
+        make_plan("sample", only=["02"], overrides=["02:resume=True"], fresh=True)
+
+
+def test_every_pipeline_command_of_the_readme_resolves(capsys):
+    """Each `python -m depthlib.pipeline ...` line of the README runs as written (here with --dry-run)."""
+    import shlex
+
+    from depthlib.pipeline import main
+
+    lines = [ln.split("#")[0] for ln in (ROOT / "README.md").read_text().splitlines()
+             if ln.startswith(".venv/bin/python -m depthlib.pipeline")]
+    assert len(lines) >= 4
+    for ln in lines:
+        argv = shlex.split(ln)[3:]
+        assert main([*argv, "--dry-run"] if "--dry-run" not in argv else argv) == 0, ln
+        steps = json.loads(capsys.readouterr().out)
+        if "--set" in argv and "02:epochs=5" in argv:  # "retrain 02 for 5 epochs, fine-tune that"
+            assert steps["02_train"]["epochs"] == 5 and steps["02_train"]["resume"] is False
+            assert steps["03_finetune"]["resume"] is False and list(steps) == ["02_train", "03_finetune"]
+
+
+def test_notices_printed_by_a_notebook_are_found():
+    from depthlib.notices import PREFIX, notices_in
+
+    nb = {"cells": [{"cell_type": "code", "outputs": [
+        {"output_type": "stream", "name": "stdout", "text": ["epoch 1\n", f"{PREFIX}nothing to train\n"]},
+        {"output_type": "display_data", "data": {"text/plain": f"{PREFIX}not a stream"}}]},
+        {"cell_type": "markdown", "source": "x"}]}
+    assert notices_in(nb) == ["nothing to train"]
+
+
+CHILD = ("import os, pathlib, signal, sys, time\nf = pathlib.Path(sys.argv[1])\n"
+         "signal.signal(signal.SIGINT, lambda *a: f.write_text('SIGINT'))\nf.with_suffix('.pid').write_text(str(os.getpid()))\n"
+         "f.write_text('ready')\ntime.sleep(60)")
+
+
+@pytest.mark.slow
+def test_pipeline_kernels_are_encrypted_and_shut_down_without_sigint(tmp_path):
+    """No "running over TCP without encryption" warning, no SIGINT (whose race logs "KeyboardInterrupt caught")."""
+    import asyncio
+    import os
+    import signal
+
+    from depthlib.pipeline_kernel import PipelineKernelManager
+
+    flag, err_path = tmp_path / "child.txt", tmp_path / "kernel.err"
+    # a process the kernel starts shares its process group, which is what jupyter_client interrupts
+    code = (f"import subprocess, sys, time, pathlib\nsubprocess.Popen([sys.executable, '-c', {CHILD!r}, {str(flag)!r}])\n"
+            f"while not pathlib.Path({str(flag)!r}).is_file(): time.sleep(0.05)\nprint('ok')")
+
+    async def session() -> None:
+        km = PipelineKernelManager(kernel_name="python3")
+        with err_path.open("w") as err:
+            await km.start_kernel(stderr=err, cwd=str(tmp_path))
+            kc = km.client()
+            kc.start_channels()
+            try:
+                await kc.wait_for_ready(timeout=120)
+                reply = await kc.execute_interactive(code, timeout=120)
+                assert reply["content"]["status"] == "ok"
+            finally:
+                kc.stop_channels()
+                await km.shutdown_kernel()
+        assert not await km.is_alive()
+
+    try:
+        asyncio.run(session())
+        assert flag.read_text() == "ready", "the kernel's process group was sent SIGINT at shutdown"
+    finally:
+        os.kill(int(flag.with_suffix(".pid").read_text()), signal.SIGKILL)
+    log = err_path.read_text()
+    assert "without encryption" not in log and "KeyboardInterrupt" not in log and "ERROR" not in log, log
+
+
+def test_explore_defaults_are_what_the_sample_pipeline_runs():
+    """Run All in JupyterLab shows (and saves) what `make pipeline` does: the held-out frames of the prepared file."""
+    defaults = notebook_parameters(ROOT / "notebooks" / "05_explore.ipynb")
+    planned = make_plan("sample", only=["05"]).steps["05_explore"]
+    assert {k: defaults[k] for k in planned} == planned
+    assert (defaults["data_source"], defaults["data_split"]) == ("prepared", "test")

@@ -326,3 +326,82 @@ def test_encoder_lr_mult_gives_the_encoder_its_own_rate(tmp_path):
     assert len(make_optimizer(model, cfg(tmp_path, lr=1e-3)).param_groups) == 1  # the default: one rate
     frozen = create_model("densedepth", encoder="efficientnet_lite0", width=0.25).freeze_encoder()
     assert len(make_optimizer(frozen, cfg(tmp_path, lr=1e-3, encoder_lr_mult=0.1)).param_groups) == 1
+
+def _tiny_prepared(sample_dir, tmp_path) -> str:
+    from depthlib import workbook
+    from depthlib.data import open_source
+
+    raw = open_source("bts", sample_dir / "raw_depth")
+    return str(workbook.prepare(raw, str(tmp_path / "tiny.h5"), labels=["train", "val", "train"]).path)
+
+
+@pytest.mark.slow
+def test_train_cli_runs_with_its_defaults(sample_dir, tmp_path, capsys):
+    from depthlib import train_cli
+
+    prepared = _tiny_prepared(sample_dir, tmp_path)
+    # every default (model unet, image_size, epochs 1, ...): only the data and where to write are given
+    assert train_cli.main(["--prepared", prepared, "--train", f"out_dir={tmp_path}", "device=cpu", "progress=false"]) == 0
+    assert "best epoch 1: loss" in capsys.readouterr().out
+
+
+def test_train_cli_says_how_a_run_stopped_by_max_steps_ended(sample_dir, tmp_path, capsys):
+    from depthlib import train_cli
+
+    prepared = _tiny_prepared(sample_dir, tmp_path)
+    # stopped by max_steps inside the first epoch: no best epoch to report, and it says so
+    argv = ["--prepared", prepared, "--model-kwargs", '{"width": 4, "depth": 2}', "--train", "batch_size=1",
+            "max_steps=1", f"out_dir={tmp_path / 'b'}", "device=cpu", "progress=false"]
+    assert train_cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "stopped by max_steps=1 before the first epoch ended" in out and "-1" not in out and "inf" not in out
+    assert (tmp_path / "b" / "last.pt").is_file() and not (tmp_path / "b" / "best.pt").exists()
+    assert train_cli.main(["--prepared", prepared, "--data", "split=train"]) == 2
+    assert "--prepared" in capsys.readouterr().err
+
+
+def test_train_cli_help_lists_every_setting_with_its_default(capsys):
+    import dataclasses
+
+    from depthlib import train_cli
+    from depthlib.config import DataConfig, TrainConfig
+
+    with pytest.raises(SystemExit):
+        train_cli.main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default: unet)" in out and "image_size=[192, 256]" in out and 'loss="densedepth"' in out
+    for f in dataclasses.fields(TrainConfig):
+        assert f.name == "data" or f"{f.name}=" in out, f.name
+    for f in dataclasses.fields(DataConfig):
+        assert f.name in ("source", "path", "split") or f"{f.name}=" in out, f.name
+
+
+def test_resuming_a_finished_run_says_so_and_never_gives_another_run(tmp_path, capsys):
+    data, run = SynthDepth(4, hw=32), tmp_path / "run"
+    fit(_unet(), data, None, cfg(run, epochs=2))
+    capsys.readouterr()
+    again = fit(_unet(), data, None, cfg(run, epochs=2, resume=True))  # the same request: nothing to do, said plainly
+    out = capsys.readouterr().out
+    assert len(again) == 2 and "[depthlib notice] " in out and "already finished its 2 epochs" in out
+    assert "nothing to train" in out and "resume=False" in out
+    with pytest.raises(ConfigError, match=r"trained 2 epoch\(s\), more than the 1 asked for.*resume=False"):
+        fit(_unet(), data, None, cfg(run, epochs=1, resume=True))  # a 1-epoch model cannot come from resuming
+    with pytest.raises(ConfigError, match=r"different run \(lr: 0.001 there, 0.5 now\)"):
+        fit(_unet(), data, None, cfg(run, epochs=3, lr=0.5, resume=True))  # the optimiser state would keep 0.001
+    longer = fit(_unet(), data, None, cfg(run, epochs=3, resume=True))  # more epochs: the run continues
+    assert [r["epoch"] for r in longer.epochs] == [1, 2, 3] and "resumed from" in capsys.readouterr().out
+
+
+def test_a_finetune_does_not_resume_over_a_replaced_init_checkpoint(tmp_path):
+    data = SynthDepth(4, hw=32)
+    save_checkpoint(tmp_path / "pre.pt", model=_unet(), step=5)
+    kw = dict(init_from=str(tmp_path / "pre.pt"), epochs=1, resume=True)
+    fit(_unet(), data, None, cfg(tmp_path / "ft", **kw))
+    assert len(fit(_unet(), data, None, cfg(tmp_path / "ft", **kw))) == 1  # same start: the finished run stands
+    torch.manual_seed(1)
+    save_checkpoint(tmp_path / "pre.pt", model=create_model("unet", width=4, depth=2), step=9)  # 02 retrained it
+    with pytest.raises(ConfigError, match=r"different run \(init_from: 'a checkpoint since replaced' there"):
+        fit(_unet(), data, None, cfg(tmp_path / "ft", **kw))
+    with pytest.raises(ConfigError, match=r"init_from: '.*pre.pt' there, '.*other.pt' now"):
+        fit(_unet(), data, None, cfg(tmp_path / "ft", **{**kw, "init_from": str(tmp_path / "other.pt")}))
+    fit(_unet(), data, None, cfg(tmp_path / "ft", **{**kw, "resume": False}))  # starting over is the fix

@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class ListSource:
-    """An in-memory FrameSource of small random frames, each with a hole in its ground truth."""
+    """An in-memory FrameSource of small random frames (frame i at 1+i..5+i m), each with a hole in its ground truth."""
 
-    def __init__(self, n: int = 3, h: int = 24, w: int = 32) -> None:
+    def __init__(self, n: int = 3, h: int = 24, w: int = 32, meta: dict | None = None) -> None:
         rng = np.random.default_rng(0)
         self.path = "<memory>"
         self.frames = []
@@ -31,8 +31,8 @@ class ListSource:
             depth = rng.uniform(1.0, 5.0, (h, w)).astype(np.float32)
             valid = np.ones((h, w), bool)
             valid[:3, :4] = False
-            self.frames.append(Frame(rgb=rng.integers(0, 256, (h, w, 3), dtype=np.uint8), depth=depth,
-                                     valid=valid, name=f"f{i}", scene="s"))
+            self.frames.append(Frame(rgb=rng.integers(0, 256, (h, w, 3), dtype=np.uint8), depth=depth + i,
+                                     valid=valid, name=f"f{i}", scene="s", meta=dict(meta or {})))
         self.reads = 0
 
     def __len__(self) -> int:
@@ -79,7 +79,7 @@ def test_frames_switch_the_image_and_predictions_are_cached(ckpts: dict[str, Pat
     first = bytes(ex.image.value)
     assert first[:8] == b"\x89PNG\r\n\x1a\n"
     img = Image.open(io.BytesIO(first))
-    assert img.size == (4 * 64, 48)  # one row of four 64x48 panels
+    assert img.size == (4 * 64, 48 + ex.layout().legend_h)  # one row of four 64x48 panels, then the colour bars
     misses = ex.predictions.misses
     second = ex.show(1)
     assert second != first and ex.frame_name.value == "f1"
@@ -117,7 +117,7 @@ def test_flip_colormap_and_range_redraw(ckpts: dict[str, Path]) -> None:
 def test_comparison_adds_a_row_and_metrics(ckpts: dict[str, Path]) -> None:
     ex = _explorer(ckpts, previous="previous")
     assert ex.labels_shown() == ["current", "previous"]
-    assert Image.open(io.BytesIO(ex.image.value)).size == (4 * 64, 2 * 48)
+    assert Image.open(io.BytesIO(ex.image.value)).size == (4 * 64, 2 * 48 + ex.layout().legend_h)
     assert "<td>previous</td>" in ex.table.value
     f = ex.source[0]
     p = ex.prediction("previous", 0)
@@ -166,3 +166,98 @@ def test_explore_on_the_embedded_sample(ckpts: dict[str, Path]) -> None:
     assert len(ex.source) == 34 and ex.labels_shown() == ["current"]
     assert ex.prediction("current", 0).shape == (480, 640)
     assert "frame 00000" in ex.table.value
+
+
+def test_the_frame_says_its_split(ckpts: dict[str, Path]) -> None:
+    ex = Explorer(ListSource(meta={"split": "test"}), ckpts, device="cpu", panel_width=64)
+    assert "test split: held out" in ex.split.value and "(test split: held out)" in ex.table.value
+    ex = Explorer(ListSource(meta={"split": "train"}), ckpts, device="cpu", panel_width=64)
+    assert "train split: seen in training" in ex.split.value
+    assert "split not recorded" in _explorer(ckpts).split.value  # a reader without split labels
+
+
+def test_metrics_follow_the_picture_on_every_move(ckpts: dict[str, Path]) -> None:
+    ex = _explorer(ckpts, previous="previous")
+    seen: list[tuple[str, str]] = []
+    ex.image.observe(lambda _: seen.append((ex.frame_name.value, ex.table.value)), names="value")
+    for i in (1, 2, 0, 2):
+        ex.frame.value = i
+        f = ex.source[i]
+        for lb in ("current", "previous"):
+            p = ex.prediction(lb, i)
+            abs_rel = float(np.mean(np.abs(p[f.valid] - f.depth[f.valid]) / f.depth[f.valid]))
+            assert f"<td>{lb}</td><td style='padding:0 8px'>{ex.metrics(lb, i)['delta1']:.4f}" in ex.table.value
+            assert f"{abs_rel:.4f}" in ex.table.value
+        assert f"frame f{i} " in ex.table.value
+    # when the new picture arrives, the name and the table already belong to it
+    assert [(name, f"frame {name} " in table) for name, table in seen] == [(f"f{i}", True) for i in (1, 2, 0, 2)]
+
+
+def test_depth_range_defaults_to_each_frames_ground_truth(ckpts: dict[str, Path]) -> None:
+    from depthlib.explorer_figures import ground_truth_range
+
+    ex = _explorer(ckpts)
+    src = ex.source
+    assert ex.auto_range.value and ex.depth_range.value == pytest.approx(ground_truth_range(src[0]), abs=1e-6)
+    lo0, hi0 = ex.depth_range.value
+    assert 1.0 <= lo0 < 1.2 and 4.8 < hi0 <= 5.0  # frame 0 spans about 1-5 m, not 0-10 m
+    ex.frame.value = 2  # frame 2 spans about 3-7 m: the scale follows
+    assert ex.depth_range.value == pytest.approx(ground_truth_range(src[2]), abs=1e-6)
+    ex.depth_range.value = (0.5, 8.0)  # the user's own range turns the automatic one off and stays
+    assert not ex.auto_range.value
+    ex.frame.value = 1
+    assert ex.depth_range.value == pytest.approx((0.5, 8.0))
+    ex.auto_range.value = True
+    assert ex.depth_range.value == pytest.approx(ground_truth_range(src[1]), abs=1e-6)
+    fixed = _explorer(ckpts, depth_range=[0.0, 10.0])
+    assert not fixed.auto_range.value and fixed.depth_range.value == (0.0, 10.0)
+    with pytest.raises(ConfigError, match="depth_range must be"):
+        _explorer(ckpts, depth_range=[3.0, 1.0])
+
+
+def test_clicking_the_picture_reads_the_depth_there(ckpts: dict[str, Path]) -> None:
+    ex = _explorer(ckpts, previous="previous")
+    H, W = ex.layout().size  # two rows of 64x48 panels, then the colour bars
+    # a click in the third panel of the second row, at panel pixel (40, 30) -> frame pixel (20, 15)
+    ex.clicks.value = f"{(2 * 64 + 40.5) / W},{(48 + 30.5) / H},1"
+    assert (ex.x.value, ex.y.value) == (20, 15)
+    f = ex.source[0]
+    assert f"<b>(20, 15)</b> ground truth {f.depth[15, 20]:.3f} m" in ex.readout.value
+    assert f"previous {ex.prediction('previous', 0)[15, 20]:.3f} m" in ex.readout.value
+    ex.clicks.value = f"{10 / W},{(2 * 48 + 5) / H},2"  # on the colour bars: nothing happens
+    assert (ex.x.value, ex.y.value) == (20, 15)
+    assert "depthlib-click" in ex.clicks._dom_classes and "onerror=" in ex._click_bridge.value
+
+
+def test_titles_are_readable_and_colour_bars_are_drawn(ckpts: dict[str, Path]) -> None:
+    from depthlib.explorer_figures import Layout
+
+    assert Layout(h=240, w=320, rows=1, frame_hw=(480, 640)).text_size >= 14  # was PIL's 11 px bitmap font
+    ex = Explorer(ListSource(), ckpts, device="cpu", panel_width=320)
+    a = np.asarray(Image.open(io.BytesIO(ex.image.value)))
+    h = ex.layout().h
+    strip = a[h:]  # below the panels: a depth bar (magma_r, light to dark) and an error bar (blue to red)
+    row = strip[8, 320 + 10: 3 * 320 - 10].astype(int)
+    assert row[:5].sum() > row[-5:].sum() + 300  # depth: light at lo, dark at hi
+    err = strip[8, 3 * 320 + 10: 4 * 320 - 10].astype(int)
+    assert err[0, 2] > err[0, 0] and err[-1, 0] > err[-1, 2]  # error: blue for negative, red for positive
+
+
+def test_static_figure_labels_its_colour_bars_and_no_text_overlaps(ckpts: dict[str, Path]) -> None:
+    import matplotlib.text
+
+    from depthlib.explorer_figures import static_figure
+
+    ex = _explorer(ckpts, previous="previous")
+    f = ex.source[0]
+    rows = [(lb, ex.prediction(lb, 0), ex.metrics(lb, 0)) for lb in ex.labels_shown()]
+    fig = static_figure(f, "RGB f0", rows, depth=(1.0, 5.0, "magma_r"), err_max=1.0, error_cmap="RdBu_r")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text().strip()]
+    labels = {t.get_text() for t in texts}
+    assert "depth (m)" in labels and any(lb.startswith("pred \u2212 gt (m)") and "too near" in lb for lb in labels)
+    assert any(lb.startswith("previous\n\u03b41 ") for lb in labels)  # the metrics, in the prediction's title
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
+    clashes = [(a, b) for i, (a, ba) in enumerate(boxes) for b, bb in boxes[i + 1:] if ba.overlaps(bb)]
+    assert not clashes, clashes

@@ -56,7 +56,10 @@ def test_update_readme_rewrites_only_the_generated_block(tmp_path):
     workbook.update_readme("| a | b |", "figures/x/milestone.png", readme=str(readme))
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("\noutro\n") and "old" not in text
-    assert "| a | b |" in text and "![milestone](figures/x/milestone.png)" in text
+    assert "| a | b |" in text and "![milestone](figures/x/milestone.png)" in text and "Relative depth" not in text
+    workbook.update_readme("| a | b |", "f.png", relative_md="| r | s |", relative="median", readme=str(readme))
+    text = readme.read_text()
+    assert text.index("| a | b |") < text.index("**Relative depth** (median aligned per image)") < text.index("| r | s |")
     assert workbook.update_readme("x", "y.png", readme=str(readme), enabled=False) is None and "| a | b |" in readme.read_text()
     readme.write_text("no markers")
     with pytest.raises(DataError, match="marker"):
@@ -69,3 +72,16 @@ def test_spread_and_selection_record(sample_dir):
     src = open_source("densedepth", sample_dir)
     idx, rec = workbook.select(src, scenes=["run00058"], stride=2)
     assert [src.names[i] for i in idx] == ["00058", "00060", "00062"] and rec["stride"] == 2 and rec["n_selected"] == 3
+
+
+def test_each_evaluation_progress_bar_names_its_model(capsys):
+    from depthlib.protocols import get_protocol
+    from test_evaluate import SMALL, FakeModel, ListDataset
+
+    ds, proto = ListDataset(2, holes=False), get_protocol("eigen").rescaled(*SMALL)
+    out = workbook.evaluate_all({"previous": FakeModel(), "current": FakeModel()}, ds, protocol=proto, device="cpu")
+    assert set(out) == {"previous", "current"}
+    err = capsys.readouterr().err
+    assert f"evaluate previous [{proto.name}]" in err and f"evaluate current [{proto.name}]" in err
+    workbook.evaluate_all({"current": FakeModel()}, ds, protocol=proto, device="cpu", alignment="median")
+    assert f"evaluate current, median aligned [{proto.name}]" in capsys.readouterr().err

@@ -20,6 +20,7 @@ Layout (``format_version`` 1); depth and valid have one frame per chunk, so any 
 
 Writing goes to ``<name>.h5.partial`` and is renamed when complete; an interrupted run resumes from
 ``n_written`` when re-run with the same source and settings. A file without ``complete=True`` is refused.
+A writer holds ``<name>.h5.lock`` (depthlib.lock): a second writer of the same file is refused, naming the first.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..errors import DataError
+from ..lock import hold_lock
 from .frame import Frame, FrameSource
 from .io import read_rgb
 from .registry import register_source
@@ -124,58 +126,60 @@ def write_prepared(source: FrameSource, out_path: str | Path, *, indices: Sequen
     settings = {"rgb_codec": rgb_codec, "jpeg_quality": jpeg_quality, "depth_unit_m": depth_unit_m,
                 "splits": hashlib.sha256("\n".join(splits).encode()).hexdigest()}
     fp = _fingerprint(source, idx, settings)
-    if out.exists() and not overwrite:
-        with open_h5(out) as f:
-            if f.attrs.get("fingerprint") == fp and bool(f.attrs.get("complete")):
-                return out
-        raise DataError(out, "exists and was written from another source, selection or settings.",
-                        "pass overwrite=True or choose another output name.")
-    first = source[int(idx[0])].check(source.path)
-    hw = first.depth.shape
-    attrs = {"format_version": FORMAT_VERSION, "fingerprint": fp, "source_type": type(source).__name__,
-             "source_path": str(source.path), "selection": json.dumps(selection or {}), "height": hw[0],
-             "width": hw[1], "depth_unit_m": depth_unit_m, "rgb_codec": rgb_codec, "jpeg_quality": jpeg_quality}
-    start = 0
-    if partial.exists():
-        try:
-            with h5py.File(partial, "r") as f:
-                start = int(f.attrs["n_written"]) if f.attrs.get("fingerprint") == fp else -1
-        except (OSError, KeyError):
-            start = -1
-        if start < 0:
-            warnings.warn(f"{partial}: stale or unreadable partial file from another run; starting over.", stacklevel=2)
-            partial.unlink()
-            start = 0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(partial, "a") as f:
-        if "depth" not in f:
-            _create(f, hw, rgb_codec, rows, split_names, scene_names, attrs)
-        bar = tqdm(range(start, len(idx)), total=len(idx), initial=start, disable=not progress, desc=out.name)
-        for k in bar:
-            fr = first if k == 0 else source[int(idx[k])].check(source.path)
-            if fr.depth.shape != hw:
-                raise DataError(f"{source.path} [{fr.name}]", f"frame is {fr.depth.shape[1]}x{fr.depth.shape[0]}, the "
-                                f"file holds {hw[1]}x{hw[0]}.", "prepare one resolution per file.")
+    # One writer per file: a second one (another pipeline, another notebook) would race on the .partial.
+    with hold_lock(out.with_name(out.name + ".lock"), "this prepared dataset (being written)"):
+        if out.exists() and not overwrite:
+            with open_h5(out) as f:
+                if f.attrs.get("fingerprint") == fp and bool(f.attrs.get("complete")):
+                    return out
+            raise DataError(out, "exists and was written from another source, selection or settings.",
+                            "pass overwrite=True or choose another output name.")
+        first = source[int(idx[0])].check(source.path)
+        hw = first.depth.shape
+        attrs = {"format_version": FORMAT_VERSION, "fingerprint": fp, "source_type": type(source).__name__,
+                 "source_path": str(source.path), "selection": json.dumps(selection or {}), "height": hw[0],
+                 "width": hw[1], "depth_unit_m": depth_unit_m, "rgb_codec": rgb_codec, "jpeg_quality": jpeg_quality}
+        start = 0
+        if partial.exists():
+            try:
+                with h5py.File(partial, "r") as f:
+                    start = int(f.attrs["n_written"]) if f.attrs.get("fingerprint") == fp else -1
+            except (OSError, KeyError):
+                start = -1
+            if start < 0:
+                warnings.warn(f"{partial}: stale or unreadable partial file from another run; starting over.", stacklevel=2)
+                partial.unlink()
+                start = 0
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with h5py.File(partial, "a") as f:
+            if "depth" not in f:
+                _create(f, hw, rgb_codec, rows, split_names, scene_names, attrs)
+            bar = tqdm(range(start, len(idx)), total=len(idx), initial=start, disable=not progress, desc=out.name)
+            for k in bar:
+                fr = first if k == 0 else source[int(idx[k])].check(source.path)
+                if fr.depth.shape != hw:
+                    raise DataError(f"{source.path} [{fr.name}]", f"frame is {fr.depth.shape[1]}x{fr.depth.shape[0]}, the "
+                                    f"file holds {hw[1]}x{hw[0]}.", "prepare one resolution per file.")
+                if rgb_codec == "jpeg":
+                    _append_blob(f, k, _encode_jpeg(fr.rgb, jpeg_quality))
+                else:
+                    f["rgb"][k] = fr.rgb
+                # Invariant the fast loader relies on: code 0 <=> invalid (valid depths below half a unit become 1).
+                d = np.where(fr.valid, np.maximum(np.round(fr.depth / depth_unit_m), 1), 0)
+                if d.max() > 65535:
+                    raise DataError(f"{source.path} [{fr.name}]", f"depth {float(fr.depth[fr.valid].max()):.1f} m does not "
+                                    f"fit uint16 in units of {depth_unit_m} m.", "pass a larger depth_unit_m.")
+                f["depth"][k] = d.astype(np.uint16)
+                f["valid"][k] = fr.valid
+                if (k + 1) % flush_every == 0 or k + 1 == len(idx):
+                    f.attrs["n_written"] = k + 1
+                    f.flush()
             if rgb_codec == "jpeg":
-                _append_blob(f, k, _encode_jpeg(fr.rgb, jpeg_quality))
-            else:
-                f["rgb"][k] = fr.rgb
-            # Invariant the fast loader relies on: code 0 <=> invalid (valid depths below half a unit become 1).
-            d = np.where(fr.valid, np.maximum(np.round(fr.depth / depth_unit_m), 1), 0)
-            if d.max() > 65535:
-                raise DataError(f"{source.path} [{fr.name}]", f"depth {float(fr.depth[fr.valid].max()):.1f} m does not "
-                                f"fit uint16 in units of {depth_unit_m} m.", "pass a larger depth_unit_m.")
-            f["depth"][k] = d.astype(np.uint16)
-            f["valid"][k] = fr.valid
-            if (k + 1) % flush_every == 0 or k + 1 == len(idx):
-                f.attrs["n_written"] = k + 1
-                f.flush()
-        if rgb_codec == "jpeg":
-            f["rgb_jpeg"].resize((int(f["rgb_offset"][len(idx)]),))  # drop the growth slack
-        f.attrs["complete"] = True
-        f.flush()
-    os.replace(partial, out)
-    return out
+                f["rgb_jpeg"].resize((int(f["rgb_offset"][len(idx)]),))  # drop the growth slack
+            f.attrs["complete"] = True
+            f.flush()
+        os.replace(partial, out)
+        return out
 
 
 def open_h5(path: str | Path, **kw: Any) -> h5py.File:

@@ -1,0 +1,43 @@
+"""Figures: where they are written, and what their axes say."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from depthlib import viz
+
+
+@pytest.fixture()
+def lab_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project root in tmp_path, with the working directory in its notebooks/ folder (as JupyterLab runs them)."""
+    root = tmp_path / "project"
+    (root / "notebooks").mkdir(parents=True)
+    monkeypatch.setenv("DEPTH_WORKBOOK_ROOT", str(root))
+    monkeypatch.chdir(root / "notebooks")
+    return root
+
+
+def test_relative_figure_paths_resolve_from_the_project_root(lab_cwd: Path) -> None:
+    history = [{"epoch": 1, "train_loss": 1.0}, {"epoch": 2, "train_loss": 0.5}]
+    out = viz.save_figure(viz.curves(history), "figures/p/curves.png")
+    assert out == lab_cwd / "figures/p/curves.png" and out.is_file()
+    row = {"image": np.zeros((3, 8, 8), np.float32), "depth": np.ones((8, 8), np.float32), "name": "f"}
+    viz.depth_grid([row], ["image", "depth"], path="figures/p/grid.png")
+    viz.curves(history, path="figures/p/curves2.png")
+    assert {p.name for p in (lab_cwd / "figures/p").iterdir()} == {"curves.png", "grid.png", "curves2.png"}
+    assert not (lab_cwd / "notebooks" / "figures").exists(), "a figure went to the working directory"
+
+
+def test_loss_curves_say_which_loss(tmp_path: Path) -> None:
+    from _train_helpers import SynthDepth, cfg, tiny_model
+    from depthlib.train import fit
+
+    history = fit(tiny_model(), SynthDepth(4), SynthDepth(2, seed=1), cfg(tmp_path, epochs=2, loss="silog"))
+    assert history.epochs[-1]["loss_name"] == "silog"  # history.csv / .json say which loss their numbers are
+    fig = viz.curves(history.epochs, ["train_loss", "val_loss"])
+    assert fig.axes[0].get_ylabel() == "silog loss"
+    assert viz.curves(history.epochs, ["val_delta1"]).axes[0].get_ylabel() == "val_delta1"
+    assert viz.curves(history.epochs, ylabel="m").axes[0].get_ylabel() == "m"
