@@ -26,6 +26,7 @@ class TrainState:
     step: int = 0                 # optimiser steps done so far (continues across resume)
     loss: float = float("nan")    # mean loss of the last optimiser step (over ranks)
     lr: float = 0.0
+    data_wait_s: float = 0.0      # seconds this fit call has waited for training batches (loader stalls)
     metrics: dict[str, float] = field(default_factory=dict)   # last epoch's row
     preview: dict[str, torch.Tensor] = field(default_factory=dict)  # image/depth/valid/pred, first val batch
 

@@ -21,7 +21,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -235,7 +235,7 @@ class _Run:
                    disable=not (cfg.progress and self.info.is_main))
         acc = torch.zeros((), device=self.device)
         with bar:
-            for i, batch in enumerate(self.loader, start=skip):
+            for i, batch in enumerate(self._waited(self.loader), start=skip):
                 first = (i // accum) * accum
                 size = min(accum, n - first)
                 final = i + 1 == first + size
@@ -257,6 +257,17 @@ class _Run:
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and i + 1 < n:
                     self._save("last.pt", epoch, i + 1)
         return True
+
+    def _waited(self, loader: Iterable[Any]) -> Iterator[Any]:
+        """The loader's batches; the time spent waiting for each is added to state.data_wait_s."""
+        it = iter(loader)
+        while True:
+            t0 = time.perf_counter()
+            batch = next(it, None)
+            if batch is None:
+                return
+            self.state.data_wait_s += time.perf_counter() - t0
+            yield batch
 
     def _loss(self, batch: dict[str, Any]) -> torch.Tensor:
         b = batch_to(batch, self.device, non_blocking=self.pin, channels_last=self.cfg.channels_last)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from .config import DataConfig
 from .data import open_source
-from .data.dataset import DepthDataset, MappedDataset, split_indices
+from .data.dataset import SPLITS, DepthDataset, MappedDataset, split_assignment
 from .data.frame import FrameSource
 from .data.prepared import PreparedDataset, write_prepared
 from .data.prepared_loader import PreparedTorchDataset
@@ -31,12 +31,17 @@ from .predict import predict
 
 def split_labels(source: FrameSource, *, split_file: str = "", val_frac: float = 0.1, test_frac: float = 0.0,
                  seed: int = 0) -> list[str]:
-    """train/val/test label per frame: from `split_file` when given, else by hashing scenes."""
-    labels = [""] * len(source)
-    for split in ("train", "val", "test"):
-        for i in split_indices(source, split, split_file=resolve(split_file) if split_file else None,
-                               val_frac=val_frac, test_frac=test_frac, seed=seed):
-            labels[i] = split
+    """train/val/test label per frame: from `split_file` when given, else by hashing scenes; prints the counts."""
+    labels = split_assignment(source, split_file=resolve(split_file) if split_file else None, val_frac=val_frac,
+                              test_frac=test_frac, seed=seed)
+    scenes = source.scenes
+    parts = []
+    for split in SPLITS:
+        rows = [i for i, s in enumerate(labels) if s == split]
+        n_scenes = len({scenes[i] for i in rows})
+        parts.append(f"{split} {len(rows)} frames / {n_scenes} scene{'s' * (n_scenes != 1)}")
+    how = f"split file {split_file}" if split_file else f"scene hash (val_frac {val_frac}, test_frac {test_frac}, seed {seed})"
+    print(f"split by {how}: " + ", ".join(parts))
     return labels
 
 

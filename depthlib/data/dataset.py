@@ -58,12 +58,37 @@ def scene_hash(scene: str, seed: int) -> float:
 
 
 def scene_split(scenes: Sequence[str], *, val_frac: float = 0.1, test_frac: float = 0.0, seed: int = 0) -> list[str]:
-    """Assign each frame's scene (not frame) to train/val/test by a seeded hash -> split per frame."""
-    table = {}
-    for s in set(scenes):
-        x = scene_hash(s, seed)
-        table[s] = "test" if x < test_frac else "val" if x < test_frac + val_frac else "train"
+    """Assign each frame's scene (not frame) to train/val/test in a seeded hash order -> split per frame.
+
+    round(frac x scenes) scenes go to val and to test, and at least one whenever the fraction is > 0
+    (0.02 of 8 scenes rounds to none: validation still gets one); at least one scene stays in train.
+    """
+    if val_frac < 0 or test_frac < 0 or val_frac + test_frac >= 1:
+        raise DataError(None, f"val_frac={val_frac} and test_frac={test_frac} must be >= 0 and sum to less than 1.")
+    order = sorted(set(scenes), key=lambda s: (scene_hash(s, seed), s))
+    n_test = max(1, round(test_frac * len(order))) if test_frac > 0 else 0
+    n_val = max(1, round(val_frac * len(order))) if val_frac > 0 else 0
+    if n_test + n_val >= len(order):
+        raise DataError(None, f"{len(order)} scene(s) cannot give {n_val} validation and {n_test} test scene(s) and "
+                        "keep one for training.", "use a split file (name,scene,split), or lower val_frac / test_frac.")
+    table = dict.fromkeys(order, "train")
+    table.update(dict.fromkeys(order[:n_test], "test"))
+    table.update(dict.fromkeys(order[n_test:n_test + n_val], "val"))
     return [table[s] for s in scenes]
+
+
+def split_assignment(source: FrameSource, *, split_file: str | Path | None = None, val_frac: float = 0.1,
+                     test_frac: float = 0.0, seed: int = 0) -> list[str]:
+    """The split ("train", "val" or "test") of every frame of `source`: from a split file when given, else by scene."""
+    if split_file is None:
+        return scene_split(source.scenes, val_frac=val_frac, test_frac=test_frac, seed=seed)
+    table = read_split_file(split_file)
+    names = source.names
+    missing = [n for n in names if n not in table]
+    if missing:
+        raise DataError(split_file, f"has no row for {len(missing)} frame(s) of {source.path}, e.g. {missing[0]!r}.",
+                        "add them, or regenerate the split file.")
+    return [table[n] for n in names]
 
 
 def split_indices(source: FrameSource, split: str, *, split_file: str | Path | None = None,
@@ -71,15 +96,7 @@ def split_indices(source: FrameSource, split: str, *, split_file: str | Path | N
     """Indices of `source` in `split`, from a split file when given, else by scene hash."""
     if split not in SPLITS:
         raise DataError(None, f"unknown split {split!r}; use one of {list(SPLITS)}.")
-    if split_file is not None:
-        table = read_split_file(split_file)
-        names = source.names
-        missing = [n for n in names if n not in table]
-        if missing:
-            raise DataError(split_file, f"has no row for {len(missing)} frame(s) of {source.path}, e.g. {missing[0]!r}.",
-                            "add them, or regenerate the split file.")
-        return [i for i, n in enumerate(names) if table[n] == split]
-    assignment = scene_split(source.scenes, val_frac=val_frac, test_frac=test_frac, seed=seed)
+    assignment = split_assignment(source, split_file=split_file, val_frac=val_frac, test_frac=test_frac, seed=seed)
     return [i for i, s in enumerate(assignment) if s == split]
 
 

@@ -84,6 +84,11 @@ class _Store:
         return state
 
 
+def _row_name(split: str, rgb_member: str) -> str:
+    """Frame name of a CSV row: the test index ("00000") or the train member path without its extension."""
+    return Path(rgb_member).stem.replace("_colors", "") if split == "test" else str(Path(rgb_member).with_suffix(""))
+
+
 def _scene_of(rgb_member: str) -> str:
     parent = Path(rgb_member).parent.name
     if parent.endswith("_out"):
@@ -117,6 +122,8 @@ class DenseDepthSource:
             )
         self._csv = csv_member
         self.rows = self._read_csv(csv_member)
+        # Per-frame tables are built once: a frame read must cost the same at 50K frames as at 50.
+        self._names = [_row_name(split, rgb) for rgb, _ in self.rows]
         self._scenes = self._derive_scenes()
 
     def _read_csv(self, member: str) -> list[tuple[str, str]]:
@@ -160,12 +167,18 @@ class DenseDepthSource:
 
     @property
     def names(self) -> list[str]:
-        return [Path(r).stem.replace("_colors", "") if self.split == "test" else str(Path(r).with_suffix(""))
-                for r, _ in self.rows]
+        """Frame names: the test index ("00000"), or the train member path without extension."""
+        return list(self._names)
 
     @property
     def scenes(self) -> list[str]:
+        """Scene of each frame: the <scene>_out folder (train) or a run of consecutive test indices."""
         return list(self._scenes)
+
+    def rgb_jpeg(self, i: int) -> bytes | None:
+        """The RGB file of frame i as stored when it is a JPEG (prepared files copy it as is), else None."""
+        member = self.rows[i][0]
+        return self._store.read(member) if member.lower().endswith((".jpg", ".jpeg")) else None
 
     def __getitem__(self, i: int) -> Frame:
         if not -len(self) <= i < len(self):
@@ -175,6 +188,6 @@ class DenseDepthSource:
         rgb = read_rgb(self._store.read(rgb_m), name=where(rgb_m))
         depth = read_depth_png(self._store.read(depth_m), encoding=self.encoding, name=where(depth_m))
         valid = (depth > 0) & (depth <= self.max_depth + 1e-6)
-        frame = Frame(rgb=rgb, depth=depth.astype(np.float32), valid=valid, name=self.names[i], scene=self._scenes[i],
+        frame = Frame(rgb=rgb, depth=depth.astype(np.float32), valid=valid, name=self._names[i], scene=self._scenes[i],
                       meta={"source": "densedepth", "split": self.split, "rgb": rgb_m, "depth": depth_m})
         return frame.check(where(depth_m))

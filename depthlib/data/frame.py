@@ -70,3 +70,9 @@ class FrameSource(Protocol):
 
     @property
     def scenes(self) -> list[str]: ...
+
+
+def stored_jpeg(source: FrameSource, i: int) -> bytes | None:
+    """Frame i's RGB file as `source` stores it, when that is a JPEG the source offers (`rgb_jpeg(i)`), else None."""
+    get = getattr(source, "rgb_jpeg", None)
+    return None if get is None else get(i)

@@ -22,7 +22,7 @@ from scipy import ndimage, sparse
 from scipy.sparse.linalg import spsolve
 
 from ..errors import DataError
-from .frame import Frame, FrameSource
+from .frame import Frame, FrameSource, stored_jpeg
 
 
 def fill_nearest(*, rgb: np.ndarray, depth: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -93,6 +93,10 @@ class FilledSource:
     @property
     def scenes(self) -> list[str]:
         return self.source.scenes
+
+    def rgb_jpeg(self, i: int) -> bytes | None:
+        """The source's stored JPEG of frame i (filling changes depth only), else None."""
+        return stored_jpeg(self.source, i)
 
 
 def with_holes_filled(source: FrameSource, method: str) -> FrameSource:

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 from ..errors import DataError
 from ..paths import display_path
 from .dataset import scene_hash
-from .frame import Frame, FrameSource
+from .frame import Frame, FrameSource, stored_jpeg
 
 
 @dataclass
@@ -90,3 +90,6 @@ class SubsetSource:
         scenes = self.source.scenes
         return [scenes[i] for i in self.indices]
 
+    def rgb_jpeg(self, i: int) -> bytes | None:
+        """The source's stored JPEG of selected frame i, else None."""
+        return stored_jpeg(self.source, self.indices[i])
