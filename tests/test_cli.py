@@ -90,9 +90,9 @@ def test_predict_writes_mm_png_colour_and_ply(frame_png: Path, odd_png: Path, ck
         expect = predict(model, _rgb_tensor(src), flip_average=True)[0, 0].double().numpy() * 1000.0
         assert np.abs(mm - expect).max() <= 0.5 + 1e-3  # rounding to whole millimetres only
         assert mm.std() > 10.0  # the tiny model's depth varies; a constant image would hide bugs
-        colour = Image.open(out / f"{stem}_depth_color_0-10m.png")  # the default fixed range, in the name
+        colour = Image.open(out / f"{stem}_depth_color_0-5m.png")  # the default fixed range, in the name
         assert colour.mode == "RGB" and colour.size == (w, h)
-        _same_colours(colour, colorize(mm / 1000.0, vmin=0.0, vmax=10.0))
+        _same_colours(colour, colorize(mm / 1000.0, vmin=0.0, vmax=5.0))
         header, pts = _read_ply(out / f"{stem}.ply")
         assert f"element vertex {w * h}" in header and len(pts) == w * h
         fx, fy, cx, cy = scaled_intrinsics(h, w)
@@ -242,10 +242,10 @@ def test_folders_globs_and_relative_paths_from_the_working_directory(odd_png: Pa
     (tmp_path / "models" / "tiny.pt").write_bytes(ckpt.read_bytes())
     monkeypatch.chdir(tmp_path)  # every relative path below is relative to here, the checkpoint too
     assert main(["predict", "photos", "--checkpoint", "models/tiny.pt", "--out", "out1", "--no-flip"]) == 0
-    assert _outputs(tmp_path / "out1") == ["a_depth.png", "a_depth_color_0-10m.png", "b_depth.png",
-                                           "b_depth_color_0-10m.png"]
+    assert _outputs(tmp_path / "out1") == ["a_depth.png", "a_depth_color_0-5m.png", "b_depth.png",
+                                           "b_depth_color_0-5m.png"]
     assert main(["predict", "photos/*.jpg", "--checkpoint", "models/tiny.pt", "--out", "out2", "--no-flip"]) == 0
-    assert _outputs(tmp_path / "out2") == ["a_depth.png", "a_depth_color_0-10m.png"]
+    assert _outputs(tmp_path / "out2") == ["a_depth.png", "a_depth_color_0-5m.png"]
     assert main(["predict", "photos/*.gif", "--checkpoint", "models/tiny.pt", "--out", "out3"]) == 2
 
 
