@@ -28,10 +28,9 @@ BACKGROUND = (32, 32, 32)
 MARKER = (0, 255, 0)
 
 
-def split_text(frame: Frame) -> str:
-    """What the frame's split label says about it (prepared files record one per frame)."""
-    split = frame.meta.get("split")
-    if split is None:
+def split_text(split: str | None) -> str:
+    """What a frame's train / val / test label says about it; None: the source records none."""
+    if split is None:  # e.g. DenseDepth's "test" half is a download's split, not this project's
         return "split not recorded (not a prepared file)"
     return SPLITS.get(str(split), f"{split} split")
 

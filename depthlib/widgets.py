@@ -158,6 +158,8 @@ class Explorer:
         click_js = html.escape(_CLICK_JS.format(root=root, box=box), quote=True)
         self._click_bridge = W.HTML(f'<img src="data:image/gif;base64,AA==" alt="" style="display:none" onerror="{click_js}">')
         self._names = names
+        splits = getattr(source, "splits", None)  # prepared files label every frame train / val / test
+        self._splits: list[str] | None = None if splits is None else list(splits)
         self._quiet = False
         self._set_pixel_bounds(self._frame(self.frame.value), centre=True)
         for w in (self.frame, self.current, self.previous, self.cmap, self.depth_range, self.auto_range, self.err_max,
@@ -208,6 +210,10 @@ class Explorer:
             return depth_metrics(pred=t(self.prediction(label, i, flip)), target=t(f.depth), valid=t(f.valid))
 
         return self.predictions.get(("metrics", label, i, flip), make)
+
+    def split_of(self, i: int) -> str:
+        """Frame i's split in words ("test split: held out"), or that the source records none."""
+        return split_text(None if self._splits is None else self._splits[i])
 
     def labels_shown(self) -> list[str]:
         """Checkpoint labels on screen: current, then previous if chosen and different."""
@@ -290,7 +296,7 @@ class Explorer:
             cells = "".join(f"<td style='padding:0 8px'>{m[k]:.4f}</td>" for k in METRICS_SHOWN)
             rows.append(f"<tr><td>{html.escape(lb)}</td>{cells}</tr>")
         name = html.escape(self._names[self.frame.value])
-        split = html.escape(split_text(self._frame(self.frame.value)))
+        split = html.escape(self.split_of(self.frame.value))
         return (f"<table><caption>frame {name} ({split}), valid pixels, no crop</caption><tr><th></th>{head}</tr>"
                 f"{''.join(rows)}</table>")
 
@@ -298,9 +304,8 @@ class Explorer:
         """Recompute the picture, pixel readout and metrics from the widget values, then show them together."""
         # Everything is computed before anything is shown, so the numbers never trail the picture.
         picture, readout, table = _png(self.render()), self.pixel_text(), self.metrics_html()
-        f = self._frame(self.frame.value)
         self.frame_name.value = self._names[self.frame.value]
-        self.split.value = f"<i>{html.escape(split_text(f))}</i>"
+        self.split.value = f"<i>{html.escape(self.split_of(self.frame.value))}</i>"
         self.table.value, self.readout.value, self.image.value = table, readout, picture
 
     def _quietly(self, **values: Any) -> None:
@@ -355,7 +360,7 @@ class Explorer:
         i = self.frame.value
         f = self._frame(i)
         rows = [(lb, self.prediction(lb, i), self.metrics(lb, i)) for lb in self.labels_shown()]
-        fig = static_figure(f, f"RGB {self._names[i]}\n{split_text(f)}", rows, depth=(*self.depth_range.value, self.cmap.value),
+        fig = static_figure(f, f"RGB {self._names[i]}\n{self.split_of(i)}", rows, depth=(*self.depth_range.value, self.cmap.value),
                             err_max=float(self.err_max.value), error_cmap=ERROR_CMAP)
         try:
             return save_figure(fig, resolve(path), dpi=dpi)

@@ -94,7 +94,9 @@ def lab(tmp_path: Path) -> Iterator[dict[str, Any]]:
         (settings / ext / name).write_text(json.dumps(value))
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
                JUPYTERLAB_SETTINGS_DIR=str(settings), JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
-               IPYTHONDIR=str(home / "ipython"), MPLBACKEND="Agg")
+               IPYTHONDIR=str(home / "ipython"), MPLBACKEND="Agg",
+               # the kernel runs in tmp_path: make it import this checkout's depthlib, not another installed one
+               PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
            "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}",
            "--allow-root", "--ServerApp.terminals_enabled=False", "--LabApp.expose_app_in_browser=True",

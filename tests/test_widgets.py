@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 class ListSource:
     """An in-memory FrameSource of small random frames (frame i at 1+i..5+i m), each with a hole in its ground truth."""
 
-    def __init__(self, n: int = 3, h: int = 24, w: int = 32, meta: dict | None = None) -> None:
+    def __init__(self, n: int = 3, h: int = 24, w: int = 32, splits: list[str] | None = None) -> None:
         rng = np.random.default_rng(0)
         self.path = "<memory>"
         self.frames = []
@@ -32,7 +32,9 @@ class ListSource:
             valid = np.ones((h, w), bool)
             valid[:3, :4] = False
             self.frames.append(Frame(rgb=rng.integers(0, 256, (h, w, 3), dtype=np.uint8), depth=depth + i,
-                                     valid=valid, name=f"f{i}", scene="s", meta=dict(meta or {})))
+                                     valid=valid, name=f"f{i}", scene="s"))
+        if splits is not None:  # as a prepared file does
+            self.splits = splits
         self.reads = 0
 
     def __len__(self) -> int:
@@ -166,13 +168,27 @@ def test_explore_on_the_embedded_sample(ckpts: dict[str, Path]) -> None:
     assert len(ex.source) == 34 and ex.labels_shown() == ["current"]
     assert ex.prediction("current", 0).shape == (480, 640)
     assert "frame 00000" in ex.table.value
+    assert "split not recorded" in ex.split.value  # DenseDepth's "test" half is not this project's held-out split
+
+
+def test_explore_a_prepared_files_split(ckpts: dict[str, Path], sample_dir: Path, tmp_path: Path) -> None:
+    from depthlib import workbook
+    from depthlib.data import open_source
+
+    raw = open_source("bts", sample_dir / "raw_depth")
+    prepared = workbook.prepare(raw, str(tmp_path / "p.h5"), labels=["train", "test", "test"])
+    ex = explore(source="prepared", path=prepared.path, split="test", current=ckpts["current"], device="cpu",
+                 flip_average=False, panel_width=64)
+    assert len(ex.source) == 2 and "test split: held out" in ex.split.value
 
 
 def test_the_frame_says_its_split(ckpts: dict[str, Path]) -> None:
-    ex = Explorer(ListSource(meta={"split": "test"}), ckpts, device="cpu", panel_width=64)
+    ex = Explorer(ListSource(splits=["test", "train", "val"]), ckpts, device="cpu", panel_width=64)
     assert "test split: held out" in ex.split.value and "(test split: held out)" in ex.table.value
-    ex = Explorer(ListSource(meta={"split": "train"}), ckpts, device="cpu", panel_width=64)
-    assert "train split: seen in training" in ex.split.value
+    ex.frame.value = 1
+    assert "train split: seen in training" in ex.split.value and "(train split" in ex.table.value
+    ex.frame.value = 2
+    assert "val split" in ex.split.value
     assert "split not recorded" in _explorer(ckpts).split.value  # a reader without split labels
 
 
