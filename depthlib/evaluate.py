@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from .align import ALIGNERS
 from .distributed import resolve_device
 from .errors import ConfigError, DataError
+from .fastpath import as_fast
 from .metrics import METRIC_NAMES, metric_sums, metrics_from_sums, reduce_sums
 from .predict import predict
 from .paths import display_path
@@ -160,6 +161,7 @@ def evaluate(
         raise DataError(src, "the evaluation dataset is empty.", "check the split and the source path.")
     dev = resolve_device(device)
     model.to(dev)
+    fast = as_fast(model)  # predict's fast copy, made once (a no-op for models from load_for_inference)
 
     sums: list[Tensor] = []       # one [K] float64 vector per image: a few hundred bytes each
     records: list[dict[str, Any]] = []
@@ -167,7 +169,7 @@ def evaluate(
     bar = tqdm(total=len(dataset), desc=f"evaluate {desc} [{proto.name}]" if desc else f"evaluate [{proto.name}]", disable=not progress)  # type: ignore[arg-type]
     try:
         for batch in _batches(dataset, batch_size):
-            pred, target, valid = prepare_batch(model, batch, proto, flip_average=flip, alignment=alignment,
+            pred, target, valid = prepare_batch(fast, batch, proto, flip_average=flip, alignment=alignment,
                                                 device=dev, source=src)
             batch_sums = metric_sums(pred=pred, target=target, valid=valid).cpu()
             del pred, target, valid

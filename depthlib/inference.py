@@ -2,7 +2,8 @@
 
 A step above both depthlib.checkpoint (the file) and depthlib.models (the networks and the InputAdapter),
 so imports run one way: inference -> checkpoint -> models. Every caller that runs a checkpoint on whole
-images (the CLI, evaluation, the explorer) loads it here and then runs depthlib.predict.predict.
+images (the CLI, evaluation, the explorer) loads it here and then runs depthlib.predict.predict. What is
+returned is the fast inference copy of depthlib.fastpath (BatchNorm folded, channels_last): for predict only.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from torch import nn
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .data.transforms import NYU_BORDER
 from .errors import CheckpointError
+from .fastpath import prepare_for_inference
 from .models.adapter import InputAdapter
 from .paths import resolve
 
@@ -22,8 +24,14 @@ NYU_FRAME = (480, 640)
 _BORDERS = {"nyu": (NYU_BORDER, NYU_FRAME), "none": ((0, 0, 0, 0), None)}
 
 
-def load_for_inference(path: str | os.PathLike[str], *, device: str = "cpu") -> nn.Module:
-    """Model of a checkpoint (eval mode, on `device`), in an InputAdapter when it recorded its training input settings."""
+def load_for_inference(path: str | os.PathLike[str], *, device: str = "cpu", bf16: bool = False) -> nn.Module:
+    """Fast inference copy (fastpath.prepare_for_inference) of a checkpoint's model on `device`, in an InputAdapter
+    when it recorded its training input settings; bf16=True: CPU bfloat16 autocast (native-bf16 CPUs only)."""
+    return prepare_for_inference(_load(path, device), bf16=bf16)
+
+
+def _load(path: str | os.PathLike[str], device: str) -> nn.Module:
+    """A checkpoint's model (eval mode, on `device`), wrapped in an InputAdapter when it recorded its input settings."""
     path = resolve(path)
     ckpt = load_checkpoint(path, map_location=device)
     model = model_from_checkpoint(ckpt, path, map_location=device)

@@ -83,13 +83,22 @@ def _masked_mean(values: Tensor, weight: Tensor) -> Tensor:
     return (values * w).sum() / w.sum().clamp_min(1.0)
 
 
-def _gaussian_window(window: int, sigma: float, channels: int, like: Tensor) -> Tensor:
-    """Separable-product Gaussian kernel float[C,1,window,window], summing to 1."""
+def _gaussian_1d(window: int, sigma: float, like: Tensor) -> Tensor:
+    """Normalised 1-D Gaussian float[window]; the SSIM window is its outer product with itself."""
     x = torch.arange(window, dtype=torch.float64) - (window - 1) / 2
     g = torch.exp(-0.5 * (x / sigma) ** 2)
-    g = g / g.sum()
-    k = torch.outer(g, g).to(device=like.device, dtype=like.dtype)
-    return k.expand(channels, 1, window, window).contiguous()
+    return (g / g.sum()).to(device=like.device, dtype=like.dtype)
+
+
+def _separable_blur(t: Tensor, g: Tensor) -> Tensor:
+    """Valid-mode blur of every channel of t float[B,C,H,W] by outer(g, g) -> [B,C,H-w+1,W-w+1].
+
+    Two 1-D passes (2w multiply-adds a pixel instead of w^2): the SSIM window is separable. Measured
+    in benchmarks/bench_models.py (loss section).
+    """
+    c, w = t.shape[1], g.numel()
+    t = F.conv2d(t, g.view(1, 1, w, 1).expand(c, 1, w, 1), groups=c)
+    return F.conv2d(t, g.view(1, 1, 1, w).expand(c, 1, 1, w), groups=c)
 
 
 @_full_precision
@@ -124,20 +133,17 @@ def ssim(
     x = torch.where(v, pred, zero)
     y = torch.where(v, target.to(pred.dtype), zero)
     c = x.shape[1]
-    k = _gaussian_window(window, sigma, c, x)
-
-    def blur(t: Tensor) -> Tensor:
-        return F.conv2d(t, k, groups=c)
-
-    mu_x, mu_y = blur(x), blur(y)
-    var_x = blur(x * x) - mu_x * mu_x
-    var_y = blur(y * y) - mu_y * mu_y
-    cov = blur(x * y) - mu_x * mu_y
+    # The five local means in one separable pass over stacked channels (one call, not five 2-D convolutions).
+    mu_x, mu_y, e_xx, e_yy, e_xy = _separable_blur(torch.cat([x, y, x * x, y * y, x * y], dim=1),
+                                                   _gaussian_1d(window, sigma, x)).split(c, dim=1)
+    var_x = e_xx - mu_x * mu_x
+    var_y = e_yy - mu_y * mu_y
+    cov = e_xy - mu_x * mu_y
     c1 = (0.01 * value_range) ** 2
     c2 = (0.03 * value_range) ** 2
     smap = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     # A window counts only if every pixel under it is valid (erosion of the mask by the window).
-    full = F.avg_pool2d(v.to(pred.dtype), window, stride=1) > 1.0 - 1e-6
+    full = F.max_pool2d((~v).to(pred.dtype), window, stride=1) < 0.5
     if reduction == "none":
         return torch.where(full, smap, torch.full_like(smap, float("nan")))
     if reduction != "mean":

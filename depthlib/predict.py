@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import ConfigError
+from .fastpath import FAST_ATTR
 
 # Smallest side predict accepts. Below it an image holds too little scene for a depth estimate, and a
 # stride-32 encoder sees a single replicated pixel; 8 also keeps every border replay well-defined.
@@ -42,8 +43,10 @@ def predict(
     Any H, W: images are replicate-padded to model.input_multiple and the padding is cut off
     again. out_size None gives (h, w) = (H, W); a (h, w) pair resizes bilinearly to it;
     "native" returns the model's own resolution, (ceil(H/s), ceil(W/s)) with s = output_stride.
-    Runs in eval mode without gradients, on the model's device and dtype; the model's train/eval
-    mode is restored afterwards. The result stays on the model's device.
+    Runs in eval mode under torch.inference_mode, on the model's device and dtype; the model's
+    train/eval mode is restored afterwards. The result stays on the model's device. Fastest with the
+    copy from depthlib.fastpath.prepare_for_inference (what depthlib.inference.load_for_inference
+    returns): its images go in as channels_last, matching its weights.
     """
     if not isinstance(images, Tensor) or not images.is_floating_point():
         raise ConfigError(
@@ -70,8 +73,10 @@ def predict(
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.inference_mode():
             padded = _pad_to_multiple(x, model.input_multiple)
+            if getattr(model, FAST_ATTR, {}).get("channels_last"):
+                padded = padded.contiguous(memory_format=torch.channels_last)
             depth = _depth_native(model, padded, flip_average)
             if out_size == "native":
                 return depth[..., : -(-h // stride), : -(-w // stride)]

@@ -16,6 +16,7 @@ from .atomic import atomic_write_text
 from .errors import ConfigError, DataError
 from .distributed import resolve_device
 from .evaluate import EvalResult, prepare_batch
+from .fastpath import as_fast
 from .metrics import HIGHER_IS_BETTER, METRIC_NAMES
 from .paths import resolve
 from .protocols import Protocol, get_protocol
@@ -147,11 +148,12 @@ def error_maps(model: nn.Module, dataset: Dataset, indices: Sequence[int], *, pr
     flip = proto.flip_average if flip_average is None else bool(flip_average)
     dev = resolve_device(device)
     model.to(dev)
+    fast = as_fast(model)
     out = []
     for idx in indices:
         s = dataset[int(idx)]
         batch = {"image": s["image"][None], "depth": s["depth"][None], "valid": s["valid"][None]}
-        pred, target, valid = prepare_batch(model, batch, proto, flip_average=flip, alignment=alignment, device=dev)
+        pred, target, valid = prepare_batch(fast, batch, proto, flip_average=flip, alignment=alignment, device=dev)
         rec: dict[str, Any] = {
             "index": int(idx), "name": str(s.get("name", "")), "protocol": proto.name,
             "pred": pred[0, 0].detach().cpu().float().numpy(),

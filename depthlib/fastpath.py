@@ -1,0 +1,155 @@
+"""The fast inference copy of a model: BatchNorm folded into convolutions, channels_last, optional bf16.
+
+`prepare_for_inference(model)` returns a copy that only `depthlib.predict.predict` should run (the
+copy is eval-only: its folded convolutions no longer hold the BatchNorm statistics, so it cannot
+train). The original model is left untouched. depthlib.inference.load_for_inference applies it, and
+so every caller of predict that loads a checkpoint (the CLI, evaluation, 04, the explorer) runs it.
+
+What is folded: a Conv2d whose output goes straight into an nn.BatchNorm2d (exactly that class) that
+is its next sibling module. Two confirmations guard the fold: the pair must be consecutive children of
+one module, and a probe forward pass must show the BatchNorm reading the very tensor the convolution
+returned. Left alone, on purpose: BatchNorms before their convolution (torchvision DenseNet's
+norm-relu-conv layers: a ReLU sits between) and timm's BatchNormAct2d (a BatchNorm2d subclass that
+also applies an activation). torch.nn.utils.fusion.fuse_conv_bn_eval does the arithmetic.
+
+Measured on CPU (benchmarks/bench_speed.py): channels_last and folding each shorten DenseDepth-169's
+forward; torch.compile was not adopted (see benchmarks/RESULTS_models.md).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from .errors import ConfigError
+
+# Marks a module returned by prepare_for_inference (predict reads it to pick the input memory format).
+FAST_ATTR = "depthlib_inference_ready"
+
+
+def _candidates(model: nn.Module) -> list[tuple[nn.Module, str, str]]:
+    """(parent, conv name, bn name) for every Conv2d child directly followed by an nn.BatchNorm2d sibling."""
+    found = []
+    for parent in model.modules():
+        kids = list(parent.named_children())
+        for (name_a, a), (name_b, b) in zip(kids, kids[1:]):
+            if type(a) is nn.Conv2d and type(b) is nn.BatchNorm2d and b.track_running_stats:
+                found.append((parent, name_a, name_b))
+    return found
+
+
+def _confirmed(model: nn.Module, pairs: list[tuple[nn.Module, str, str]], probe: Tensor) -> list[bool]:
+    """Per pair: did the BatchNorm read exactly the tensor its convolution returned, on every call of a probe?"""
+    outputs: dict[int, list[int]] = {}
+    inputs: dict[int, list[int]] = {}
+    hooks = []
+    for k, (parent, ca, bb) in enumerate(pairs):
+        conv, bn = getattr(parent, ca), getattr(parent, bb)
+        hooks.append(conv.register_forward_hook(lambda m, i, o, k=k: outputs.setdefault(k, []).append(id(o))))
+        hooks.append(bn.register_forward_pre_hook(lambda m, i, k=k: inputs.setdefault(k, []).append(id(i[0]))))
+    try:
+        with torch.no_grad():
+            # Keep every output alive until the ids are compared, so no id is reused by a later tensor.
+            keep: list[Any] = []
+            hooks.append(nn.modules.module.register_module_forward_hook(lambda m, i, o: keep.append(o)))
+            model(probe)
+    finally:
+        for h in hooks:
+            h.remove()
+    return [bool(outputs.get(k)) and outputs.get(k) == inputs.get(k) for k in range(len(pairs))]
+
+
+def fold_batchnorm(model: nn.Module, probe: Tensor) -> tuple[nn.Module, int]:
+    """An eval-mode copy of `model` with each Conv2d -> BatchNorm2d pair folded into one Conv2d -> (copy, pairs folded).
+
+    `probe` float[1,3,H,W] is one input the model accepts; it is run once to confirm the data flow.
+    """
+    folded = copy.deepcopy(model).eval()
+    pairs = _candidates(folded)
+    ok = _confirmed(folded, pairs, probe.to(next(folded.parameters()).device))
+    n = 0
+    for (parent, ca, bb), good in zip(pairs, ok):
+        if not good:
+            continue
+        setattr(parent, ca, fuse_conv_bn_eval(getattr(parent, ca), getattr(parent, bb)))
+        setattr(parent, bb, nn.Identity())
+        n += 1
+    return folded, n
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU computes bfloat16 in hardware (Linux /proc/cpuinfo flags avx512_bf16 or amx_bf16) and
+    torch has oneDNN."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+class Bf16Autocast(nn.Module):
+    """Runs `model` under CPU bfloat16 autocast and returns float32 raw output [B,1,h,w]; attributes pass through."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        for name in ("head", "arch", "config", "output_stride", "input_multiple"):
+            if hasattr(model, name):
+                setattr(self, name, getattr(model, name))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """RGB float[B,3,H,W] -> raw float32 [B,1,h,w]."""
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            raw = self.model(x)
+        return raw.float()
+
+
+def prepare_for_inference(model: nn.Module, *, bf16: bool = False, channels_last: bool = True,
+                          probe_size: tuple[int, int] = (64, 64)) -> nn.Module:
+    """Eval-only copy of `model` for predict: BatchNorm folded, weights channels_last, bf16 autocast if asked.
+
+    bf16=True needs a CPU with native bfloat16 (avx512_bf16 / amx_bf16); elsewhere it is refused, as
+    emulated bf16 is slower than float32. The model itself is not changed.
+    """
+    param = next(model.parameters())
+    if bf16:
+        if param.device.type != "cpu":
+            raise ConfigError("bf16 inference here is the CPU option; on a GPU use precision settings of training. "
+                              "Fix: drop --bf16 / bf16=True, or run on the CPU.")
+        if not cpu_has_native_bf16():
+            raise ConfigError(f"this CPU ({_cpu_name()}) has no native bfloat16 (no avx512_bf16 / amx_bf16 flag), so "
+                              "bf16 would be slower than float32. Fix: drop --bf16 / bf16=True.")
+    probe = torch.rand(1, 3, *probe_size, dtype=param.dtype)
+    fast, _ = fold_batchnorm(model, probe)
+    if channels_last:
+        fast = fast.to(memory_format=torch.channels_last)
+    if bf16:
+        fast = Bf16Autocast(fast).eval()
+    for p in fast.parameters():
+        p.requires_grad_(False)
+    setattr(fast, FAST_ATTR, {"channels_last": channels_last, "bf16": bf16})
+    return fast
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown CPU")
+    except OSError:
+        return os.uname().machine
+
+
+def as_fast(model: nn.Module) -> nn.Module:
+    """A prepare_for_inference copy of `model` (callers make it once and keep it); `model` itself when it is one
+    already, or when it has no Conv2d (nothing to fold or lay out: e.g. a baseline or a test stand-in)."""
+    if getattr(model, FAST_ATTR, None) or not any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        return model
+    return prepare_for_inference(model)

@@ -1,0 +1,131 @@
+"""The fast inference copy (BatchNorm folded, channels_last) predicts what the plain model predicts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from depthlib import fastpath
+from depthlib.checkpoint import save_checkpoint
+from depthlib.config import TrainConfig, to_dict
+from depthlib.errors import ConfigError
+from depthlib.fastpath import FAST_ATTR, fold_batchnorm, prepare_for_inference
+from depthlib.inference import load_for_inference
+from depthlib.models import create_model
+from depthlib.models.adapter import InputAdapter
+from depthlib.predict import predict
+
+
+def _nontrivial_bn(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Random BatchNorm running statistics and affine weights, as a trained model has (fresh ones are 0 / 1)."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(0.3 * torch.randn(n, generator=g))
+            m.running_var.copy_(0.5 + torch.rand(n, generator=g))
+            m.weight.data.copy_(0.8 + 0.4 * torch.rand(n, generator=g))
+            m.bias.data.copy_(0.1 * torch.randn(n, generator=g))
+    return model
+
+
+def _in_range(model: nn.Module, x: torch.Tensor) -> nn.Module:
+    """Scale the log-head model's last conv so its depths spread over ~1-7 m on x (random weights clamp otherwise)."""
+    conv = model.decoder.conv_out
+    with torch.no_grad():
+        raw = model.eval()(x)
+        conv.weight.mul_(0.5 / raw.std())
+        conv.bias.add_(1.0 - model(x).mean())
+    return model
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"encoder": "densenet121", "width": 0.25, "head": "log"},
+    {"encoder": "efficientnet_lite0", "width": 0.5, "head": "log"},
+])
+def test_fast_copy_predicts_the_plain_path_within_1e4_m(kwargs):
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 70, 90)
+    model = _in_range(_nontrivial_bn(create_model("densedepth", pretrained=False, **kwargs)), x).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fast = prepare_for_inference(model)
+    plain = predict(model, x)
+    got = predict(fast, x)
+    assert (plain - got).abs().max().item() < 1e-4  # metres
+    assert plain.std() > 0.3 and plain.min() > 0.2 and plain.max() < 9.5  # unclamped depths that vary
+    # The original keeps its weights, statistics and training mode; the copy is frozen and channels_last.
+    assert model.training and all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert not any(p.requires_grad for p in fast.parameters())
+    conv = next(m for m in fast.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) and m.groups == 1)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_densenet_folds_conv_bn_pairs_only():
+    torch.manual_seed(0)
+    model = _nontrivial_bn(create_model("densedepth", encoder="densenet121", width=0.25))
+    folded, n = fold_batchnorm(model, torch.rand(1, 3, 64, 64))
+    # conv0 -> norm0 and each of the 58 dense layers' conv1 -> norm2; norm1 and transitions (norm before conv) stay.
+    assert n == 1 + 58
+    left = [m for m in folded.modules() if type(m) is nn.BatchNorm2d]
+    assert len(left) == sum(type(m) is nn.BatchNorm2d for m in model.modules()) - n
+
+
+def test_lite0_batchnormact_is_left_alone():
+    model = create_model("densedepth", encoder="efficientnet_lite0", width=0.5, head="log")
+    _, n = fold_batchnorm(model, torch.rand(1, 3, 64, 64))
+    assert n == 0  # timm's BatchNormAct2d also applies an activation; it is not folded
+
+
+class _NotInOrder(nn.Module):
+    """A Conv2d and a BatchNorm2d as consecutive children that the forward does not chain conv -> bn."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.bn = nn.BatchNorm2d(3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.bn(x))
+
+
+def test_children_order_alone_does_not_fold():
+    model = _nontrivial_bn(_NotInOrder()).eval()
+    x = torch.rand(1, 3, 16, 16)
+    folded, n = fold_batchnorm(model, x)
+    assert n == 0
+    torch.testing.assert_close(folded(x), model(x))
+
+
+def test_load_for_inference_returns_the_fast_copy(tmp_path):
+    torch.manual_seed(0)
+    m = _in_range(_nontrivial_bn(create_model("densedepth", encoder="densenet121", width=0.25, head="log")),
+                  torch.rand(1, 3, 64, 96))
+    path = tmp_path / "rec.pt"
+    save_checkpoint(path, model=m, extra={"train_config": to_dict(TrainConfig(data={"image_size": [64, 96],
+                                                                                     "border_crop": "nyu"}))})
+    fast = load_for_inference(path)
+    assert isinstance(fast, InputAdapter) and getattr(fast, FAST_ATTR)["channels_last"]
+    n_bn = sum(type(b) is nn.BatchNorm2d for b in m.modules())
+    assert sum(type(b) is nn.BatchNorm2d for b in fast.modules()) == n_bn - 59  # folded as above
+    plain = InputAdapter(m, input_size=(64, 96), border=(6, 6, 7, 8), border_frame=(480, 640)).eval()
+    x = torch.rand(1, 3, 120, 160)
+    assert (predict(fast, x) - predict(plain, x)).abs().max().item() < 1e-4
+
+
+def test_bf16_is_refused_without_native_support(monkeypatch):
+    monkeypatch.setattr(fastpath, "cpu_has_native_bf16", lambda: False)
+    model = create_model("unet", width=4, depth=2)
+    with pytest.raises(ConfigError, match="no native bfloat16"):
+        prepare_for_inference(model, bf16=True)
+
+
+@pytest.mark.skipif(not fastpath.cpu_has_native_bf16(), reason="this CPU has no native bf16")
+def test_bf16_copy_returns_float32_metres():
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 64, 64)
+    model = _in_range(_nontrivial_bn(create_model("densedepth", encoder="densenet121", width=0.25, head="log")), x)
+    fast = prepare_for_inference(model, bf16=True)
+    got, plain = predict(fast, x), predict(model, x)
+    assert got.dtype == torch.float32 and torch.isfinite(got).all()
+    assert (got - plain).abs().median() < 0.05 * plain.median()  # close, not equal: bf16 keeps 8 bits

@@ -1,0 +1,41 @@
+"""benchmarks/reference_port.py is the DenseDepth PyTorch port's model: its parameter count and FLOPs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import reference_port  # noqa: E402
+
+
+def test_parameters_and_flops_are_the_ports():
+    with torch.device("meta"):
+        model = reference_port.PortModel()
+    n = sum(p.numel() for p in model.parameters())
+    assert round(n / 1e6, 2) == 44.32  # the port's count, its unused ImageNet classifier included
+    with FlopCounterMode(display=False) as counter:  # a multiply-add counts as 2 FLOPs
+        out = model(torch.empty(1, 3, 480, 640, device="meta"))
+    assert out.shape == (1, 1, 240, 320)
+    assert round(counter.get_total_flops() / 1e9, 2) == 245.35
+
+
+def test_one_leaky_relu_per_up_block_and_the_lighter_loss():
+    torch.manual_seed(0)
+    model = reference_port.PortModel().eval()
+    calls = {"unused": 0, "used": 0}
+    for up in (model.up1, model.up2, model.up3, model.up4):
+        up.unused_act.register_forward_hook(lambda *a: calls.__setitem__("unused", calls["unused"] + 1))
+        up.act.register_forward_hook(lambda *a: calls.__setitem__("used", calls["used"] + 1))
+    with torch.no_grad():
+        model(torch.rand(1, 3, 64, 64))
+    assert calls == {"unused": 0, "used": 4}
+    depth = 0.5 + 9 * torch.rand(2, 1, 32, 32)
+    assert reference_port.port_loss(10.0 / depth, depth).item() < 1e-6  # perfect output: SSIM 1, L1 0
+    # SSIM + 0.1 L1 and nothing else (no gradient term).
+    out = 10.0 / depth + torch.rand_like(depth)
+    by_hand = (1 - reference_port.port_ssim(out, 10.0 / depth, 100.0)) / 2 + 0.1 * (out - 10.0 / depth).abs().mean()
+    torch.testing.assert_close(reference_port.port_loss(out, depth), by_hand)
