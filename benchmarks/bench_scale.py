@@ -206,7 +206,7 @@ def stage_gen(a: argparse.Namespace) -> dict[str, Any]:
     from depthlib.data.standin import FULL_TEST, StandinSettings, _Renderer, write_standin
 
     c0 = cpu_s()
-    info = write_standin(zip_path(a), n_frames=a.frames, workers=a.gen_workers, progress=False)
+    info = write_standin(zip_path(a), n_frames=a.frames, n_test=a.test_frames, workers=a.gen_workers, progress=False)
     cpu = cpu_s() - c0
     z = zipfile.ZipFile(info.path)
     train = [i.file_size for i in z.infolist() if i.filename.startswith("data/nyu2_train/")]
@@ -490,7 +490,7 @@ def render(a: argparse.Namespace, r: dict[str, Any], m: dict[str, Any]) -> str:
         L += ["### 01 data prep, `nyu` profile (prep)", "",
               f"{n:,} train-half frames -> {p['bytes'] / 1e9:.3f} GB ({p['kb_per_frame']:.1f} KB/frame), "
               f"{p['jpeg_copied']:,} JPEGs copied as stored. Split: {p['split_frames']} "
-              f"({p['train_scenes']} train scenes, {p['val_scenes']} validation scenes). Whole notebook-01 replay: "
+              f"({p['train_scenes']} train scene(s), {p['val_scenes']} validation scene(s)). Whole notebook-01 replay: "
               f"open {p['open_s']:.1f} s, figure {p['figure_s']:.1f} s, split + select {p['split_select_s']:.1f} s, "
               f"hole demo {p['hole_demo_s']:.1f} s, **prepare {p['prepare_s']:.0f} s = {n / p['prepare_s']:.1f} frames/s**. "
               f"Peak RSS: **{p['peak_rss_prepare_mb']:.0f} MB during prepare**, {p['peak_rss_before_prepare_mb']:.0f} MB "
@@ -517,8 +517,11 @@ def render(a: argparse.Namespace, r: dict[str, Any], m: dict[str, Any]) -> str:
         L += ["", f"- Loader wait: **{t['wait_pct']:.1f} %** of step time between steps 10 and {t['steps']} "
               f"({t['wait_pct_all']:.1f} % including worker start-up)."]
         if m1:
-            L.append(f"- RSS (main + workers) step 100 -> {t['steps']}: {m1['main'] + m1['workers']:.0f} -> "
-                     f"{m3['main'] + m3['workers']:.0f} MB (**{t['rss_growth_pct']:+.1f} %**).")
+            L.append(f"- RSS step 100 -> {t['steps']}: main + workers {m1['main'] + m1['workers']:.0f} -> "
+                     f"{m3['main'] + m3['workers']:.0f} MB ({t['rss_growth_pct']:+.1f} %); the loader workers alone "
+                     f"{m1['workers']:.0f} -> {m3['workers']:.0f} MB (**{100 * (m3['workers'] / max(m1['workers'], 1e-9) - 1):+.1f} %**); "
+                     f"the main process's peak {m1['main_peak']:.0f} -> {m3['main_peak']:.0f} MB "
+                     f"(**{100 * (m3['main_peak'] / m1['main_peak'] - 1):+.1f} %**; its instant RSS swings with autograd buffers).")
         rs = t["resume"]
         L += [f"- Resume: stopped at batch {t['stopped_at_batch']} of {t['steps_per_epoch']} of its epoch; the re-run started at "
               f"step {rs.get('start_step')}, first step after {rs.get('first_step_s', float('nan')):.1f} s, ran to step "
@@ -599,6 +602,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image-size", type=int, nargs=2, default=[224, 320], metavar=("H", "W"),
                     help="training input; training_sets needs multiples of 32, so 224x320 stands in for 240x320")
     ap.add_argument("--gen-workers", type=int, default=2)
+    ap.add_argument("--test-frames", type=int, default=654, help="test frames in the stand-in (654 as the real one)")
     ap.add_argument("--kill-at", type=float, default=0.5)
     ap.add_argument("--label", default="", help="section title in --out (default: 'N=<frames>')")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS_scale.md"))
