@@ -51,7 +51,7 @@ def cpu_info() -> str:
 def run_seed(seed: int, work: Path) -> dict:
     """Run 02-04 of the sample profile for one seed into `work` (01's prepared file is shared) -> metrics and time."""
     w = work.as_posix()
-    sets = [f"common:seed={seed}", f"common:figure_dir={w}/figures",
+    sets = [*(f"{nb}:seed={seed}" for nb in ("02", "03")), *(f"{nb}:figure_dir={w}/figures" for nb in ("02", "03", "04")),
             f"02_train:out_dir={w}/train", f"02_train:control_out_dir={w}/scratch",
             f"03_finetune:init_from={w}/train/best.pt", f"03_finetune:out_dir={w}/finetune",
             f"04_evaluate:previous={w}/train/best.pt", f"04_evaluate:current={w}/finetune/best.pt",

@@ -24,7 +24,8 @@ from depthlib.predict import predict
 def sample_run(tmp_path_factory) -> Path:
     """The sample profile's 01-04 into a temporary folder (no scratch control, README untouched) -> that folder."""
     w = tmp_path_factory.mktemp("sample_run")
-    sets = [f"common:prepared_path={w}/sample.h5", f"common:figure_dir={w}/figures",
+    sets = [*(f"{nb}:prepared_path={w}/sample.h5" for nb in ("01", "02", "03", "04")),
+            *(f"{nb}:figure_dir={w}/figures" for nb in ("01", "02", "03", "04")),
             f"02_train:out_dir={w}/train", "02_train:control_out_dir=", f"03_finetune:init_from={w}/train/best.pt",
             f"03_finetune:out_dir={w}/finetune", f"04_evaluate:previous={w}/train/best.pt",
             f"04_evaluate:current={w}/finetune/best.pt", "04_evaluate:control=", f"04_evaluate:metrics_dir={w}/figures",
