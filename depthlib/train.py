@@ -192,7 +192,8 @@ class _Run:
         if self.epoch >= self.cfg.epochs or (self.cfg.max_steps and self.step >= self.cfg.max_steps):
             h = self.history
             best = f"best epoch {h.best_epoch}, loss {h.best_val_loss:.4f}" if h.best_epoch >= 1 else "no epoch validated"
-            why = f"its {self.cfg.epochs} epochs" if self.epoch >= self.cfg.epochs else f"max_steps={self.cfg.max_steps}"
+            n = self.cfg.epochs
+            why = f"its {n} epoch{'s' * (n != 1)}" if self.epoch >= n else f"max_steps={self.cfg.max_steps}"
             self._notice(f"{path}: this run already finished {why} ({best}): nothing to train. To train again from "
                          f"scratch: resume=False ({FRESH_HINT}), replacing it, or another out_dir.")
             return

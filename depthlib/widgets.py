@@ -297,7 +297,7 @@ class Explorer:
             rows.append(f"<tr><td>{html.escape(lb)}</td>{cells}</tr>")
         name = html.escape(self._names[self.frame.value])
         split = html.escape(self.split_of(self.frame.value))
-        return (f"<table><caption>frame {name} ({split}), valid pixels, no crop</caption><tr><th></th>{head}</tr>"
+        return (f"<table><caption>frame {name} · {split} · valid pixels, no crop</caption><tr><th></th>{head}</tr>"
                 f"{''.join(rows)}</table>")
 
     def refresh(self) -> None:

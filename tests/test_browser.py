@@ -177,6 +177,13 @@ def _wait_for_new_image(page: Any, before: str, timeout: float) -> str:
         page.wait_for_timeout(250)
 
 
+def _readout_xy(page: Any) -> tuple[int, int]:
+    """The pixel the readout reports: its "<b>(x, y)</b>"."""
+    text = page.locator(".widget-html b").first.inner_text().strip("() ")
+    x, y = (int(v) for v in text.split(","))
+    return x, y
+
+
 def _expected_scores(lab: dict[str, Any], frame: int) -> list[str]:
     """The metrics the explorer's table must show for `frame` (both checkpoints), computed here."""
     from depthlib.widgets import explore
@@ -225,9 +232,13 @@ def _drive(page: Any, lab: dict[str, Any]) -> None:
     box = image.bounding_box()
     layout = Layout(h=240, w=320, rows=2, frame_hw=(480, 640))
     fx, fy = (320 + 100.5) / layout.size[1], 60.5 / layout.size[0]
+    centre = _readout_xy(page)
     page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
-    x, y = layout.pixel_at(fx, fy)  # (201, 121)
-    page.locator(".widget-html", has_text=f"({x}, {y})").first.wait_for(timeout=60_000)
+    x, y = layout.pixel_at(fx, fy)  # (201, 121); the picture is shown scaled, so a click lands within a few pixels
+    deadline = time.monotonic() + 60
+    while (got := _readout_xy(page)) == centre and time.monotonic() < deadline:
+        page.wait_for_timeout(250)
+    assert abs(got[0] - x) <= 3 and abs(got[1] - y) <= 3, f"clicked near frame pixel {(x, y)}, the readout says {got}"
     page.screenshot(path=str(ARTIFACTS / "03_clicked.png"))
 
     # The pixel readout follows the x box.

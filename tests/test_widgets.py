@@ -184,9 +184,9 @@ def test_explore_a_prepared_files_split(ckpts: dict[str, Path], sample_dir: Path
 
 def test_the_frame_says_its_split(ckpts: dict[str, Path]) -> None:
     ex = Explorer(ListSource(splits=["test", "train", "val"]), ckpts, device="cpu", panel_width=64)
-    assert "test split: held out" in ex.split.value and "(test split: held out)" in ex.table.value
+    assert "test split: held out" in ex.split.value and "· test split: held out ·" in ex.table.value
     ex.frame.value = 1
-    assert "train split: seen in training" in ex.split.value and "(train split" in ex.table.value
+    assert "train split: seen in training" in ex.split.value and "· train split" in ex.table.value
     ex.frame.value = 2
     assert "val split" in ex.split.value
     assert "split not recorded" in _explorer(ckpts).split.value  # a reader without split labels
