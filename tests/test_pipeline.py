@@ -141,12 +141,12 @@ def test_ci_profile_runs_every_notebook_in_a_fresh_root(fresh_root, capsys):
     h2 = json.loads((fresh_root / "checkpoints/ci/train/history.json").read_text())
     h3 = json.loads((fresh_root / "checkpoints/ci/finetune/history.json").read_text())
     assert [r["epoch"] for r in h2["epochs"]] == [1, 2, 3] and [r["epoch"] for r in h3["epochs"]] == [1]
-    assert all(math.isfinite(r["train_loss"]) and math.isfinite(r["val_loss"]) and r["loss_name"] == "silog"
+    assert all(math.isfinite(r["train_loss"]) and math.isfinite(r["val_loss"]) and r["loss_name"] == "silog_grad"
                for r in h2["epochs"] + h3["epochs"])
 
     # evaluation: plausible numbers for each model, and every table regenerated from them by the code
     metrics = json.loads((fresh_root / outputs["metrics"]).read_text())
-    assert set(metrics) == {"previous", "current", "mean-depth baseline"}
+    assert set(metrics) == {"previous", "current", "scratch control", "mean-depth baseline"}
     for name, r in metrics.items():
         assert r["protocol"] == "densedepth" and r["source"] == "data/prepared/ci.h5", name
         _metrics_are_plausible(name, r["metrics"])
