@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -43,8 +44,6 @@ def cpu_info() -> str:
         elif line.startswith("flags"):
             flags = set(line.split(":", 1)[1].split())
     keep = sorted(f for f in flags if f.startswith(("avx2", "avx512", "amx")) or f in ("fma", "avx512_bf16"))
-    import os
-
     return f"{model}, {os.cpu_count()} cores; flags: {' '.join(keep)}"
 
 

@@ -184,6 +184,13 @@ def _fill_invalid_raw(pred: Tensor, v: Tensor, head: Any) -> Tensor:
     return torch.where(v, pred, safe)
 
 
+def _log_residual(pred: Tensor, target: Tensor, v: Tensor, head: Any) -> Tensor:
+    """log(predicted metres) - log(target) on valid pixels, 0 elsewhere; pred/target [B,1,h,w], v bool."""
+    log_depth = head.to_log_depth(_fill_invalid_raw(pred, v, head))
+    one = torch.ones((), dtype=log_depth.dtype, device=log_depth.device)
+    return torch.where(v, log_depth - torch.where(v, target, one).clamp_min(_EPS_DEPTH).log(), 0 * one)
+
+
 def _target_value_range(head: Any) -> float:
     """SSIM value range hi - lo of head.target_range (inverse head: 100 - 1 = 99).
 
@@ -240,9 +247,7 @@ def silog_loss(
     (its raw output is the log depth: no exp that overflows).
     """
     v = _check(pred, target, valid)
-    log_depth = head.to_log_depth(_fill_invalid_raw(pred, v, head))
-    one = torch.ones((), dtype=log_depth.dtype, device=log_depth.device)
-    g = torch.where(v, log_depth - torch.where(v, target, one).clamp_min(_EPS_DEPTH).log(), 0 * one)
+    g = _log_residual(pred, target, v, head)
     n = v.sum().clamp_min(1).to(g.dtype)
     mean_sq = (g * g).sum() / n
     mean = g.sum() / n
@@ -310,10 +315,8 @@ def log_gradient_loss(*, pred: Tensor, target: Tensor, valid: Tensor, head: Any,
     global scale of depth: it teaches edges and layout, not the distance itself.
     """
     v = _check(pred, target, valid)
-    log_depth = head.to_log_depth(_fill_invalid_raw(pred, v, head))
-    one = torch.ones((), dtype=log_depth.dtype, device=log_depth.device)
-    r = torch.where(v, log_depth - torch.where(v, target, one).clamp_min(_EPS_DEPTH).log(), 0 * one)
-    total = 0 * one
+    r = _log_residual(pred, target, v, head)
+    total = r.new_zeros(())
     for k in range(scales):
         rk, vk = r[..., :: 2**k, :: 2**k], v[..., :: 2**k, :: 2**k]
         my, mx = vk[..., 1:, :] & vk[..., :-1, :], vk[..., :, 1:] & vk[..., :, :-1]

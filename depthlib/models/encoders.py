@@ -15,6 +15,7 @@ an installed package carries them.
 
 from __future__ import annotations
 
+import pickle
 import re
 from typing import Callable
 
@@ -60,7 +61,7 @@ def _load_weights(spec: WeightsSpec, module: nn.Module, adapt: Callable[[dict[st
     path = resolve_weights(spec)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # any unreadable file: name it; never fall back to unsafe loading
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:  # unreadable: name it
         raise CheckpointError(f"{spec.name}: {path} is not a readable weights file ({type(err).__name__}: {err}). "
                               "Fix: delete it (or reinstall its package) and resolve again.") from err
     try:
