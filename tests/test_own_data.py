@@ -17,7 +17,7 @@ from depthlib import workbook
 from depthlib.checkpoint import load_checkpoint
 from depthlib.config import DataConfig, TrainConfig
 from depthlib.data import open_source
-from depthlib.data.dataset import scene_split
+from depthlib.data.dataset import scene_hash, scene_split
 from depthlib.errors import ConfigError
 from depthlib.models import create_model
 from depthlib.pipeline import make_plan, notebook_parameters, run
@@ -71,10 +71,12 @@ def _own_folder(root: Path, sample_dir: Path, *, val_frac: float, test_frac: flo
     with (sample_dir / "splits.csv").open() as f:
         rows = list(csv.DictReader(f))
     wanted = {r["scene"]: r["split"] for r in rows}
-    names, candidates = {}, (f"room{k:03d}" for k in range(1000))
-    for scene, split in wanted.items():
-        names[scene] = next(c for c in candidates
-                            if scene_split([c], val_frac=val_frac, test_frac=test_frac, seed=seed)[0] == split)
+    # scene_split sends the lowest-hashed scenes to test, the next ones to val: hand out names in that order
+    pool = sorted((f"room{k:03d}" for k in range(1000)), key=lambda c: (scene_hash(c, seed), c))
+    ranked = sorted(wanted, key=lambda s: (["test", "val", "train"].index(wanted[s]), s))
+    names = dict(zip(ranked, pool))
+    got = scene_split(list(names.values()), val_frac=val_frac, test_frac=test_frac, seed=seed)
+    assert got == [wanted[s] for s in names], "the fractions do not give the sample's scene counts"
     dd = open_source("densedepth", str(sample_dir), split="test")
     index = {n: i for i, n in enumerate(dd.names)}
     frames = [(names[r["scene"]], *resized(dd[index[r["name"]]], OWN_SIZE, crop_rows=(40, 440))) for r in rows]
@@ -86,12 +88,12 @@ def _own_folder(root: Path, sample_dir: Path, *, val_frac: float, test_frac: flo
 def test_own_profile_fine_tunes_the_sample_model_on_a_tum_style_folder(tmp_path, sample_dir) -> None:
     base = make_plan("own")
     prep = base.steps["01_data_prep"]
-    split_of = _own_folder(tmp_path / "capture", sample_dir, val_frac=prep["val_frac"], test_frac=prep["test_frac"],
-                           seed=prep["seed"])
+    fracs = {"val_frac": 0.125, "test_frac": 0.125}     # 1 of the sample's 8 scenes each, as in its split file
+    split_of = _own_folder(tmp_path / "capture", sample_dir, seed=prep["seed"], **fracs)
     init = _sample_model(tmp_path)
     h5, figs, ft = tmp_path / "own.h5", tmp_path / "figures", tmp_path / "finetune"
     options = {"depth_scale": TUM_SCALE, "files": "*/associations.txt"}
-    sets = {"01_data_prep": {"source_path": tmp_path / "capture", "source_options": options},
+    sets = {"01_data_prep": {"source_path": tmp_path / "capture", "source_options": options, **fracs},
             "03_finetune": {"init_from": init, "image_size": OWN_INPUT, "out_dir": ft, "epochs": 1},
             "04_evaluate": {"previous": init, "current": ft / "best.pt", "metrics_dir": figs}}
     overrides = [f"{nb}:{k}={str(v) if isinstance(v, Path) else v!r}"
