@@ -12,8 +12,9 @@ returned. Left alone, on purpose: BatchNorms before their convolution (torchvisi
 norm-relu-conv layers: a ReLU sits between) and timm's BatchNormAct2d (a BatchNorm2d subclass that
 also applies an activation). torch.nn.utils.fusion.fuse_conv_bn_eval does the arithmetic.
 
-Measured on CPU (benchmarks/bench_speed.py): channels_last and folding each shorten DenseDepth-169's
-forward; torch.compile was not adopted (see benchmarks/RESULTS_models.md).
+benchmarks/bench_models.py measures this copy against the plain model and DenseDepth's port side by side;
+torch.compile / freezing is not used (compiling DenseNet-169 on a 2-core CPU takes minutes; see
+benchmarks/RESULTS_models.md).
 """
 
 from __future__ import annotations
