@@ -206,7 +206,7 @@ def project_step(cfg: TrainConfig, batch: dict[str, torch.Tensor]) -> Callable[[
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip).item()  # fit checks the norm: a sync
         opt.step()
         opt.zero_grad(set_to_none=True)
-        return float(loss)
+        return float(loss.detach())
 
     return step
 
