@@ -157,8 +157,10 @@ def bench_predict(rounds: int, h: int, w: int, bf16: bool) -> dict[str, Any]:
         fast16 = prepare_for_inference(plain, bf16=True)
         contenders["project, fast copy, bf16 (opt-in)"] = lambda: predict(fast16, x)
     times = interleaved(contenders, rounds)
-    same = float((predict(plain, x) - predict(fast, x)).abs().max())
-    return {"size": f"{w}x{h}", "ratios": ratios(times, "reference (port), flip-averaged"), "max_abs_diff_m": same}
+    with torch.inference_mode():  # raw outputs: random weights put most depths at the clamp, hiding differences
+        raw = plain(x)
+        same = float((raw - fast(x.contiguous(memory_format=torch.channels_last))).abs().max() / raw.abs().max())
+    return {"size": f"{w}x{h}", "ratios": ratios(times, "reference (port), flip-averaged"), "max_rel_diff_raw": same}
 
 
 def bf16_error(checkpoint: Path, frames: int) -> dict[str, Any]:
@@ -345,13 +347,13 @@ def markdown(res: dict[str, Any], command: str, minutes: float) -> str:
     L += [f"## Flip-averaged predict, DenseDepth-169, {p['size']}, batch 1 (target: >= 1.5x)", "",
           "| contender | x reference | per-round min-max |", "|---|---|---|"]
     L += [_row(k, v) for k, v in p["ratios"].items()]
-    L += ["", f"The fast copy's depths equal the plain model's within {p['max_abs_diff_m']:.1e} m here "
-          "(tests/test_fastpath.py checks 1e-4 m). The fast copy (`depthlib.fastpath.prepare_for_inference`, what "
+    L += ["", f"The fast copy's raw outputs equal the plain model's within {p['max_rel_diff_raw']:.1e} (relative) here "
+          "(tests/test_fastpath.py checks depths within 1e-4 m). The fast copy (`depthlib.fastpath.prepare_for_inference`, what "
           "`load_for_inference` returns) folds each Conv2d -> BatchNorm2d pair, stores weights channels_last and runs "
           "under `torch.inference_mode`."]
     e = res.get("bf16_error", {})
     if e.get("measured"):
-        L += ["", f"bf16 (opt-in, `--bf16`), error against the fp32 fast path with the trained `{e['checkpoint']}` on "
+        L += ["", f"bf16 (library option only), error against the fp32 fast path with the trained `{e['checkpoint']}` on "
               f"{e['frames']} NYU sample frames: median {e['median_mm']:.2f} mm, 95th percentile {e['p95_mm']:.1f} mm "
               f"({'under' if e['median_mm'] < 1 else 'NOT under'} the 1 mm median bar)."]
     elif e:

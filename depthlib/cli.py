@@ -247,7 +247,7 @@ def _cmd_predict(a: argparse.Namespace) -> int:
     k = None if a.intrinsics is None else _floats(a.intrinsics, 4, "--intrinsics")
     files = predict_images(a.images, checkpoint=a.checkpoint, out=a.out, ply=a.ply, intrinsics=k,
                            flip_average=not a.no_flip, device=a.device, cmap=a.cmap,
-                           depth_range=parse_range(a.range), batch_size=a.batch_size, bf16=a.bf16)
+                           depth_range=parse_range(a.range), batch_size=a.batch_size)
     print(f"wrote {len(files)} files to {cli_path(a.out)}")
     return 0
 
@@ -295,8 +295,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="metres spanned by the colour map, the same for every image (default %(default)s); "
                    "'auto' stretches each image to its own min..max. The colour PNG's name states the range")
     p.add_argument("--batch-size", type=int, default=4, help="images of one size predicted together (default 4)")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 on CPUs with native support (avx512_bf16 / amx_bf16): "
-                   "faster, depths differ from float32 by a little (benchmarks/RESULTS_models.md)")
     p.set_defaults(run=_cmd_predict)
     e = sub.add_parser("export-onnx", help="export a checkpoint to ONNX and check it against ONNX Runtime")
     e.add_argument("--checkpoint", required=True, help="a depthlib checkpoint (.pt)")

@@ -118,7 +118,8 @@ def prepare_for_inference(model: nn.Module, *, bf16: bool = False, channels_last
     """Eval-only copy of `model` for predict: BatchNorm folded, weights channels_last, bf16 autocast if asked.
 
     bf16=True needs a CPU with native bfloat16 (avx512_bf16 / amx_bf16); elsewhere it is refused, as
-    emulated bf16 is slower than float32. The model itself is not changed.
+    emulated bf16 is slower than float32. It misses issue 13's 1 mm bar (median 12 mm from fp32 with the
+    sample checkpoint, benchmarks/RESULTS_models.md), so no command offers it. The model itself is not changed.
     """
     param = next(model.parameters())
     if bf16:
