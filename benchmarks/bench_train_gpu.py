@@ -37,9 +37,9 @@ from depthlib.models import create_model
 from depthlib.train import fit
 
 CONFIGS: dict[str, dict[str, Any]] = {
-    "fp32": {"precision": "fp32"},
-    "bf16": {"precision": "bf16"},
-    "fp16": {"precision": "fp16"},
+    "fp32": {"precision": "fp32", "channels_last": False},
+    "bf16": {"precision": "bf16", "channels_last": False},
+    "fp16": {"precision": "fp16", "channels_last": False},
     "bf16+cl": {"precision": "bf16", "channels_last": True},
     "bf16+cl+compile": {"precision": "bf16", "channels_last": True, "compile": True},
     "bf16+cl+gpuaug": {"precision": "bf16", "channels_last": True, "gpu_augment": True},

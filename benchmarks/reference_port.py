@@ -51,11 +51,12 @@ class PortUp(nn.Module):
 class PortModel(nn.Module):
     """The port's DenseDepth: images float[B,3,H,W] (not normalised) -> 1000/cm output float[B,1,H/2,W/2]."""
 
-    def __init__(self) -> None:
+    def __init__(self, densenet: str = "densenet169", width: float = 1.0) -> None:
+        """The port's model by default; another DenseNet / a narrower decoder only for smoke runs of the benchmark."""
         super().__init__()
-        self.densenet = torchvision.models.densenet169(weights=None)  # classifier kept, as in the port
-        c = 1664
-        self.conv2 = nn.Conv2d(c, c, 1)
+        self.densenet = getattr(torchvision.models, densenet)(weights=None)  # classifier kept, as in the port
+        c = int(self.densenet.classifier.in_features * width)  # 1664 for DenseNet-169
+        self.conv2 = nn.Conv2d(self.densenet.classifier.in_features, c, 1)
         self.up1 = PortUp(c + 256, c // 2)
         self.up2 = PortUp(c // 2 + 128, c // 4)
         self.up3 = PortUp(c // 4 + 64, c // 8)

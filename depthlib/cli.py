@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import argparse
 import glob
+import itertools
 import math
 import os
 import sys
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -135,27 +138,80 @@ def colour_name(stem: str, lo: float, hi: float) -> str:
     return f"{stem}_depth_color_{lo:g}-{hi:g}m.png"
 
 
+def _decoded(paths: Sequence[Path], read: Callable[[Path], np.ndarray], ahead: int = 8) -> Iterator[tuple[Path, np.ndarray]]:
+    """(path, rgb uint8 [H,W,3]) in order, a worker thread decoding up to `ahead` images while the caller computes."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
+        pending: deque[tuple[Path, Future[np.ndarray]]] = deque()
+        todo = iter(paths)
+        for p in itertools.islice(todo, ahead):
+            pending.append((p, pool.submit(read, p)))
+        while pending:
+            p, fut = pending.popleft()
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append((nxt, pool.submit(read, nxt)))
+            yield p, fut.result()  # a DataError naming the unreadable file surfaces here, in order
+
+
+def _same_size_batches(items: Iterator[tuple[Path, np.ndarray]], size: int) -> Iterator[list[tuple[Path, np.ndarray]]]:
+    """Runs of up to `size` consecutive items whose images share one (H, W): one predict call each."""
+    group: list[tuple[Path, np.ndarray]] = []
+    for item in items:
+        if group and (len(group) == size or item[1].shape[:2] != group[0][1].shape[:2]):
+            yield group
+            group = []
+        group.append(item)
+    if group:
+        yield group
+
+
+def _write_outputs(p: Path, rgb: np.ndarray, depth: np.ndarray, out_dir: Path, *, ply: bool,
+                   intrinsics: Sequence[float] | None, cmap: str, depth_range: tuple[float, float] | None) -> list[Path]:
+    """Depth PNG, colour PNG and optional PLY of one image's depth [H,W] metres, each written atomically."""
+    from PIL import Image
+
+    from .data.io import write_depth_png
+    from .viz import colorize
+
+    h, w = depth.shape
+    # auto: the image's own range, widened to whole centimetres so the file name states it exactly
+    lo, hi = depth_range if depth_range is not None else (math.floor(float(depth.min()) * 100) / 100,
+                                                          math.ceil(float(depth.max()) * 100) / 100)
+    targets = {"depth": out_dir / f"{p.stem}_depth.png", "color": out_dir / colour_name(p.stem, lo, hi)}
+    _write_atomic(targets["depth"], lambda t: write_depth_png(t, depth, encoding="mm16"))
+    colours = colorize(depth, vmin=lo, vmax=hi, cmap=cmap)
+    _write_atomic(targets["color"], lambda t: Image.fromarray(colours).save(t, format="PNG"))
+    if ply:
+        k = tuple(intrinsics) if intrinsics is not None else scaled_intrinsics(h, w)
+        pts = backproject(depth, k).reshape(-1, 3)
+        targets["ply"] = out_dir / f"{p.stem}.ply"
+        data = ply_bytes(pts, rgb.reshape(-1, 3))
+        _write_atomic(targets["ply"], lambda t: t.write_bytes(data))
+    return list(targets.values())
+
+
 def predict_images(images: Sequence[str], *, checkpoint: str, out: str, ply: bool = False,
                    intrinsics: Sequence[float] | None = None, flip_average: bool = True, device: str = "auto",
                    cmap: str = "magma_r", depth_range: tuple[float, float] | None = DEFAULT_RANGE,
-                   progress: bool = True) -> list[Path]:
+                   progress: bool = True, batch_size: int = 4, bf16: bool = False) -> list[Path]:
     """Write <stem>_depth.png (uint16 mm), <stem>_depth_color_<lo>-<hi>m.png and optionally <stem>.ply per image.
 
     images: files, folders and glob patterns. Every path (images, checkpoint, out) is relative to the
     working directory, as on any command line. Settings are checked before anything is written; every
     file is written atomically. depth_range: the metres mapped onto the colour map (None: each image's
-    own min..max); the range used is in the colour PNG's name.
+    own min..max); the range used is in the colour PNG's name. Consecutive images of one size are predicted
+    in batches of up to `batch_size` while a thread decodes the next ones; bf16: CPU bfloat16 (native-bf16 CPUs).
     """
-    from PIL import Image
     from tqdm import tqdm
 
-    from .data.io import read_rgb, write_depth_png
+    from .data.io import read_rgb
     from .distributed import resolve_device
     from .inference import load_for_inference
     from .predict import predict
-    from .viz import colorize
 
     check_cmap(cmap)
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}.")
     paths = expand_images(images)
     stems = [p.stem for p in paths]
     dup = sorted({s for s in stems if stems.count(s) > 1})
@@ -167,32 +223,23 @@ def predict_images(images: Sequence[str], *, checkpoint: str, out: str, ply: boo
         raise ConfigError(f"{out_dir}: --out names an existing file; it must be a folder. "
                           "Fix: choose a folder name (it is created).")
     dev = resolve_device(device)
-    model = load_for_inference(cli_path(checkpoint), device=str(dev))  # replays the training crop/resize
+    # The fast inference copy; it replays the training crop/resize.
+    model = load_for_inference(cli_path(checkpoint), device=str(dev), bf16=bf16)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DataError(out_dir, f"the output folder cannot be created ({e.strerror or e}).",
                         "choose another --out folder.") from e
     written: list[Path] = []
-    for p in tqdm(paths, desc="predict", unit="image", disable=not progress):
-        rgb = read_rgb(p, photo=True)  # DataError naming the file if it is not a readable image
-        h, w = rgb.shape[:2]
-        x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].float().div_(255.0)
-        depth = predict(model, x.to(dev), flip_average=flip_average, out_size=(h, w))[0, 0].float().cpu().numpy()
-        # auto: the image's own range, widened to whole centimetres so the file name states it exactly
-        lo, hi = depth_range if depth_range is not None else (math.floor(float(depth.min()) * 100) / 100,
-                                                              math.ceil(float(depth.max()) * 100) / 100)
-        targets = {"depth": out_dir / f"{p.stem}_depth.png", "color": out_dir / colour_name(p.stem, lo, hi)}
-        _write_atomic(targets["depth"], lambda t: write_depth_png(t, depth, encoding="mm16"))
-        colours = colorize(depth, vmin=lo, vmax=hi, cmap=cmap)
-        _write_atomic(targets["color"], lambda t: Image.fromarray(colours).save(t, format="PNG"))
-        if ply:
-            k = tuple(intrinsics) if intrinsics is not None else scaled_intrinsics(h, w)
-            pts = backproject(depth, k).reshape(-1, 3)
-            targets["ply"] = out_dir / f"{p.stem}.ply"
-            data = ply_bytes(pts, rgb.reshape(-1, 3))
-            _write_atomic(targets["ply"], lambda t: t.write_bytes(data))
-        written += targets.values()
+    with tqdm(total=len(paths), desc="predict", unit="image", disable=not progress) as bar:
+        for group in _same_size_batches(_decoded(paths, lambda p: read_rgb(p, photo=True)), batch_size):
+            x = torch.stack([torch.from_numpy(np.array(rgb)).permute(2, 0, 1) for _, rgb in group]).float().div_(255.0)
+            h, w = group[0][1].shape[:2]
+            depths = predict(model, x.to(dev), flip_average=flip_average, out_size=(h, w))[:, 0].float().cpu().numpy()
+            for (p, rgb), depth in zip(group, depths):
+                written += _write_outputs(p, rgb, depth, out_dir, ply=ply, intrinsics=intrinsics, cmap=cmap,
+                                          depth_range=depth_range)
+                bar.update(1)
     return written
 
 
@@ -200,7 +247,7 @@ def _cmd_predict(a: argparse.Namespace) -> int:
     k = None if a.intrinsics is None else _floats(a.intrinsics, 4, "--intrinsics")
     files = predict_images(a.images, checkpoint=a.checkpoint, out=a.out, ply=a.ply, intrinsics=k,
                            flip_average=not a.no_flip, device=a.device, cmap=a.cmap,
-                           depth_range=parse_range(a.range))
+                           depth_range=parse_range(a.range), batch_size=a.batch_size)
     print(f"wrote {len(files)} files to {cli_path(a.out)}")
     return 0
 
@@ -247,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--range", default=f"{DEFAULT_RANGE[0]:g},{DEFAULT_RANGE[1]:g}", metavar="LO,HI",
                    help="metres spanned by the colour map, the same for every image (default %(default)s); "
                    "'auto' stretches each image to its own min..max. The colour PNG's name states the range")
+    p.add_argument("--batch-size", type=int, default=4, help="images of one size predicted together (default 4)")
     p.set_defaults(run=_cmd_predict)
     e = sub.add_parser("export-onnx", help="export a checkpoint to ONNX and check it against ONNX Runtime")
     e.add_argument("--checkpoint", required=True, help="a depthlib checkpoint (.pt)")

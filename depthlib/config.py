@@ -50,6 +50,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
     amsgrad: bool = False
+    adam_impl: str = "fused"            # "fused" (one kernel for all parameters), "foreach", "for-loop" (torch's CPU default)
     scheduler: str = "cosine"           # "none", "cosine", "step", "onecycle"
     warmup_steps: int = 0
     grad_clip: float = 1.0              # max global grad norm; 0 disables
@@ -57,7 +58,7 @@ class TrainConfig:
     loss: str = "densedepth"            # see depthlib.losses.LOSSES
     device: str = "auto"                # "auto", "cpu", "cuda", "cuda:1", ...
     precision: str = "fp32"             # "fp32", "bf16", "fp16"
-    channels_last: bool = False
+    channels_last: bool = True          # NHWC weights and images: faster convolutions on CPU (benchmarks/RESULTS_models.md)
     compile: bool = False
     freeze_encoder: bool = False
     freeze_encoder_bn: bool = False     # keep the encoder's (ImageNet) BatchNorm statistics while its weights train

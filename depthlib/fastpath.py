@@ -12,8 +12,9 @@ returned. Left alone, on purpose: BatchNorms before their convolution (torchvisi
 norm-relu-conv layers: a ReLU sits between) and timm's BatchNormAct2d (a BatchNorm2d subclass that
 also applies an activation). torch.nn.utils.fusion.fuse_conv_bn_eval does the arithmetic.
 
-Measured on CPU (benchmarks/bench_speed.py): channels_last and folding each shorten DenseDepth-169's
-forward; torch.compile was not adopted (see benchmarks/RESULTS_models.md).
+benchmarks/bench_models.py measures this copy against the plain model and DenseDepth's port side by side;
+torch.compile / freezing is not used (compiling DenseNet-169 on a 2-core CPU takes minutes; see
+benchmarks/RESULTS_models.md).
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ def prepare_for_inference(model: nn.Module, *, bf16: bool = False, channels_last
     """Eval-only copy of `model` for predict: BatchNorm folded, weights channels_last, bf16 autocast if asked.
 
     bf16=True needs a CPU with native bfloat16 (avx512_bf16 / amx_bf16); elsewhere it is refused, as
-    emulated bf16 is slower than float32. The model itself is not changed.
+    emulated bf16 is slower than float32. It misses issue 13's 1 mm bar (median 12 mm from fp32 with the
+    sample checkpoint, benchmarks/RESULTS_models.md), so no command offers it. The model itself is not changed.
     """
     param = next(model.parameters())
     if bf16:

@@ -48,11 +48,18 @@ def init_weights(model: nn.Module, path: Path, device: torch.device) -> int:
     return int(src["step"])
 
 
+# torch's Adam on CPU defaults to a Python loop over parameters (a handful of small ops per tensor);
+# "fused" updates every parameter in one kernel, "foreach" in a few multi-tensor ops (RESULTS_models.md).
+ADAM_IMPLS = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for-loop": {"foreach": False}}
+
+
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Adam:
-    """Adam over the parameters that require grad (a frozen encoder is left out)."""
+    """Adam over the parameters that require grad (a frozen encoder is left out), as cfg.adam_impl runs it."""
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ConfigError("the model has no trainable parameters. Fix: set freeze_encoder=False.")
+    if cfg.adam_impl not in ADAM_IMPLS:
+        raise ConfigError(f"TrainConfig.adam_impl={cfg.adam_impl!r} is not one of {sorted(ADAM_IMPLS)}.")
     groups: list[dict[str, Any]] = [{"params": params}]
     encoder = getattr(model, "encoder", None)
     if cfg.encoder_lr_mult != 1.0 and encoder is not None:
@@ -62,7 +69,8 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Adam:
                   {"params": [p for p in params if id(p) in enc], "lr": cfg.lr * cfg.encoder_lr_mult}]
         groups = [g for g in groups if g["params"]]
     return torch.optim.Adam(
-        groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad
+        groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad,
+        **ADAM_IMPLS[cfg.adam_impl],
     )
 
 

@@ -302,3 +302,42 @@ def test_tiny_images_get_a_clear_minimum(ckpt: Path, tmp_path: Path, capsys: pyt
     assert main(["predict", str(tmp_path / "tiny.png"), "--checkpoint", str(ckpt), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "7x5 pixels (WxH) are too small; the minimum is 8x8" in err and "Traceback" not in err
+
+
+def test_a_folder_is_predicted_in_batches_with_decoding_in_a_thread(odd_png: Path, frame_png: Path, ckpt: Path,
+                                                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from depthlib import cli
+    from depthlib.data import io
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    small = Image.open(odd_png)
+    for n in ("a", "b", "c"):  # three of one size, then one of another: batches [a, b], [c], [d]
+        small.save(photos / f"{n}.png")
+    Image.open(frame_png).convert("RGB").resize((200, 150)).save(photos / "d.png")
+    decoded_on, batches = [], []
+    real_read = io.read_rgb
+    monkeypatch.setattr(io, "read_rgb", lambda p, **kw: (decoded_on.append(threading.current_thread().name),
+                                                         real_read(p, **kw))[1])
+
+    def counting_predict(model, x, **kw):
+        batches.append(len(x))
+        return predict(model, x, **kw)
+
+    monkeypatch.setattr("depthlib.predict.predict", counting_predict)
+    one = cli.predict_images([str(photos)], checkpoint=str(ckpt), out=str(tmp_path / "one"), progress=False,
+                             batch_size=1)
+    assert batches == [1, 1, 1, 1]
+    batches.clear()
+    two = cli.predict_images([str(photos)], checkpoint=str(ckpt), out=str(tmp_path / "two"), progress=False,
+                             batch_size=2)
+    assert batches == [2, 1, 1]
+    assert decoded_on and all(name.startswith("decode") for name in decoded_on)  # never on the main thread
+    assert [p.name for p in one] == [p.name for p in two]
+    for p in one:
+        if p.name.endswith("_depth.png"):  # mm: batching changes nothing beyond float noise
+            a = np.array(Image.open(p)).astype(np.int64)
+            b = np.array(Image.open(tmp_path / "two" / p.name)).astype(np.int64)
+            assert a.shape == b.shape and np.abs(a - b).max() <= 1

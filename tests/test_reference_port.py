@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -39,3 +40,15 @@ def test_one_leaky_relu_per_up_block_and_the_lighter_loss():
     out = 10.0 / depth + torch.rand_like(depth)
     by_hand = (1 - reference_port.port_ssim(out, 10.0 / depth, 100.0)) / 2 + 0.1 * (out - 10.0 / depth).abs().mean()
     torch.testing.assert_close(reference_port.port_loss(out, depth), by_hand)
+
+
+@pytest.mark.slow
+def test_benchmark_script_runs_end_to_end_on_tiny_models(tmp_path):
+    import bench_models
+
+    out = tmp_path / "results.md"
+    assert bench_models.main(["--smoke", "--checkpoint", str(tmp_path / "none.pt"), "--write", str(out)]) == 0
+    text = out.read_text()
+    for heading in ("## Flip-averaged predict", "## Training step", "## Loss terms", "## Adam step", "## Light model"):
+        assert heading in text
+    assert "Flags present" in text and "x reference" in text

@@ -12,6 +12,7 @@ import torch
 from _train_helpers import Recorder, SynthDepth, cfg, tiny_model, weights
 from depthlib import precision
 from depthlib.checkpoint import load_checkpoint, load_model, save_checkpoint
+from depthlib.config import TrainConfig
 from depthlib.errors import CheckpointError, ConfigError
 from depthlib.models import create_model
 from depthlib.train import fit
@@ -113,7 +114,8 @@ def _unet() -> torch.nn.Module:
 
 
 @pytest.mark.parametrize("switch,rtol", [
-    ({"precision": "bf16"}, 0.05), ({"precision": "fp16"}, 0.05), ({"channels_last": True}, 1e-4),
+    ({"precision": "bf16"}, 0.05), ({"precision": "fp16"}, 0.05), ({"channels_last": False}, 1e-4),
+    ({"adam_impl": "for-loop"}, 1e-5), ({"adam_impl": "foreach"}, 1e-5),
     ({"non_blocking": False}, 0.0), ({"gpu_augment": True, "aug_flip_p": 0.0, "aug_swap_p": 0.0}, 0.0),
 ])
 def test_speed_switch_agrees_with_plain_path(tmp_path, switch, rtol):
@@ -311,6 +313,15 @@ def test_last_pt_that_fit_did_not_write_is_explained(tmp_path, kind):
     with pytest.raises(CheckpointError, match=r"last.pt: was not written by fit as its resume point: it lacks "
                                               r"\[.*Fix: resume=False .*init_from"):
         fit(create_model("unet", width=4, depth=2), SynthDepth(4, hw=32), None, cfg(out, epochs=2, resume=True))
+
+
+def test_adam_runs_fused_by_default_and_refuses_unknown_impls(tmp_path):
+    from depthlib.train_setup import make_optimizer
+
+    opt = make_optimizer(_unet(), cfg(tmp_path))
+    assert opt.param_groups[0]["fused"] is True and TrainConfig().channels_last is True
+    with pytest.raises(ConfigError, match="adam_impl='fast'"):
+        make_optimizer(_unet(), cfg(tmp_path, adam_impl="fast"))
 
 
 def test_encoder_lr_mult_gives_the_encoder_its_own_rate(tmp_path):
