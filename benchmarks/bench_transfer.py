@@ -32,6 +32,8 @@ from depthlib.atomic import atomic_write_text  # noqa: E402
 
 MODELS = {"current": "pretrained, fine-tuned (03)", "previous": "pretrained, decoder only (02)",
           "scratch control": "scratch control", "mean-depth baseline": "mean-depth baseline (train frames)"}
+PHOTOS = ("astronaut", "coffee")
+PREPARED = ROOT / "data" / "prepared" / "sample.h5"
 KEYS = ["abs_rel", "delta1", "delta2", "delta3", "rmse", "rmse_log", "log10", "silog", "sq_rel"]
 
 
@@ -64,19 +66,63 @@ def run_seed(seed: int, work: Path) -> dict:
     shutil.rmtree(work, ignore_errors=True)  # a fresh run, never a resumed one
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=ROOT, check=True)
-    seconds = time.perf_counter() - t0
-    fig = work / "figures"
-    rel = next(fig.glob("metrics_relative_*.json"))
-    return {"metric": json.loads((fig / "metrics.json").read_text()), "relative": json.loads(rel.read_text()),
-            "alignment": rel.stem.removeprefix("metrics_relative_"), "seconds": seconds}
+    atomic_write_text(work / "seconds.json", json.dumps({"seconds": time.perf_counter() - t0}))
+    return load_seed(work)
 
 
 def load_seed(work: Path) -> dict:
-    """A finished seed's metrics (time unknown: reused)."""
+    """A finished seed's metrics, its structure measures and its wall time (NaN when it was not recorded)."""
     fig = work / "figures"
     rel = next(fig.glob("metrics_relative_*.json"))
+    timing = work / "seconds.json"
+    seconds = json.loads(timing.read_text())["seconds"] if timing.is_file() else float("nan")
     return {"metric": json.loads((fig / "metrics.json").read_text()), "relative": json.loads(rel.read_text()),
-            "alignment": rel.stem.removeprefix("metrics_relative_"), "seconds": float("nan")}
+            "alignment": rel.stem.removeprefix("metrics_relative_"), "seconds": seconds,
+            "structure": {name: structure(work / sub / "best.pt") for name, sub in (("current", "finetune"), ("previous", "train"))}}
+
+
+def structure(checkpoint: Path) -> dict:
+    """Does the model see structure? Pearson r of log depth on each test frame (DenseDepth crop, flip-averaged
+    prediction) and the p95/p5 ratio of its depth map on two photos that are not NYU (scikit-image's)."""
+    import numpy as np
+    import torch
+    from skimage import data
+
+    from depthlib import workbook
+    from depthlib.metrics import log_depth_pearson
+    from depthlib.predict import predict
+    from depthlib.protocols import get_protocol
+
+    model = workbook.inference_model(str(checkpoint))
+    test = workbook.frames(str(PREPARED), "test")
+    rows, cols = get_protocol("densedepth").crop_slices(480, 640)
+    r, names = [], []
+    for i in range(len(test)):
+        s = test[i]
+        names.append(s["name"])
+        p = predict(model, s["image"][None], flip_average=True)[0, 0]
+        r.append(log_depth_pearson(pred=p[rows, cols], target=s["depth"][0][rows, cols], valid=s["valid"][0][rows, cols]))
+    spread = {}
+    for photo in PHOTOS:
+        img = torch.from_numpy(np.ascontiguousarray(getattr(data, photo)()[..., :3])).permute(2, 0, 1).float()[None] / 255
+        d = predict(model, img, flip_average=True)[0, 0].numpy()
+        p5, p95 = np.percentile(d, [5, 95])
+        spread[photo] = float(p95 / p5)
+    return {"names": names, "r": r, "spread": spread}
+
+
+def structure_table(runs: dict[int, dict]) -> str:
+    """Markdown: per seed and model, r per test frame and the photos' p95/p5."""
+    any_run = next(iter(runs.values()))["structure"]["current"]
+    head = ("| model | seed | " + " | ".join(f"r {n}" for n in any_run["names"]) + " | "
+            + " | ".join(f"p95/p5 {p}" for p in PHOTOS) + " |\n|---|---|" + "---|" * (len(any_run["names"]) + len(PHOTOS)) + "\n")
+    rows = []
+    for name in ("current", "previous"):
+        for s, run in runs.items():
+            st = run["structure"][name]
+            rows.append(f"| {MODELS[name]} | {s} | " + " | ".join(f"{x:.2f}" for x in st["r"]) + " | "
+                        + " | ".join(f"{st['spread'][p]:.2f}" for p in PHOTOS) + " |")
+    return head + "\n".join(rows) + "\n"
 
 
 def table(runs: dict[int, dict], kind: str) -> str:
@@ -133,10 +179,17 @@ def main() -> int:
         f"## Relative depth ({any_run['alignment']} aligned per image)",
         "",
         table(runs, "relative"),
+        "## Structure: does the model see the scene?",
+        "",
+        "Pearson r of log depth against the ground truth on each test frame (DenseDepth crop, flip-averaged; scale "
+        "does not enter), and p95/p5 of the predicted depth on scikit-image's astronaut and coffee photos (a map of "
+        "one distance gives 1.0). Issue 11's bars: r >= 0.5 on every frame, p95/p5 >= 1.5 on both photos.",
+        "",
+        structure_table(runs),
         "## Wall time of 02-04 per seed",
         "",
         " | ".join(f"seed {s}: {r['seconds']:.0f} s" if r["seconds"] == r["seconds"] else f"seed {s}: reused run"
-                   for s, r in runs.items()) + " (2-core machine shared with other jobs: times are not a benchmark)",
+                   for s, r in runs.items()) + " (as measured; the machine is a shared 2-core VM whose speed drifts between runs: not a benchmark)",
         "",
     ]
     atomic_write_text(Path(a.out), "\n".join(doc))

@@ -141,3 +141,19 @@ def reduce_sums(sums: Tensor, reduce: str) -> dict[str, float]:
 def depth_metrics(*, pred: Tensor, target: Tensor, valid: Tensor, reduce: str = "pooled") -> dict[str, float]:
     """METRIC_NAMES + n_images + n_pixels as floats; pred/target metres, valid bool, all [B,1,H,W]."""
     return reduce_sums(metric_sums(pred=pred, target=target, valid=valid), reduce)
+
+
+def log_depth_pearson(*, pred: Tensor, target: Tensor, valid: Tensor) -> float:
+    """Pearson r between ln(pred) and ln(target) over the valid pixels of one image (any shape, metres).
+
+    A structure measure that ignores scale: a constant map gives NaN (no variance), a map that orders depths
+    like the ground truth gives close to 1. Used to check that a model sees a scene, not just its mean depth.
+    """
+    v = valid.bool()
+    if int(v.sum()) < 2:
+        raise DataError(None, "log_depth_pearson needs at least 2 valid pixels.")
+    x = torch.log(pred[v].double().clamp_min(1e-6))
+    y = torch.log(target[v].double().clamp_min(1e-6))
+    x, y = x - x.mean(), y - y.mean()
+    denom = torch.sqrt((x * x).sum() * (y * y).sum())
+    return float((x * y).sum() / denom) if float(denom) > 0 else float("nan")

@@ -218,3 +218,20 @@ def test_delta_thresholds_are_strict_at_exactly_1_25_to_the_k() -> None:
     assert m["delta1"] == pytest.approx(1 / 5, abs=1e-15)   # only the exact match; `<=` would give 3/5
     assert m["delta2"] == pytest.approx(3 / 5, abs=1e-15)   # 1.25 < 1.5625, but 1.5625 itself is out
     assert m["delta3"] == pytest.approx(4 / 5, abs=1e-15)   # 1.953125 itself is out
+
+
+def test_log_depth_pearson_matches_numpy_and_ignores_scale():
+    from depthlib.metrics import log_depth_pearson
+
+    g = torch.Generator().manual_seed(0)
+    target = torch.rand(1, 1, 12, 16, generator=g) * 4 + 0.5
+    pred = target * torch.exp(0.3 * torch.randn(1, 1, 12, 16, generator=g))
+    valid = torch.rand(1, 1, 12, 16, generator=g) > 0.2
+    want = np.corrcoef(np.log(pred[valid].numpy()), np.log(target[valid].numpy()))[0, 1]
+    r = log_depth_pearson(pred=pred, target=target, valid=valid)
+    assert r == pytest.approx(want, abs=1e-9) and 0.5 < r < 1
+    assert log_depth_pearson(pred=2.5 * pred, target=target, valid=valid) == pytest.approx(r, abs=1e-6)
+    assert log_depth_pearson(pred=1 / pred, target=target, valid=valid) == pytest.approx(-r, abs=1e-6)
+    assert math.isnan(log_depth_pearson(pred=torch.full_like(target, 2.0), target=target, valid=valid))
+    with pytest.raises(DataError, match="at least 2 valid"):
+        log_depth_pearson(pred=pred, target=target, valid=torch.zeros_like(valid))
