@@ -22,7 +22,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -38,7 +37,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 import reference_port as ref  # noqa: E402
 
 from depthlib.config import TrainConfig  # noqa: E402
-from depthlib.fastpath import cpu_has_native_bf16, prepare_for_inference  # noqa: E402
+from depthlib.fastpath import cpu_flags, cpu_has_native_bf16, cpu_name, prepare_for_inference  # noqa: E402
 from depthlib.losses import densedepth_loss, gradient_l1, l1, ssim  # noqa: E402
 from depthlib.models import create_model  # noqa: E402
 from depthlib.precision import to_channels_last  # noqa: E402
@@ -53,20 +52,11 @@ FASTDEPTH_GMAC_224 = 0.37  # FastDepth (Wofk et al., ICRA 2019), MobileNet-NNCon
 # ------------------------------------------------------------------ machine
 
 def cpu_info() -> dict[str, Any]:
-    """Model name, full flag list and logical CPU count from /proc/cpuinfo (Linux); platform strings elsewhere."""
-    name, flags = platform.processor() or platform.machine(), []
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        text = ""
-    for line in text.splitlines():
-        if line.startswith("model name") and name in ("", platform.processor() or platform.machine()):
-            name = line.split(":", 1)[1].strip()
-        elif line.startswith("flags") and not flags:
-            flags = line.split(":", 1)[1].split()
-    return {"model": name, "flags": flags, "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "mkldnn": torch.backends.mkldnn.is_available(),
-            "native_bf16": cpu_has_native_bf16(), "load_avg_before": os.getloadavg() if hasattr(os, "getloadavg") else None}
+    """Model name, full flag list and logical CPU count (Linux /proc/cpuinfo via depthlib.fastpath), torch's setup."""
+    return {"model": cpu_name(), "flags": sorted(cpu_flags()), "logical_cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "mkldnn": torch.backends.mkldnn.is_available(), "native_bf16": cpu_has_native_bf16(),
+            "load_avg_before": os.getloadavg() if hasattr(os, "getloadavg") else None}
 
 
 def conv_ceiling(dtype: torch.dtype = torch.float32, reps: int = 5) -> float:

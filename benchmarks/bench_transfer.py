@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -29,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from depthlib.atomic import atomic_write_text  # noqa: E402
+from depthlib.fastpath import cpu_flags, cpu_name  # noqa: E402
 
 MODELS = {"current": "pretrained, fine-tuned (03)", "previous": "pretrained, decoder only (02)",
           "scratch control": "scratch control", "mean-depth baseline": "mean-depth baseline (train frames)"}
@@ -39,14 +39,8 @@ KEYS = ["abs_rel", "delta1", "delta2", "delta3", "rmse", "rmse_log", "log10", "s
 
 def cpu_info() -> str:
     """CPU model and the SIMD flags that change kernels (AVX2 / AVX-512 / AMX / bf16)."""
-    model, flags = platform.processor() or "?", set()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-        elif line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-    keep = sorted(f for f in flags if f.startswith(("avx2", "avx512", "amx")) or f in ("fma", "avx512_bf16"))
-    return f"{model}, {os.cpu_count()} cores; flags: {' '.join(keep)}"
+    keep = sorted(f for f in cpu_flags() if f.startswith(("avx2", "avx512", "amx")) or f == "fma")
+    return f"{cpu_name()}, {os.cpu_count()} cores; flags: {' '.join(keep)}"
 
 
 def run_seed(seed: int, work: Path) -> dict:

@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import argparse
 import glob
-import itertools
 import math
 import os
 import sys
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
+from .ahead import ahead
 from .atomic import atomic_path
 from .errors import ConfigError, DataError, DepthlibError
 from .export import DEFAULT_OPSET, MAX_SIDE, MIN_SIDE
@@ -138,29 +136,22 @@ def colour_name(stem: str, lo: float, hi: float) -> str:
     return f"{stem}_depth_color_{lo:g}-{hi:g}m.png"
 
 
-def _decoded(paths: Sequence[Path], read: Callable[[Path], np.ndarray], ahead: int = 8) -> Iterator[tuple[Path, np.ndarray]]:
-    """(path, rgb uint8 [H,W,3]) in order, a worker thread decoding up to `ahead` images while the caller computes."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
-        pending: deque[tuple[Path, Future[np.ndarray]]] = deque()
-        todo = iter(paths)
-        for p in itertools.islice(todo, ahead):
-            pending.append((p, pool.submit(read, p)))
-        while pending:
-            p, fut = pending.popleft()
-            nxt = next(todo, None)
-            if nxt is not None:
-                pending.append((nxt, pool.submit(read, nxt)))
-            yield p, fut.result()  # a DataError naming the unreadable file surfaces here, in order
-
-
 def _same_size_batches(items: Iterator[tuple[Path, np.ndarray]], size: int) -> Iterator[list[tuple[Path, np.ndarray]]]:
-    """Runs of up to `size` consecutive items whose images share one (H, W): one predict call each."""
+    """Runs of up to `size` consecutive items whose images share one (H, W): one predict call each.
+
+    An unreadable image ends the run: the images read before it are still yielded (and written) first.
+    """
     group: list[tuple[Path, np.ndarray]] = []
-    for item in items:
-        if group and (len(group) == size or item[1].shape[:2] != group[0][1].shape[:2]):
+    try:
+        for item in items:
+            if group and (len(group) == size or item[1].shape[:2] != group[0][1].shape[:2]):
+                yield group
+                group = []
+            group.append(item)
+    except DataError:
+        if group:
             yield group
-            group = []
-        group.append(item)
+        raise
     if group:
         yield group
 
@@ -232,7 +223,8 @@ def predict_images(images: Sequence[str], *, checkpoint: str, out: str, ply: boo
                         "choose another --out folder.") from e
     written: list[Path] = []
     with tqdm(total=len(paths), desc="predict", unit="image", disable=not progress) as bar:
-        for group in _same_size_batches(_decoded(paths, lambda p: read_rgb(p, photo=True)), batch_size):
+        for group in _same_size_batches(zip(paths, ahead(lambda p: read_rgb(p, photo=True), paths, threads=1, name="decode")),
+                                        batch_size):
             x = torch.stack([torch.from_numpy(np.array(rgb)).permute(2, 0, 1) for _, rgb in group]).float().div_(255.0)
             h, w = group[0][1].shape[:2]
             depths = predict(model, x.to(dev), flip_average=flip_average, out_size=(h, w))[:, 0].float().cpu().numpy()

@@ -20,7 +20,7 @@ benchmarks/RESULTS_models.md).
 from __future__ import annotations
 
 import copy
-import os
+import platform
 from typing import Any
 
 import torch
@@ -83,17 +83,29 @@ def fold_batchnorm(model: nn.Module, probe: Tensor) -> tuple[nn.Module, int]:
     return folded, n
 
 
+def _cpuinfo_field(key: str) -> str | None:
+    """The first value of `key` in /proc/cpuinfo (Linux), or None."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith(key)), None)
+    except OSError:
+        return None
+
+
+def cpu_flags() -> set[str]:
+    """This CPU's feature flags (avx2, avx512f, amx_bf16, ...) from /proc/cpuinfo; empty where there is none."""
+    return set((_cpuinfo_field("flags") or "").split())
+
+
+def cpu_name() -> str:
+    """This CPU's model name from /proc/cpuinfo, else the platform's machine string."""
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
 def cpu_has_native_bf16() -> bool:
     """True when this CPU computes bfloat16 in hardware (Linux /proc/cpuinfo flags avx512_bf16 or amx_bf16) and
     torch has oneDNN."""
-    if not torch.backends.mkldnn.is_available():
-        return False
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return torch.backends.mkldnn.is_available() and bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 class Bf16Autocast(nn.Module):
@@ -127,9 +139,10 @@ def prepare_for_inference(model: nn.Module, *, bf16: bool = False, channels_last
             raise ConfigError("bf16 inference here is the CPU option; on a GPU use precision settings of training. "
                               "Fix: drop --bf16 / bf16=True, or run on the CPU.")
         if not cpu_has_native_bf16():
-            raise ConfigError(f"this CPU ({_cpu_name()}) has no native bfloat16 (no avx512_bf16 / amx_bf16 flag), so "
+            raise ConfigError(f"this CPU ({cpu_name()}) has no native bfloat16 (no avx512_bf16 / amx_bf16 flag), so "
                               "bf16 would be slower than float32. Fix: drop --bf16 / bf16=True.")
-    probe = torch.rand(1, 3, *probe_size, dtype=param.dtype)
+    # its own generator: loading a model for inference must not move the caller's seeded random stream
+    probe = torch.rand(1, 3, *probe_size, dtype=param.dtype, generator=torch.Generator().manual_seed(0))
     fast, _ = fold_batchnorm(model, probe)
     if channels_last:
         fast = fast.to(memory_format=torch.channels_last)
@@ -139,14 +152,6 @@ def prepare_for_inference(model: nn.Module, *, bf16: bool = False, channels_last
         p.requires_grad_(False)
     setattr(fast, FAST_ATTR, {"channels_last": channels_last, "bf16": bf16})
     return fast
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown CPU")
-    except OSError:
-        return os.uname().machine
 
 
 def as_fast(model: nn.Module) -> nn.Module:

@@ -15,6 +15,7 @@ from _tiny_checkpoint import tiny_checkpoint
 from depthlib.checkpoint import load_model
 from depthlib.cli import NYU_INTRINSICS, backproject, main, scaled_intrinsics
 from depthlib.viz import colorize
+from depthlib.errors import DataError
 from depthlib.predict import predict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -341,3 +342,16 @@ def test_a_folder_is_predicted_in_batches_with_decoding_in_a_thread(odd_png: Pat
             a = np.array(Image.open(p)).astype(np.int64)
             b = np.array(Image.open(tmp_path / "two" / p.name)).astype(np.int64)
             assert a.shape == b.shape and np.abs(a - b).max() <= 1
+
+
+def test_an_unreadable_image_in_a_batch_keeps_the_images_read_before_it(odd_png: Path, ckpt: Path, tmp_path: Path) -> None:
+    from depthlib import cli
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for n in ("a", "b"):
+        Image.open(odd_png).save(photos / f"{n}.png")
+    (photos / "c.png").write_bytes(b"not a png")   # same batch as a and b (batch size 4)
+    with pytest.raises(DataError, match="c.png"):
+        cli.predict_images([str(photos)], checkpoint=str(ckpt), out=str(tmp_path / "out"), progress=False, batch_size=4)
+    assert sorted(p.name for p in (tmp_path / "out").glob("*_depth.png")) == ["a_depth.png", "b_depth.png"]

@@ -13,16 +13,15 @@ import io
 import json
 import os
 import warnings
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Sequence
 
 import h5py
 import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..ahead import ahead
 from ..errors import DataError
 from ..lock import hold_lock
 from .frame import Frame, FrameSource, stored_jpeg
@@ -97,29 +96,6 @@ def _row(source: FrameSource, i: int, *, hw: tuple[int, int], codec: str, qualit
         copied = jpeg is not None
         rgb = jpeg if jpeg is not None else _encode_jpeg(fr.rgb, quality)
     return rgb, d, fr.valid, copied, _crc(rgb, d, fr.valid)
-
-
-def _ahead(fn: Callable[[int], Any], items: Sequence[int], threads: int, depth: int = 8) -> Iterator[Any]:
-    """fn(x) for x in items, in order, computed by `threads` threads up to `depth` items ahead (0: inline)."""
-    if threads <= 0:
-        yield from map(fn, items)
-        return
-    ex = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="prepare-read")
-    pending: deque[Future] = deque()
-    it = iter(items)
-    try:
-        for x in it:
-            pending.append(ex.submit(fn, x))
-            if len(pending) >= depth:
-                break
-        while pending:
-            result = pending.popleft().result()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append(ex.submit(fn, nxt))
-            yield result
-    finally:
-        ex.shutdown(wait=True, cancel_futures=True)
 
 
 def _resume_point(partial: Path, fp: str) -> int:
@@ -202,7 +178,7 @@ def write_prepared(source: FrameSource, out_path: str | Path, *, indices: Sequen
             copied, crc = f["rgb_copied"][()], f["crc32"][()]
             lo = start  # rows written since the last flush: [lo, k]
             bar = tqdm(total=len(idx), initial=start, disable=not progress, desc=out.name)
-            for k, (rgb, d, valid, was_copied, checksum) in enumerate(_ahead(row, range(start, len(idx)), read_threads), start):
+            for k, (rgb, d, valid, was_copied, checksum) in enumerate(ahead(row, range(start, len(idx)), read_threads), start):
                 copied[k], crc[k] = was_copied, checksum
                 if offsets is not None:
                     end = int(offsets[k]) + len(rgb)
