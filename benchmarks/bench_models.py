@@ -37,6 +37,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 import reference_port as ref  # noqa: E402
 
 from depthlib.config import TrainConfig  # noqa: E402
+from depthlib.atomic import atomic_write_text  # noqa: E402
 from depthlib.fastpath import cpu_flags, cpu_has_native_bf16, cpu_name, prepare_for_inference  # noqa: E402
 from depthlib.losses import densedepth_loss, gradient_l1, l1, ssim  # noqa: E402
 from depthlib.models import create_model  # noqa: E402
@@ -424,9 +425,9 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(res, command.strip(), minutes)
     print(text)
     if a.write:
-        Path(a.write).write_text(text)
+        atomic_write_text(Path(a.write), text)
     if a.json:
-        Path(a.json).write_text(json.dumps(res, indent=1, default=str))
+        atomic_write_text(Path(a.json), json.dumps(res, indent=1, default=str))
     say("done")
     return 0
 

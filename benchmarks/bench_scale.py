@@ -295,7 +295,8 @@ def stage_train(a: argparse.Namespace) -> dict[str, Any]:
     marks: dict[int, dict[str, float]] = {}
     at = {1, 10, 100, 200, 300, a.steps}
     # RSS growth between step 100 and the last: the median of main (trimmed) + workers over the 21 steps around each
-    windows = {"100": range(90, 111), "last": range(a.steps - 20, a.steps + 1)}
+    # (runs shorter than 130 steps have no two separate windows: no growth figure)
+    windows = {"100": range(90, 111), "last": range(a.steps - 20, a.steps + 1)} if a.steps >= 130 else {}
     window_rss: dict[str, list[float]] = {k: [] for k in windows}
 
     class Probe(Callback):
@@ -326,7 +327,7 @@ def stage_train(a: argparse.Namespace) -> dict[str, Any]:
     if 100 in marks:
         m1, m3 = marks[100], marks[a.steps]
         res["rss_growth_instant_pct"] = 100 * ((m3["main"] + m3["workers"]) / (m1["main"] + m1["workers"]) - 1)
-    if all(window_rss.values()):
+    if window_rss and all(window_rss.values()):
         med = {k: statistics.median(v) for k, v in window_rss.items()}
         res["rss_window_mb"] = med
         res["rss_growth_pct"] = 100 * (med["last"] / med["100"] - 1)
@@ -549,7 +550,7 @@ def render(a: argparse.Namespace, r: dict[str, Any], m: dict[str, Any]) -> str:
             w = t["rss_window_mb"]
             L.append(f"- **RSS growth, step 100 -> {t['steps']}: {t['rss_growth_pct']:+.1f} %** (target < 5 %): median over the 21 "
                      f"steps around each of main + workers, the main process measured after `malloc_trim(0)` so that "
-                     f"heap pages glibc keeps cached after autograd frees them do not count: {w['100']:.0f} -> {w['last']:.0f} MB.")
+                     f"heap pages glibc keeps cached after autograd frees them do not count (those 42 trims run inside the timed steps): {w['100']:.0f} -> {w['last']:.0f} MB.")
         rs = t["resume"]
         L += [f"- Resume: stopped at batch {t['stopped_at_batch']} of {t['steps_per_epoch']} of its epoch; the re-run started at "
               f"step {rs.get('start_step')}, first step after {rs.get('first_step_s', float('nan')):.1f} s, ran to step "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import statistics
@@ -33,7 +34,6 @@ from depthlib.fastpath import cpu_flags, cpu_name  # noqa: E402
 MODELS = {"current": "pretrained, fine-tuned (03)", "previous": "pretrained, decoder only (02)",
           "scratch control": "scratch control", "mean-depth baseline": "mean-depth baseline (train frames)"}
 PHOTOS = ("astronaut", "coffee")
-PREPARED = ROOT / "data" / "prepared" / "sample.h5"
 KEYS = ["abs_rel", "delta1", "delta2", "delta3", "rmse", "rmse_log", "log10", "silog", "sq_rel"]
 
 
@@ -43,7 +43,7 @@ def cpu_info() -> str:
     return f"{cpu_name()}, {os.cpu_count()} cores; flags: {' '.join(keep)}"
 
 
-def run_seed(seed: int, work: Path) -> dict:
+def run_seed(seed: int, work: Path, prepared: Path) -> dict:
     """Run 02-04 of the sample profile for one seed into `work` (01's prepared file is shared) -> metrics and time."""
     w = work.as_posix()
     sets = [*(f"{nb}:seed={seed}" for nb in ("02", "03")), *(f"{nb}:figure_dir={w}/figures" for nb in ("02", "03", "04")),
@@ -61,10 +61,10 @@ def run_seed(seed: int, work: Path) -> dict:
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=ROOT, check=True)
     atomic_write_text(work / "seconds.json", json.dumps({"seconds": time.perf_counter() - t0}))
-    return load_seed(work)
+    return load_seed(work, prepared)
 
 
-def load_seed(work: Path) -> dict:
+def load_seed(work: Path, prepared: Path) -> dict:
     """A finished seed's metrics, its structure measures and its wall time (NaN when it was not recorded)."""
     fig = work / "figures"
     rel = next(fig.glob("metrics_relative_*.json"))
@@ -72,37 +72,20 @@ def load_seed(work: Path) -> dict:
     seconds = json.loads(timing.read_text())["seconds"] if timing.is_file() else float("nan")
     return {"metric": json.loads((fig / "metrics.json").read_text()), "relative": json.loads(rel.read_text()),
             "alignment": rel.stem.removeprefix("metrics_relative_"), "seconds": seconds,
-            "structure": {name: structure(work / sub / "best.pt") for name, sub in (("current", "finetune"), ("previous", "train"))}}
+            "structure": {name: structure(work / sub / "best.pt", prepared) for name, sub in (("current", "finetune"), ("previous", "train"))}}
 
 
-def structure(checkpoint: Path) -> dict:
+def structure(checkpoint: Path, prepared: Path) -> dict:
     """Does the model see structure? Pearson r of log depth on each test frame (DenseDepth crop, flip-averaged
     prediction) and the p95/p5 ratio of its depth map on two photos that are not NYU (scikit-image's)."""
-    import numpy as np
-    import torch
     from skimage import data
 
     from depthlib import workbook
-    from depthlib.metrics import log_depth_pearson
-    from depthlib.predict import predict
-    from depthlib.protocols import get_protocol
 
     model = workbook.inference_model(str(checkpoint))
-    test = workbook.frames(str(PREPARED), "test")
-    rows, cols = get_protocol("densedepth").crop_slices(480, 640)
-    r, names = [], []
-    for i in range(len(test)):
-        s = test[i]
-        names.append(s["name"])
-        p = predict(model, s["image"][None], flip_average=True)[0, 0]
-        r.append(log_depth_pearson(pred=p[rows, cols], target=s["depth"][0][rows, cols], valid=s["valid"][0][rows, cols]))
-    spread = {}
-    for photo in PHOTOS:
-        img = torch.from_numpy(np.ascontiguousarray(getattr(data, photo)()[..., :3])).permute(2, 0, 1).float()[None] / 255
-        d = predict(model, img, flip_average=True)[0, 0].numpy()
-        p5, p95 = np.percentile(d, [5, 95])
-        spread[photo] = float(p95 / p5)
-    return {"names": names, "r": r, "spread": spread}
+    r = workbook.log_depth_correlations(model, workbook.frames(str(prepared), "test"))
+    return {"names": list(r), "r": list(r.values()),
+            "spread": {photo: workbook.depth_spread(model, getattr(data, photo)()) for photo in PHOTOS}}
 
 
 def structure_table(runs: dict[int, dict]) -> str:
@@ -144,9 +127,9 @@ def main() -> int:
     prepared = ROOT / base["common"]["prepared_path"]
     if not prepared.is_file():
         subprocess.run([sys.executable, "-m", "depthlib.pipeline", "--profile", "sample", "--only", "01"], cwd=ROOT, check=True)
-    runs = {s: (load_seed(ROOT / "runs" / "transfer" / f"seed{s}") if a.reuse and
-                (ROOT / "runs" / "transfer" / f"seed{s}" / "figures" / "metrics.json").is_file()
-                else run_seed(s, ROOT / "runs" / "transfer" / f"seed{s}")) for s in a.seeds}
+    work = {s: ROOT / "runs" / "transfer" / f"seed{s}" for s in a.seeds}
+    runs = {s: load_seed(w, prepared) if a.reuse and (w / "figures" / "metrics.json").is_file() else run_seed(s, w, prepared)
+            for s, w in work.items()}
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     any_run = next(iter(runs.values()))
     doc = [
@@ -182,7 +165,7 @@ def main() -> int:
         structure_table(runs),
         "## Wall time of 02-04 per seed",
         "",
-        " | ".join(f"seed {s}: {r['seconds']:.0f} s" if r["seconds"] == r["seconds"] else f"seed {s}: reused run"
+        " | ".join(f"seed {s}: {r['seconds']:.0f} s" if not math.isnan(r["seconds"]) else f"seed {s}: reused run"
                    for s, r in runs.items()) + " (as measured; the machine is a shared 2-core VM whose speed drifts between runs: not a benchmark)",
         "",
     ]

@@ -19,6 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import torch  # noqa: E402
+
 from depthlib.config import DataConfig, TrainConfig  # noqa: E402
 from depthlib.fastpath import cpu_has_native_bf16  # noqa: E402
 from depthlib.models import create_model  # noqa: E402
@@ -29,6 +31,7 @@ from depthlib.workbook import training_sets  # noqa: E402
 def run(precision: str, args: argparse.Namespace) -> list[float]:
     """Per-epoch training loss of one run."""
     data = training_sets(args.prepared, DataConfig(image_size=(args.height, args.width), seed=0))
+    torch.manual_seed(0)  # both precisions start from the same random weights
     model = create_model("densedepth", encoder="efficientnet_lite0", width=0.5, pretrained=False, head="log")
     with tempfile.TemporaryDirectory() as out:
         cfg = TrainConfig(epochs=args.epochs, batch_size=4, lr=1e-3, loss="densedepth", precision=precision,

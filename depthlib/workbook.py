@@ -145,6 +145,29 @@ class MeanDepthBaseline(nn.Module):
         return F.interpolate(self.mean_target, size=size, mode="bilinear", align_corners=False).expand(x.shape[0], -1, -1, -1)
 
 
+def log_depth_correlations(model: nn.Module, frames: Any, *, protocol: str = "densedepth",
+                           flip_average: bool = True) -> dict[str, float]:
+    """{frame name: Pearson r of log depth vs ground truth inside the protocol's crop}: does the model see each scene?"""
+    from .metrics import log_depth_pearson
+    from .protocols import get_protocol
+
+    out = {}
+    for i in range(len(frames)):
+        s = frames[i]
+        rows, cols = get_protocol(protocol).crop_slices(*s["depth"].shape[-2:])
+        p = predict(model, s["image"][None], flip_average=flip_average)[0, 0]
+        out[str(s.get("name", i))] = log_depth_pearson(pred=p[rows, cols], target=s["depth"][0][rows, cols],
+                                                       valid=s["valid"][0][rows, cols])
+    return out
+
+
+def depth_spread(model: nn.Module, rgb: np.ndarray, *, flip_average: bool = True) -> float:
+    """p95 / p5 of the depth `model` predicts for one uint8 [H,W,3] photo (1.0: one distance everywhere)."""
+    x = torch.from_numpy(np.ascontiguousarray(rgb[..., :3])).permute(2, 0, 1).float()[None] / 255
+    p5, p95 = np.percentile(predict(model, x, flip_average=flip_average)[0, 0].numpy(), [5, 95])
+    return float(p95 / p5)
+
+
 def mean_depth_baseline(dataset: Any) -> MeanDepthBaseline:
     """Per-pixel mean of valid depth over a dataset of full frames -> MeanDepthBaseline."""
     total = count = None
