@@ -157,3 +157,34 @@ def log_depth_pearson(*, pred: Tensor, target: Tensor, valid: Tensor) -> float:
     x, y = x - x.mean(), y - y.mean()
     denom = torch.sqrt((x * x).sum() * (y * y).sum())
     return float((x * y).sum() / denom) if float(denom) > 0 else float("nan")
+
+
+EDGE_SIDES = ("top", "bottom", "left", "right")
+
+
+def edge_band(*, pred: Tensor, target: Tensor, valid: Tensor, width: int = 8,
+              ring: tuple[int, int] = (32, 48)) -> dict[str, float]:
+    """Per image side: mean log error (ln pred - ln target) in the outermost `width` pixels minus the same in the
+    band `ring` pixels in from that side ([H,W] or [1,1,H,W] maps, metres).
+
+    A band along an edge (a darker or lighter frame around every prediction, the mark of zero-padded convolutions
+    that learned the image border) shows as a large value on that side; a model whose error just drifts across
+    the image gives small ones. NaN where either band has no valid pixel.
+    """
+    h, w = pred.shape[-2:]
+    if min(h, w) < 2 * ring[1]:
+        raise DataError(None, f"edge_band needs an image of at least {2 * ring[1]} px per side, got {h}x{w}.")
+    e = torch.log(pred.double().clamp_min(1e-6)) - torch.log(target.double().clamp_min(1e-6))
+    e, v = e.reshape(h, w), valid.reshape(h, w).bool()
+
+    def mean(rows: slice, cols: slice) -> float:
+        m = v[rows, cols]
+        return float(e[rows, cols][m].mean()) if bool(m.any()) else float("nan")
+
+    def band(side: str, lo: int, hi: int) -> tuple[slice, slice]:
+        """Pixels lo..hi in from `side` (rows for top/bottom, columns for left/right)."""
+        n = h if side in ("top", "bottom") else w
+        s = slice(lo, hi) if side in ("top", "left") else slice(n - hi, n - lo)
+        return (s, slice(None)) if side in ("top", "bottom") else (slice(None), s)
+
+    return {side: mean(*band(side, 0, width)) - mean(*band(side, *ring)) for side in EDGE_SIDES}

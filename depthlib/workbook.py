@@ -161,6 +161,19 @@ def log_depth_correlations(model: nn.Module, frames: Any, *, protocol: str = "de
     return out
 
 
+def edge_bands(model: nn.Module, frames: Any, *, flip_average: bool = True) -> dict[str, float]:
+    """{side: mean over frames of metrics.edge_band} on whole frames as `predict` returns them (no protocol crop):
+    does the prediction carry a band along an image edge that the ground truth does not?"""
+    from .metrics import EDGE_SIDES, edge_band
+
+    per = []
+    for i in range(len(frames)):
+        s = frames[i]
+        p = predict(model, s["image"][None], flip_average=flip_average)[0, 0]
+        per.append(edge_band(pred=p, target=s["depth"][0], valid=s["valid"][0]))
+    return {side: float(np.nanmean([b[side] for b in per])) for side in EDGE_SIDES}
+
+
 def depth_spread(model: nn.Module, rgb: np.ndarray, *, flip_average: bool = True) -> float:
     """p95 / p5 of the depth `model` predicts for one uint8 [H,W,3] photo (1.0: one distance everywhere)."""
     x = torch.from_numpy(np.ascontiguousarray(rgb[..., :3])).permute(2, 0, 1).float()[None] / 255

@@ -235,3 +235,23 @@ def test_log_depth_pearson_matches_numpy_and_ignores_scale():
     assert math.isnan(log_depth_pearson(pred=torch.full_like(target, 2.0), target=target, valid=valid))
     with pytest.raises(DataError, match="at least 2 valid"):
         log_depth_pearson(pred=pred, target=target, valid=torch.zeros_like(valid))
+
+
+def test_edge_band_finds_a_frame_along_one_side_and_ignores_a_smooth_drift():
+    from depthlib.metrics import edge_band
+
+    h, w = 120, 160
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    target = 1.0 + yy / h + xx / w                          # a sloped scene, 1-3 m
+    valid = torch.ones(h, w, dtype=torch.bool)
+    drift = target * torch.exp(0.001 * xx)                  # error grows smoothly across the image
+    b = edge_band(pred=drift, target=target, valid=valid)
+    assert max(abs(x) for x in b.values()) < 0.05, b
+    banded = target.clone()
+    banded[:8] *= math.exp(-0.3)                            # 8 rows along the top predicted 26 % nearer
+    b = edge_band(pred=banded, target=target, valid=valid)
+    assert b["top"] == pytest.approx(-0.3, abs=1e-9) and max(abs(b[s]) for s in ("bottom", "left", "right")) < 0.05, b
+    valid[:8] = False                                       # no ground truth in the band: unknown, not zero
+    assert math.isnan(edge_band(pred=banded, target=target, valid=valid)["top"])
+    with pytest.raises(DataError, match="at least 96 px"):
+        edge_band(pred=target[:50], target=target[:50], valid=valid[:50])
