@@ -6,9 +6,10 @@ train). The original model is left untouched. depthlib.inference.load_for_infere
 so every caller of predict that loads a checkpoint (the CLI, evaluation, 04, the explorer) runs it.
 
 What is folded: a Conv2d whose output goes straight into an nn.BatchNorm2d (exactly that class) that
-is its next sibling module. Two confirmations guard the fold: the pair must be consecutive children of
-one module, and a probe forward pass must show the BatchNorm reading the very tensor the convolution
-returned. Left alone, on purpose: BatchNorms before their convolution (torchvision DenseNet's
+is its next sibling module. Three confirmations guard the fold: the pair must be consecutive children of
+one module, a probe forward pass must show the BatchNorm reading the very tensor the convolution
+returned, and the folded copy must give the unfolded output on that probe (a convolution output that
+something else also reads would change; such a fold is undone). Left alone, on purpose: BatchNorms before their convolution (torchvision DenseNet's
 norm-relu-conv layers: a ReLU sits between) and timm's BatchNormAct2d (a BatchNorm2d subclass that
 also applies an activation). torch.nn.utils.fusion.fuse_conv_bn_eval does the arithmetic.
 
@@ -65,21 +66,49 @@ def _confirmed(model: nn.Module, pairs: list[tuple[nn.Module, str, str]], probe:
     return [bool(outputs.get(k)) and outputs.get(k) == inputs.get(k) for k in range(len(pairs))]
 
 
-def fold_batchnorm(model: nn.Module, probe: Tensor) -> tuple[nn.Module, int]:
+def fold_batchnorm(model: nn.Module, probe: Tensor, *, rtol: float = 1e-4, inplace: bool = False) -> tuple[nn.Module, int]:
     """An eval-mode copy of `model` with each Conv2d -> BatchNorm2d pair folded into one Conv2d -> (copy, pairs folded).
 
-    `probe` float[1,3,H,W] is one input the model accepts; it is run once to confirm the data flow.
+    `probe` float[1,3,H,W] is one input the model accepts; it is run to confirm the data flow. A pair is folded only
+    when the BatchNorm reads exactly its convolution's output, and the folded copy must give the unfolded output on
+    the probe (within `rtol` of its largest value): a convolution output that something else also reads (a skip
+    that wants it before normalisation) would change, so such a fold is undone, pair by pair. inplace=True folds
+    `model` itself (no second copy of the weights in memory; for a model nothing else will train).
     """
-    folded = copy.deepcopy(model).eval()
-    pairs = _candidates(folded)
-    ok = _confirmed(folded, pairs, probe.to(next(folded.parameters()).device))
-    n = 0
-    for (parent, ca, bb), good in zip(pairs, ok):
-        if not good:
-            continue
-        setattr(parent, ca, fuse_conv_bn_eval(getattr(parent, ca), getattr(parent, bb)))
+    folded = (model if inplace else copy.deepcopy(model)).eval()
+    probe = probe.to(next(folded.parameters()).device)
+    pairs = [p for p, good in zip(_candidates(folded), _confirmed(folded, _candidates(folded), probe)) if good]
+    if not pairs:
+        return folded, 0
+    with torch.no_grad():
+        want = folded(probe)
+    tol = rtol * float(want.abs().max().clamp_min(1e-12))
+
+    def same() -> bool:
+        with torch.no_grad():
+            return float((folded(probe) - want).abs().max()) <= tol
+
+    def fold(pair: tuple[nn.Module, str, str]) -> tuple[nn.Module, nn.Module]:
+        parent, ca, bb = pair
+        conv, bn = getattr(parent, ca), getattr(parent, bb)
+        setattr(parent, ca, fuse_conv_bn_eval(conv, bn))
         setattr(parent, bb, nn.Identity())
-        n += 1
+        return conv, bn
+
+    originals = [fold(p) for p in pairs]
+    if same():
+        return folded, len(pairs)
+    for (parent, ca, bb), (conv, bn) in zip(pairs, originals):  # some fold changed the output: one at a time
+        setattr(parent, ca, conv)
+        setattr(parent, bb, bn)
+    n = 0
+    for pair in pairs:
+        conv, bn = fold(pair)
+        if same():
+            n += 1
+        else:
+            setattr(pair[0], pair[1], conv)
+            setattr(pair[0], pair[2], bn)
     return folded, n
 
 
@@ -126,12 +155,13 @@ class Bf16Autocast(nn.Module):
 
 
 def prepare_for_inference(model: nn.Module, *, bf16: bool = False, channels_last: bool = True,
-                          probe_size: tuple[int, int] = (64, 64)) -> nn.Module:
+                          probe_size: tuple[int, int] = (64, 64), inplace: bool = False) -> nn.Module:
     """Eval-only copy of `model` for predict: BatchNorm folded, weights channels_last, bf16 autocast if asked.
 
     bf16=True needs a CPU with native bfloat16 (avx512_bf16 / amx_bf16); elsewhere it is refused, as
     emulated bf16 is slower than float32. It misses issue 13's 1 mm bar (median 12 mm from fp32 with the
-    sample checkpoint, benchmarks/RESULTS_models.md), so no command offers it. The model itself is not changed.
+    sample checkpoint, benchmarks/RESULTS_models.md), so no command offers it. The model itself is not changed,
+    unless inplace=True (a freshly loaded model that only this copy will use: the weights are not held twice).
     """
     param = next(model.parameters())
     if bf16:
@@ -143,7 +173,7 @@ def prepare_for_inference(model: nn.Module, *, bf16: bool = False, channels_last
                               "bf16 would be slower than float32. Fix: drop --bf16 / bf16=True.")
     # its own generator: loading a model for inference must not move the caller's seeded random stream
     probe = torch.rand(1, 3, *probe_size, dtype=param.dtype, generator=torch.Generator().manual_seed(0))
-    fast, _ = fold_batchnorm(model, probe)
+    fast, _ = fold_batchnorm(model, probe, inplace=inplace)
     if channels_last:
         fast = fast.to(memory_format=torch.channels_last)
     if bf16:

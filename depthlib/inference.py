@@ -27,7 +27,7 @@ _BORDERS = {"nyu": (NYU_BORDER, NYU_FRAME), "none": ((0, 0, 0, 0), None)}
 def load_for_inference(path: str | os.PathLike[str], *, device: str = "cpu", bf16: bool = False) -> nn.Module:
     """Fast inference copy (fastpath.prepare_for_inference) of a checkpoint's model on `device`, in an InputAdapter
     when it recorded its training input settings; bf16=True: CPU bfloat16 autocast (native-bf16 CPUs only)."""
-    return prepare_for_inference(_load(path, device), bf16=bf16)
+    return prepare_for_inference(_load(path, device), bf16=bf16, inplace=True)  # the loaded model has no other user
 
 
 def _load(path: str | os.PathLike[str], device: str) -> nn.Module:

@@ -129,3 +129,27 @@ def test_bf16_copy_returns_float32_metres():
     got, plain = predict(fast, x), predict(model, x)
     assert got.dtype == torch.float32 and torch.isfinite(got).all()
     assert (got - plain).abs().median() < 0.05 * plain.median()  # close, not equal: bf16 keeps 8 bits
+
+
+class _SkipReadsConvOutput(nn.Module):
+    """conv -> bn, but a skip also reads the convolution's raw output: folding bn into conv would change the skip."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.bn = nn.BatchNorm2d(3)
+        self.conv2 = nn.Conv2d(3, 3, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        z = self.bn(y) + y                  # the skip reads conv's output before normalisation
+        return self.bn2(self.conv2(z))      # a pair nothing else reads: this one folds
+
+
+def test_a_conv_output_read_elsewhere_is_not_folded():
+    model = _nontrivial_bn(_SkipReadsConvOutput()).eval()
+    x = torch.rand(1, 3, 16, 16)
+    folded, n = fold_batchnorm(model, x)
+    assert n == 1 and type(folded.bn) is nn.BatchNorm2d and type(folded.bn2) is nn.Identity
+    torch.testing.assert_close(folded(x), model(x), rtol=1e-5, atol=1e-5)
