@@ -38,7 +38,7 @@ import reference_port as ref  # noqa: E402
 
 from depthlib.config import TrainConfig  # noqa: E402
 from depthlib.atomic import atomic_write_text  # noqa: E402
-from depthlib.fastpath import cpu_flags, cpu_has_native_bf16, cpu_name, prepare_for_inference  # noqa: E402
+from depthlib.fastpath import FAST_ATTR, cpu_flags, cpu_has_native_bf16, cpu_name, prepare_for_inference  # noqa: E402
 from depthlib.losses import densedepth_loss, gradient_l1, l1, ssim  # noqa: E402
 from depthlib.models import create_model  # noqa: E402
 from depthlib.precision import to_channels_last  # noqa: E402
@@ -134,8 +134,18 @@ def _project_model() -> torch.nn.Module:
     return create_model("densedepth", pretrained=False, **BIG["project"])
 
 
-def bench_predict(rounds: int, h: int, w: int, bf16: bool) -> dict[str, Any]:
-    """Flip-averaged prediction of one frame: reference vs the project's plain and fast paths."""
+def project_gflop(h: int, w: int) -> float:
+    """Forward GFLOP (multiply-add = 2) of the project's DenseDepth model at h x w."""
+    with torch.device("meta"):
+        m = _project_model()
+    with FlopCounterMode(display=False) as c:
+        m(torch.empty(1, 3, h, w, device="meta"))
+    return c.get_total_flops() / 1e9
+
+
+def bench_predict(rounds: int, h: int, w: int, bf16: bool, compiled: bool = False) -> dict[str, Any]:
+    """Flip-averaged prediction of one frame: reference vs the project's plain and fast paths (and, when asked,
+    the fast copy under torch.compile with inductor's freezing: its compile time is reported, not timed per round)."""
     torch.manual_seed(0)
     port = ref.PortModel(**BIG["port"]).eval()
     plain = _nontrivial_bn(_project_model()).eval()
@@ -146,12 +156,24 @@ def bench_predict(rounds: int, h: int, w: int, bf16: bool) -> dict[str, Any]:
                   "project, fast copy (default)": lambda: predict(fast, x)}
     if bf16:
         fast16 = prepare_for_inference(plain, bf16=True)
-        contenders["project, fast copy, bf16 (opt-in)"] = lambda: predict(fast16, x)
+        contenders["project, fast copy, bf16 decoder (opt-in, `predict --bf16`)"] = lambda: predict(fast16, x)
+    compile_s = None
+    if compiled:
+        import torch._inductor.config as inductor_config
+
+        inductor_config.freezing = True
+        comp = torch.compile(fast, dynamic=False)
+        setattr(comp, FAST_ATTR, getattr(fast, FAST_ATTR))
+        t0 = time.perf_counter()
+        predict(comp, x)  # compiles (both flips have one shape)
+        compile_s = time.perf_counter() - t0
+        contenders["project, fast copy + torch.compile (freezing)"] = lambda: predict(comp, x)
     times = interleaved(contenders, rounds)
     with torch.inference_mode():  # raw outputs: random weights put most depths at the clamp, hiding differences
         raw = plain(x)
         same = float((raw - fast(x.contiguous(memory_format=torch.channels_last))).abs().max() / raw.abs().max())
-    return {"size": f"{w}x{h}", "ratios": ratios(times, "reference (port), flip-averaged"), "max_rel_diff_raw": same}
+    return {"size": f"{w}x{h}", "ratios": ratios(times, "reference (port), flip-averaged"), "max_rel_diff_raw": same,
+            "gflop": project_gflop(h, w), "compile_s": compile_s}
 
 
 def bf16_error(checkpoint: Path, frames: int) -> dict[str, Any]:
@@ -262,7 +284,7 @@ def bench_adam(rounds: int) -> dict[str, Any]:
         opt = make_optimizer(model, TrainConfig(adam_impl=impl))
         contenders[impl] = opt.step
     times = interleaved(contenders, rounds)
-    return {"ratios": ratios(times, "for-loop")}
+    return {"ratios": ratios(times, "for-loop"), "params_M": sum(p.numel() for p in model.parameters()) / 1e6}
 
 
 def light_flops(h: int, w: int) -> dict[str, float]:
@@ -342,9 +364,24 @@ def markdown(res: dict[str, Any], command: str, minutes: float) -> str:
           "(tests/test_fastpath.py checks depths within 1e-4 m). The fast copy (`depthlib.fastpath.prepare_for_inference`, what "
           "`load_for_inference` returns) folds each Conv2d -> BatchNorm2d pair, stores weights channels_last and runs "
           "under `torch.inference_mode`."]
+    fast_s = p["ratios"]["project, fast copy (default)"]["median_s"]
+    ref_s = p["ratios"]["reference (port), flip-averaged"]["median_s"]
+    conv = res["ceiling"]["conv_fp32"]
+    L += ["", f"Headroom: the model is {p['gflop']:.2f} GFLOP a forward pass, two per flip-averaged frame; the fast "
+          f"copy's median time is {2 * p['gflop'] / fast_s:.0f} GFLOP/s ({100 * 2 * p['gflop'] / fast_s / conv:.0f} % of "
+          f"the convolution ceiling above), the reference's {2 * p['gflop'] / ref_s:.0f} GFLOP/s; 1.5x the reference "
+          f"would need {1.5 * 2 * p['gflop'] / ref_s:.0f} GFLOP/s ({100 * 1.5 * 2 * p['gflop'] / ref_s / conv:.0f} % of "
+          "that ceiling) in float32, with the same network and its memory-bound BatchNorm, ReLU, concatenation and "
+          "upsampling steps included."]
+    if p.get("compile_s") is not None:
+        L += ["", f"torch.compile with inductor's freezing on the fast copy (`--compile`): {p['compile_s']:.0f} s to compile "
+              "before the first frame, then the row above; not the default (a `predict` of a few photos would wait "
+              "for the compile longer than it gains)."]
     e = res.get("bf16_error", {})
     if e.get("measured"):
-        L += ["", f"bf16 (library option only), error against the fp32 fast path with the trained `{e['checkpoint']}` on "
+        L += ["", "bf16 (`predict --bf16`, `load_for_inference(..., bf16=True)`; native-bf16 CPUs only) runs the decoder's "
+              "stages under bf16 autocast except the last (highest-resolution) one; the encoder, that stage and the "
+              f"output conv stay float32. Its error against the fp32 fast path with the trained `{e['checkpoint']}` on "
               f"{e['frames']} NYU sample frames: median {e['median_mm']:.2f} mm, 95th percentile {e['p95_mm']:.1f} mm "
               f"({'under' if e['median_mm'] < 1 else 'NOT under'} the 1 mm median bar)."]
     elif e:
@@ -362,7 +399,7 @@ def markdown(res: dict[str, Any], command: str, minutes: float) -> str:
           "| loss | share of one project training step |", "|---|---|"]
     L += [f"| {k} | {v * 100:.2f} % |" for k, v in lo["fraction_of_step"].items()]
     a = res["adam"]
-    L += ["", "## Adam step over DenseDepth-169's 42.66 M parameters", "",
+    L += ["", f"## Adam step over DenseDepth-169's {a['params_M']:.2f} M parameters", "",
           "| implementation | x for-loop (torch's CPU default) | per-round min-max |", "|---|---|---|"]
     L += [_row(k, v) for k, v in a["ratios"].items()]
     li = res["light"]
@@ -381,6 +418,8 @@ def markdown(res: dict[str, Any], command: str, minutes: float) -> str:
         L += [f"| {size} | {r['fps']:.1f} / {r['fps_flip']:.1f} | {x['median']:.1f}x ({x['min']:.1f}-{x['max']:.1f}) |"]
     L += ["", "FastDepth (Wofk et al., ICRA 2019) needs 0.37 GMAC a 224x224 frame and is the anchor for \"real time "
           "on a CPU\"; frames/s are this machine's only."]
+    L += ["", "## bf16 training loss against fp32", "", "`benchmarks/check_bf16_train.py` trains the same short run "
+          "in both precisions and writes `RESULTS_bf16_train.md` (issue 13's 2 % bar on the final loss)."]
     L += ["", "## GPU", "", "Not measured here: see RESULTS_train.md."]
     return "\n".join(L) + "\n"
 
@@ -390,6 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--quick", action="store_true", help="a shorter run: 2 rounds, 320x240 predict, batch 2 at 160x128")
     p.add_argument("--smoke", action="store_true", help="checks the script only: tiny models and images, 2 rounds")
+    p.add_argument("--compile", action="store_true",
+                   help="also time the fast copy under torch.compile with freezing (adds its compile time, minutes)")
     p.add_argument("--checkpoint", default="checkpoints/sample/finetune/best.pt",
                    help="trained checkpoint for the bf16 error (relative to the project root)")
     p.add_argument("--write", default="", help="write the markdown results to this file")
@@ -407,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     res["ceiling"] = {"conv_fp32": conv_ceiling(), "mm_fp32": mm_rate(),
                       "conv_bf16": conv_ceiling(torch.bfloat16) if bf16 else None}
     say("predict")
-    res["predict"] = bench_predict(rounds, ph, pw, bf16)
+    res["predict"] = bench_predict(rounds, ph, pw, bf16, compiled=a.compile)
     res["bf16_error"] = bf16_error(ROOT / a.checkpoint, 1 if a.smoke else 6) if bf16 else {"measured": False}
     say("train")
     res["train"] = bench_train(rounds, tb, th, tw, bf16)

@@ -1,21 +1,22 @@
-"""The fast inference copy of a model: BatchNorm folded into convolutions, channels_last, optional bf16.
+"""The fast inference copy of a model: BatchNorm folded into convolutions, channels_last, optional bf16 decoder.
 
 `prepare_for_inference(model)` returns a copy that only `depthlib.predict.predict` should run (the
 copy is eval-only: its folded convolutions no longer hold the BatchNorm statistics, so it cannot
-train). The original model is left untouched. depthlib.inference.load_for_inference applies it, and
+train). The original model is left untouched (unless inplace=True). depthlib.inference.load_for_inference applies it, and
 so every caller of predict that loads a checkpoint (the CLI, evaluation, 04, the explorer) runs it.
 
 What is folded: a Conv2d whose output goes straight into an nn.BatchNorm2d (exactly that class) that
 is its next sibling module. Three confirmations guard the fold: the pair must be consecutive children of
 one module, a probe forward pass must show the BatchNorm reading the very tensor the convolution
 returned, and the folded copy must give the unfolded output on that probe (a convolution output that
-something else also reads would change; such a fold is undone). Left alone, on purpose: BatchNorms before their convolution (torchvision DenseNet's
-norm-relu-conv layers: a ReLU sits between) and timm's BatchNormAct2d (a BatchNorm2d subclass that
-also applies an activation). torch.nn.utils.fusion.fuse_conv_bn_eval does the arithmetic.
+something else also reads would change; such a fold is undone). Left alone, on purpose: BatchNorms
+before their convolution (torchvision DenseNet's norm-relu-conv layers: a ReLU sits between) and timm's
+BatchNormAct2d (a BatchNorm2d subclass that also applies an activation). torch.nn.utils.fusion.fuse_conv_bn_eval does the arithmetic.
 
-benchmarks/bench_models.py measures this copy against the plain model and DenseDepth's port side by side;
-torch.compile / freezing is not used (compiling DenseNet-169 on a 2-core CPU takes minutes; see
-benchmarks/RESULTS_models.md).
+benchmarks/bench_models.py measures this copy against the plain model and DenseDepth's port side by side.
+torch.compile with inductor's freezing is not applied: `bench_models.py --compile` measures it
+(benchmarks/RESULTS_models.md): a modest gain per frame after about a minute of compiling on 2 cores,
+which a `predict` of a few photos never earns back.
 """
 
 from __future__ import annotations
@@ -138,29 +139,50 @@ def cpu_has_native_bf16() -> bool:
 
 
 class Bf16Autocast(nn.Module):
-    """Runs `model` under CPU bfloat16 autocast and returns float32 raw output [B,1,h,w]; attributes pass through."""
+    """Runs `module` under CPU bfloat16 autocast and returns float32 (a tensor or a list of them); attributes pass
+    through. prepare_for_inference wraps decoder stages in it (see there)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, module: nn.Module) -> None:
         super().__init__()
-        self.model = model
+        self.model = module
         for name in ("head", "arch", "config", "output_stride", "input_multiple"):
-            if hasattr(model, name):
-                setattr(self, name, getattr(model, name))
+            if hasattr(module, name):
+                setattr(self, name, getattr(module, name))
 
-    def forward(self, x: Tensor) -> Tensor:
-        """RGB float[B,3,H,W] -> raw float32 [B,1,h,w]."""
+    def forward(self, *args: Any) -> Any:
+        """The wrapped module's forward under bf16 autocast; float32 out."""
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            raw = self.model(x)
-        return raw.float()
+            out = self.model(*args)
+        return [o.float() for o in out] if isinstance(out, (list, tuple)) else out.float()
+
+
+def _bf16_decoders(model: nn.Module) -> int:
+    """In every depth model inside `model`, wrap the decoder's stages but its last (highest-resolution) one in
+    Bf16Autocast -> how many decoders were changed. The encoder, the last stage and the output conv stay float32."""
+    n = 0
+    for host in list(model.modules()):
+        dec = getattr(host, "decoder", None)
+        ups = getattr(dec, "ups", None)
+        if not hasattr(host, "encoder") or not isinstance(ups, nn.ModuleList) or len(ups) < 2:
+            continue
+        if isinstance(getattr(dec, "conv_in", None), nn.Module):
+            dec.conv_in = Bf16Autocast(dec.conv_in)
+        for i in range(len(ups) - 1):
+            ups[i] = Bf16Autocast(ups[i])
+        n += 1
+    return n
 
 
 def prepare_for_inference(model: nn.Module, *, bf16: bool = False, channels_last: bool = True,
                           probe_size: tuple[int, int] = (64, 64), inplace: bool = False) -> nn.Module:
-    """Eval-only copy of `model` for predict: BatchNorm folded, weights channels_last, bf16 autocast if asked.
+    """Eval-only copy of `model` for predict: BatchNorm folded, weights channels_last, bf16 decoder if asked.
 
-    bf16=True needs a CPU with native bfloat16 (avx512_bf16 / amx_bf16); elsewhere it is refused, as
-    emulated bf16 is slower than float32. It misses issue 13's 1 mm bar (median 12 mm from fp32 with the
-    sample checkpoint, benchmarks/RESULTS_models.md), so no command offers it. The model itself is not changed,
+    bf16=True runs the decoder's stages under bfloat16 autocast, all but the last (highest-resolution) one; the
+    encoder, that last stage and the output convolution stay float32. Measured with the sample checkpoint on NYU
+    frames (median |bf16 - fp32|): everything in bf16 ~10 mm, the whole decoder 0.8-1.4 mm, this split 0.2-0.4 mm,
+    under issue 13's 1 mm (benchmarks/RESULTS_models.md re-measures it with its speed). A model without such a
+    decoder (`ups` stages) runs wholly under autocast. It needs a CPU with native bfloat16 (avx512_bf16 / amx_bf16); elsewhere it is refused, as
+    emulated bf16 is slower than float32. The model itself is not changed,
     unless inplace=True (a freshly loaded model that only this copy will use: the weights are not held twice).
     """
     param = next(model.parameters())
@@ -176,7 +198,7 @@ def prepare_for_inference(model: nn.Module, *, bf16: bool = False, channels_last
     fast, _ = fold_batchnorm(model, probe, inplace=inplace)
     if channels_last:
         fast = fast.to(memory_format=torch.channels_last)
-    if bf16:
+    if bf16 and not _bf16_decoders(fast):
         fast = Bf16Autocast(fast).eval()
     for p in fast.parameters():
         p.requires_grad_(False)

@@ -197,6 +197,10 @@ def test_bad_settings_are_refused_before_anything_is_written(odd_png: Path, ckpt
     assert "--range needs 0 <= LO < HI" in capsys.readouterr().err
     assert main(["predict", str(odd_png), "--checkpoint", str(ckpt), "--out", str(out), "--device", "tpu"]) == 2
     assert "device='tpu' is not a device depthlib runs on" in capsys.readouterr().err
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("depthlib.fastpath.cpu_has_native_bf16", lambda: False)
+        assert main(["predict", str(odd_png), "--checkpoint", str(ckpt), "--out", str(out), "--bf16"]) == 2
+    assert "has no native bfloat16" in capsys.readouterr().err
     assert not out.exists()
     taken = tmp_path / "taken.txt"
     taken.write_text("mine")

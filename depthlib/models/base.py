@@ -15,6 +15,20 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def conv_out_fp32(conv: nn.Module, x: Tensor) -> Tensor:
+    """The decoder's output convolution, in float32 even under autocast.
+
+    Under bf16 autocast every value is rounded to 8 significant bits: on the output that is ~0.4 % of every
+    depth, the whole error budget of a metre-scale map (and a floor under the training loss). The output conv
+    is a sliver of the FLOPs (one output channel), so it reads its input in float32 and runs outside autocast.
+    """
+    dev = x.device.type
+    if dev in ("cpu", "cuda") and torch.is_autocast_enabled(dev):
+        with torch.autocast(dev, enabled=False):
+            return conv(x.float())
+    return conv(x)
+
+
 class DepthModel(nn.Module):
     """Composes an encoder (image -> list of features) and a decoder (features -> raw depth map).
 

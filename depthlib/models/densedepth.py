@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from .base import DepthModel
+from .base import DepthModel, conv_out_fp32
 from .encoders import DenseNetEncoder, create_encoder
 from .heads import make_head
 
@@ -60,7 +60,7 @@ class DenseDepthDecoder(nn.Module):
         x = self.conv_in(F.relu(feats[-1]))
         for up, skip in zip(self.ups, feats[-2::-1]):
             x = up(x, skip)
-        return self.conv_out(x)
+        return conv_out_fp32(self.conv_out, x)
 
 
 def densedepth(

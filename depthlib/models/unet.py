@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from .base import DepthModel
+from .base import DepthModel, conv_out_fp32
 from .heads import make_head
 
 UPSAMPLING = ("bilinear", "transpose")
@@ -89,7 +89,7 @@ class UNetDecoder(nn.Module):
         x = feats[-1]
         for up, skip in zip(self.ups, feats[self.stop : -1][::-1]):
             x = up(x, skip)
-        return self.conv_out(x)
+        return conv_out_fp32(self.conv_out, x)
 
 
 def unet(
