@@ -39,12 +39,13 @@ import reference_port as ref  # noqa: E402
 from depthlib.config import TrainConfig  # noqa: E402
 from depthlib.atomic import atomic_write_text  # noqa: E402
 from depthlib.fastpath import FAST_ATTR, cpu_flags, cpu_has_native_bf16, cpu_name, prepare_for_inference  # noqa: E402
-from depthlib.losses import densedepth_loss, gradient_l1, l1, ssim  # noqa: E402
+from depthlib.losses import _target_value_range, densedepth_loss, gradient_l1, l1, ssim  # noqa: E402
 from depthlib.models import create_model  # noqa: E402
 from depthlib.precision import to_channels_last  # noqa: E402
 from depthlib.predict import predict  # noqa: E402
 from depthlib.train_setup import make_optimizer  # noqa: E402
-from depthlib.train_step import batch_to, forward_with_targets  # noqa: E402
+from depthlib.models.heads import make_head  # noqa: E402
+from depthlib.train_step import batch_to, forward_with_targets, targets_at  # noqa: E402
 
 FLAGS_SHOWN = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
 FASTDEPTH_GMAC_224 = 0.37  # FastDepth (Wofk et al., ICRA 2019), MobileNet-NNConv5 with depthwise decoder, 224x224
@@ -248,11 +249,11 @@ def bench_train(rounds: int, b: int, h: int, w: int, bf16: bool) -> dict[str, An
 def bench_loss(rounds: int, b: int, h: int, w: int, step_s: float) -> dict[str, Any]:
     """Forward + backward of the loss terms at the output size, as fractions of one project training step."""
     batch = _train_batch(b, h, w)
-    depth, valid = F.avg_pool2d(batch["depth"], 2), F.avg_pool2d(batch["valid"].float(), 2) > 0.99
-    model_head = create_model("unet", width=4, depth=2).head  # the inverse head: DenseDepth's target
+    depth, valid = targets_at(batch["depth"], batch["valid"].bool(), (h // 2, w // 2))  # as fit makes them
+    model_head = make_head("inverse")  # DenseDepth's target
     pred = (model_head.to_target(depth) + torch.randn_like(depth)).requires_grad_()
     t = model_head.to_target(depth)
-    vr = model_head.target_range[1] - model_head.target_range[0]
+    vr = _target_value_range(model_head)  # the value range densedepth_loss gives its SSIM term
 
     def fb(fn: Callable[[], torch.Tensor]) -> Callable[[], None]:
         def run() -> None:

@@ -69,6 +69,7 @@ class TrainConfig:
     checkpoint_every: int = 0           # steps between mid-epoch checkpoints; 0 = end of epoch only
     resume: bool = True                 # pick up out_dir/last.pt when present
     init_from: str = ""                 # checkpoint to start from (fine-tuning)
+    wise_alpha: float = 1.0             # best.pt = alpha x trained + (1 - alpha) x init_from weights (WiSE-FT); 1 = trained
     log_every: int = 10
     tensorboard: bool = False
     max_steps: int = 0                  # stop after this many optimiser steps; 0 = no cap

@@ -42,7 +42,7 @@ from .notices import notice
 from .paths import resolve
 from .history import History
 from .reproducibility import kernel_mode, rng_state, seed_everything, set_rng_state
-from .train_setup import check_config, init_weights, make_optimizer, make_scheduler
+from .train_setup import check_config, init_weights, interpolate_weights, make_optimizer, make_scheduler
 from .train_step import batch_to, forward_with_targets, gpu_augment, validation_sums
 
 __all__ = ["Callback", "History", "NonFiniteLossError", "fit"]
@@ -54,7 +54,8 @@ log = logging.getLogger(__name__)
 # (the optimiser state restores lr, the schedule its shape), so a change is refused. Fields left out
 # (epochs, device, precision, workers, logging, max_steps, ...) may change between sessions.
 RUN_SETTINGS = ("lr", "betas", "weight_decay", "amsgrad", "scheduler", "warmup_steps", "grad_clip", "grad_accum",
-                "seed", "lr_step_size", "lr_gamma", "min_lr_ratio", "gpu_augment", "aug_flip_p", "aug_swap_p")
+                "seed", "lr_step_size", "lr_gamma", "min_lr_ratio", "gpu_augment", "aug_flip_p", "aug_swap_p",
+                "wise_alpha")
 FRESH_HINT = "in the pipeline: --fresh"
 
 
@@ -100,6 +101,9 @@ class _Run:
         if ckpt is None and init is not None:
             at = init_weights(self.core, init, device)
             self._say(f"initialised weights from {cfg.init_from} (step {at} there); fresh optimiser")
+        # WiSE-FT: best.pt mixes the trained weights with init_from's (read again on resume: last.pt holds trained ones)
+        self.wise_init = (None if cfg.wise_alpha >= 1.0 or init is None else
+                          {k: v.detach().clone() for k, v in load_checkpoint(init, map_location=device)["model"].items()})
         if cfg.freeze_encoder:
             self.core.freeze_encoder()
         if cfg.freeze_encoder_bn:
@@ -342,7 +346,9 @@ class _Run:
         if improved:
             self.history.best_val_loss, self.history.best_epoch = score, epoch + 1
         if improved:  # best before last: a crash between the two redoes this epoch on resume
-            self._save("best.pt", epoch + 1, 0, weights_only=True)
+            self._save("best.pt", epoch + 1, 0, weights_only=True,
+                       model=None if self.wise_init is None else interpolate_weights(self.core, self.wise_init,
+                                                                                     self.cfg.wise_alpha))
         self._save("last.pt", epoch + 1, 0)
         if self.info.is_main:
             self.history.save(self.out_dir)
@@ -350,8 +356,10 @@ class _Run:
         for cb in self.callbacks:
             cb.on_epoch_end(self.state)
 
-    def _save(self, name: str, epoch: int, batch_in_epoch: int, weights_only: bool = False) -> None:
-        """Rank 0 writes out_dir/name (atomic, via save_checkpoint) between two barriers."""
+    def _save(self, name: str, epoch: int, batch_in_epoch: int, weights_only: bool = False,
+              model: nn.Module | None = None) -> None:
+        """Rank 0 writes out_dir/name (atomic, via save_checkpoint) between two barriers; `model`: other weights
+        than the trained model's (best.pt under wise_alpha)."""
         D.barrier(self.info)
         if self.info.is_main:
             extra = {"batch_in_epoch": batch_in_epoch, "world_size": self.info.world_size,
@@ -359,7 +367,7 @@ class _Run:
                      "epoch_loss": [self.loss_sum, self.loss_n], "scaler": self.scaler.state_dict(),
                      "rng": rng_state(), "init_from_sha256": self.init_sha256}
             metrics = self.history.epochs[-1] if self.history.epochs else {}
-            save_checkpoint(self.out_dir / name, model=self.core,
+            save_checkpoint(self.out_dir / name, model=self.core if model is None else model,
                             optimizer=None if weights_only else self.opt,
                             scheduler=None if weights_only else self.sched,
                             epoch=epoch, step=self.step, metrics=metrics,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import math
 from pathlib import Path
 from typing import Any
@@ -24,11 +26,33 @@ def check_config(cfg: TrainConfig, n_train: int) -> None:
         raise ConfigError(f"TrainConfig.loss={cfg.loss!r} is unknown; known: {sorted(LOSSES)}.")
     if cfg.batch_size < 1 or cfg.grad_accum < 1 or cfg.epochs < 0:
         raise ConfigError("TrainConfig needs batch_size >= 1, grad_accum >= 1 and epochs >= 0.")
+    if not 0.0 < cfg.wise_alpha <= 1.0:
+        raise ConfigError(f"TrainConfig.wise_alpha={cfg.wise_alpha!r}: use a weight in (0, 1] for the trained "
+                          "weights (1 = best.pt holds them as trained).")
+    if cfg.wise_alpha < 1.0 and not cfg.init_from:
+        raise ConfigError(f"TrainConfig.wise_alpha={cfg.wise_alpha} mixes the trained weights with init_from's, "
+                          "but init_from is empty. Fix: set init_from, or wise_alpha=1.")
     if cfg.select not in ("val_loss", "last"):
         raise ConfigError(f"TrainConfig.select={cfg.select!r}: use 'val_loss' (lowest validation loss) or 'last' "
                           "(a fixed schedule: best.pt is the final epoch).")
     if n_train == 0:
         raise ConfigError("the training set is empty. Fix: check the data source, split and indices.")
+
+
+def interpolate_weights(model: nn.Module, init: dict[str, torch.Tensor], alpha: float) -> nn.Module:
+    """A copy of `model` whose floating-point weights and buffers are alpha x model's + (1 - alpha) x init's.
+
+    Weight-space ensembling of a fine-tuned model with the weights it started from (WiSE-FT: Wortsman et al.,
+    "Robust fine-tuning of zero-shot models", CVPR 2022): between the two, a model that keeps more of what
+    pre-training learned and moves less with the noise of a small fine-tuning set. Integer buffers
+    (BatchNorm's step count) come from `model`.
+    """
+    out = copy.deepcopy(model)
+    with torch.no_grad():
+        for k, v in out.state_dict().items():
+            if v.is_floating_point():
+                v.mul_(alpha).add_(init[k].to(v.device, v.dtype), alpha=1.0 - alpha)
+    return out
 
 
 def init_weights(model: nn.Module, path: Path, device: torch.device) -> int:

@@ -42,6 +42,20 @@ def test_one_leaky_relu_per_up_block_and_the_lighter_loss():
     torch.testing.assert_close(reference_port.port_loss(out, depth), by_hand)
 
 
+def test_port_ssim_is_the_published_ssim():
+    # Checked against scikit-image's SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, population
+    # covariance), whose mean over the un-padded region is what a convolution without padding averages.
+    from skimage.metrics import structural_similarity
+
+    g = torch.Generator().manual_seed(0)
+    a = 100 * torch.rand(1, 1, 40, 48, generator=g, dtype=torch.float64)
+    b = a + 20 * torch.rand(1, 1, 40, 48, generator=g, dtype=torch.float64)
+    want = structural_similarity(a[0, 0].numpy(), b[0, 0].numpy(), gaussian_weights=True, sigma=1.5,
+                                 use_sample_covariance=False, data_range=100.0)
+    assert 0.5 < want < 0.99
+    assert reference_port.port_ssim(a, b, 100.0).item() == pytest.approx(want, abs=1e-6)
+
+
 @pytest.mark.slow
 def test_benchmark_script_runs_end_to_end_on_tiny_models(tmp_path):
     import bench_models

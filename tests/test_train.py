@@ -192,6 +192,8 @@ def test_compile_without_compiler_is_a_clear_error(tmp_path, monkeypatch):
 @pytest.mark.parametrize("bad,match", [
     ({"precision": "fp8"}, "precision"), ({"loss": "mse"}, "loss"), ({"scheduler": "poly"}, "scheduler"),
     ({"batch_size": 0}, "batch_size"), ({"device": "cuda:0"}, "GPU"),
+    ({"wise_alpha": 0.0}, r"wise_alpha=0.0: use a weight in \(0, 1\]"), ({"wise_alpha": 1.5}, "wise_alpha=1.5"),
+    ({"wise_alpha": 0.5}, "init_from is empty"),
 ])
 def test_bad_settings_are_clear_errors(tmp_path, bad, match):
     if "device" in bad and torch.cuda.is_available():
@@ -419,3 +421,20 @@ def test_a_finetune_does_not_resume_over_a_replaced_init_checkpoint(tmp_path):
     with pytest.raises(ConfigError, match=r"init_from: '.*pre.pt' there, '.*other.pt' now"):
         fit(_unet(), data, None, cfg(tmp_path / "ft", **{**kw, "init_from": str(tmp_path / "other.pt")}))
     fit(_unet(), data, None, cfg(tmp_path / "ft", **{**kw, "resume": False}))  # starting over is the fix
+
+
+def test_wise_alpha_mixes_best_with_the_starting_weights_and_keeps_last_as_trained(tmp_path):
+    data = SynthDepth(4, hw=32)
+    save_checkpoint(tmp_path / "pre.pt", model=_unet(), step=5)
+    start = load_checkpoint(tmp_path / "pre.pt")["model"]
+    kw = dict(init_from=str(tmp_path / "pre.pt"), epochs=2, select="last", resume=True, wise_alpha=0.25)
+    fit(_unet(), data, None, cfg(tmp_path / "ft", **kw))
+    trained = load_checkpoint(tmp_path / "ft" / "last.pt")["model"]
+    best = load_checkpoint(tmp_path / "ft" / "best.pt")["model"]
+    moved = [k for k, v in trained.items() if v.is_floating_point() and not torch.equal(v, start[k])]
+    assert moved  # training changed the weights, so the mix is not trivially equal to either end
+    for k, v in best.items():
+        want = 0.25 * trained[k] + 0.75 * start[k] if v.is_floating_point() else trained[k]
+        torch.testing.assert_close(v, want, rtol=1e-6, atol=1e-7, msg=k)
+    with pytest.raises(ConfigError, match=r"different run \(wise_alpha: 0.25 there, 0.5 now"):
+        fit(_unet(), data, None, cfg(tmp_path / "ft", **{**kw, "wise_alpha": 0.5}))
