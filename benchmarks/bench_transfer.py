@@ -229,12 +229,14 @@ def main() -> int:
         "(a bedroom never seen in training or selection), DenseDepth protocol, flip averaging.",
         "",
         "Models: **pretrained** = DenseDepth decoder on the EfficientNet-Lite0 ImageNet encoder (02 trains the decoder "
-        "with the encoder frozen, 03 fine-tunes every layer with the encoder's BatchNorm statistics kept); **scratch "
+        "with the encoder frozen, 03 fine-tunes every layer with the encoder's BatchNorm statistics kept and, as the "
+        "profile's `wise_alpha` says, writes best.pt as that share of the fine-tuned weights plus the rest of 02's); **scratch "
         "control** = the same architecture from random weights, every layer trained for the same number of steps; "
         "**mean-depth baseline** = the per-pixel mean depth of the training frames.",
         "",
         "Bit-exact repetition holds only on one CPU type (oneDNN picks different kernels on AVX2 / AVX-512 / AMX "
-        "machines); the seed spread below is the variation to expect elsewhere."
+        "machines); the seed spread below is the variation to expect elsewhere (`--emulate-avx2` measures one "
+        "seed on AVX2 kernels: RESULTS_transfer_avx2.md)."
         + ("" if len(runs) >= 3 else f" **Only seed(s) {', '.join(map(str, runs))} recorded here: this is not a "
            "spread; run the script with its default seeds for one.**"),
         "",
