@@ -235,8 +235,8 @@ def main() -> int:
         "**mean-depth baseline** = the per-pixel mean depth of the training frames.",
         "",
         "Bit-exact repetition holds only on one CPU type (oneDNN picks different kernels on AVX2 / AVX-512 / AMX "
-        "machines); the seed spread below is the variation to expect elsewhere (`--emulate-avx2` measures one "
-        "seed on AVX2 kernels: RESULTS_transfer_avx2.md)."
+        "machines); the seed spread below is the variation to expect elsewhere (`--emulate-avx2` measures the "
+        "seeds on AVX2 kernels: RESULTS_transfer_avx2.md)."
         + ("" if len(runs) >= 3 else f" **Only seed(s) {', '.join(map(str, runs))} recorded here: this is not a "
            "spread; run the script with its default seeds for one.**"),
         "",
