@@ -196,14 +196,15 @@ def cross_isa(runs: dict[int, dict], prepared: Path, out: Path) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds to run (default 0 1 2)")
     ap.add_argument("--out", default="", help="results file (default benchmarks/RESULTS_transfer.md, or "
                                               "RESULTS_transfer_avx2.md with --emulate-avx2)")
     ap.add_argument("--reuse", action="store_true",
                     help="reuse a seed's finished run under runs/transfer/seed<S>/ instead of training it again")
     ap.add_argument("--emulate-avx2", action="store_true",
                     help="run on AVX2 kernels (as a CPU without AVX-512 would) into runs/transfer/avx2_seed<S>/ and "
-                         "compare with this machine's runs of the same seeds")
+                         "compare with this machine's runs of the same seeds (run the script without this flag "
+                         "first: seeds without runs/transfer/seed<S>/ get no comparison)")
     a = ap.parse_args()
     if a.emulate_avx2 and any(os.environ.get(k) != v for k, v in AVX2_ENV.items()):
         # the kernel choice is fixed when torch loads: start again with the variables set (the pipeline inherits them)
@@ -235,8 +236,8 @@ def main() -> int:
         "**mean-depth baseline** = the per-pixel mean depth of the training frames.",
         "",
         "Bit-exact repetition holds only on one CPU type (oneDNN picks different kernels on AVX2 / AVX-512 / AMX "
-        "machines); the seed spread below is the variation to expect elsewhere (`--emulate-avx2` measures the "
-        "seeds on AVX2 kernels: RESULTS_transfer_avx2.md)."
+        "machines); a run elsewhere lands like a run with another seed, and by more than the seed spread below: "
+        "`--emulate-avx2` measures the same seeds on AVX2 kernels (RESULTS_transfer_avx2.md)."
         + ("" if len(runs) >= 3 else f" **Only seed(s) {', '.join(map(str, runs))} recorded here: this is not a "
            "spread; run the script with its default seeds for one.**"),
         "",

@@ -199,11 +199,11 @@ def _describe(obj: Any) -> str:
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
     """Load and validate a depthlib checkpoint (weights_only=True); ``model`` keys come back clean."""
-    path = resolve(path)
+    given, path = path, resolve(path)
     if not path.is_file():
+        where = " (relative paths resolve from the project root)" if not Path(given).is_absolute() else ""
         raise CheckpointError(
-            f"{path}: no such checkpoint file. Fix: check the path (relative paths resolve from "
-            "the project root) or train one with depthlib.train.fit."
+            f"{path}: no such checkpoint file. Fix: check the path{where} or train one with depthlib.train.fit."
         )
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: is empty (0 bytes): a copy or download that never finished. "

@@ -237,3 +237,14 @@ def test_zero_byte_checkpoint_is_named(tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(CheckpointError, match=r"empty.pt: is empty \(0 bytes\).*Fix: "):
         load_checkpoint(empty)
+
+
+def test_a_missing_checkpoint_says_where_a_relative_path_was_looked_for(tmp_path):
+    from depthlib.checkpoint import load_checkpoint
+    from depthlib.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="no such checkpoint file") as e:
+        load_checkpoint(tmp_path / "nope.pt")   # absolute (as the CLI passes it, from the working directory)
+    assert "project root" not in str(e.value) and str(tmp_path / "nope.pt") in str(e.value)
+    with pytest.raises(CheckpointError, match=r"relative paths resolve from the project root"):
+        load_checkpoint("checkpoints/does/not/exist.pt")
