@@ -84,7 +84,9 @@ def _floats(text: str, n: int, what: str) -> tuple[float, ...]:
     except ValueError:
         vals = ()
     if len(vals) != n:
-        raise ConfigError(f"{what} must be {n} comma-separated numbers, got {text!r}.")
+        example = {"--range": "--range 0,5", "--intrinsics": "--intrinsics 518.9,519.5,325.6,253.7"}.get(what, "")
+        raise ConfigError(f"{what} must be {n} comma-separated numbers, got {text!r}."
+                          + (f" Fix: e.g. {example}." if example else ""))
     return vals
 
 
@@ -214,7 +216,7 @@ def predict_images(images: Sequence[str], *, checkpoint: str, out: str, ply: boo
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"{out_dir}: --out names an existing file; it must be a folder. "
                           "Fix: choose a folder name (it is created).")
-    dev = resolve_device(device)
+    dev = resolve_device(device, option="--device")
     # The fast inference copy; it replays the training crop/resize.
     model = load_for_inference(cli_path(checkpoint), device=str(dev), bf16=bf16)
     try:

@@ -46,26 +46,29 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda:LOCAL_RANK when a GPU is visible, else cpu; explicit names are checked."""
+def resolve_device(name: str, *, option: str = "") -> torch.device:
+    """'auto' -> cuda:LOCAL_RANK when a GPU is visible, else cpu; explicit names are checked.
+
+    option: the command-line flag that gave `name` (e.g. "--device"): errors then say the fix in its words.
+    """
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if name == "auto":
         return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    said = f"{option} {name}" if option else f"device={name!r}"
+    use = (lambda *v: " or ".join(f"{option} {x}" for x in v)) if option else (lambda *v: "set device=" + " or ".join(
+        repr(x) for x in v))
     try:
         dev = torch.device(name)
     except (RuntimeError, TypeError):
         dev = None
     if dev is None or dev.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"device={name!r} is not a device depthlib runs on. "
-                          "Fix: use 'auto', 'cpu', 'cuda', 'cuda:N' (or 'mps' on Apple silicon).")
+        raise ConfigError(f"{said} is not a device depthlib runs on. "
+                          f"Fix: {use('auto', 'cpu', 'cuda', 'cuda:N')} (or mps on Apple silicon).")
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"device={name!r} but no Apple-silicon GPU (MPS) is available. Fix: set device='auto' or 'cpu'.")
+        raise ConfigError(f"{said} but no Apple-silicon GPU (MPS) is available. Fix: {use('auto', 'cpu')}.")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(
-                f"device={name!r} but no CUDA GPU is visible. "
-                "Fix: set device='auto' or 'cpu'."
-            )
+            raise ConfigError(f"{said} but no CUDA GPU is visible. Fix: {use('auto', 'cpu')}.")
         if dev.index is None:
             dev = torch.device(f"cuda:{local_rank}")
     return dev

@@ -188,8 +188,8 @@ def prepare_for_inference(model: nn.Module, *, bf16: bool = False, channels_last
     param = next(model.parameters())
     if bf16:
         if param.device.type != "cpu":
-            raise ConfigError("bf16 inference here is the CPU option; on a GPU use precision settings of training. "
-                              "Fix: drop --bf16 / bf16=True, or run on the CPU.")
+            raise ConfigError("--bf16 (bf16=True) is a CPU option: it runs the decoder under the CPU's native "
+                              "bfloat16. Fix: drop --bf16 on a GPU, or add --device cpu (device='cpu').")
         if not cpu_has_native_bf16():
             raise ConfigError(f"this CPU ({cpu_name()}) has no native bfloat16 (no avx512_bf16 / amx_bf16 flag), so "
                               "bf16 would be slower than float32. Fix: drop --bf16 / bf16=True.")

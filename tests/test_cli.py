@@ -196,7 +196,13 @@ def test_bad_settings_are_refused_before_anything_is_written(odd_png: Path, ckpt
     assert main(["predict", str(odd_png), "--checkpoint", str(ckpt), "--out", str(out), "--range", "5,1"]) == 2
     assert "--range needs 0 <= LO < HI" in capsys.readouterr().err
     assert main(["predict", str(odd_png), "--checkpoint", str(ckpt), "--out", str(out), "--device", "tpu"]) == 2
-    assert "device='tpu' is not a device depthlib runs on" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--device tpu is not a device depthlib runs on. Fix: --device auto or --device cpu" in err
+    assert main(["predict", str(odd_png), "--checkpoint", str(ckpt), "--out", str(out), "--range", "0,abc"]) == 2
+    assert "--range must be 2 comma-separated numbers, got '0,abc'. Fix: e.g. --range 0,5" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["predict", str(odd_png), "--checkpoint", str(ckpt), "--out", str(out), "--device", "cuda"]) == 2
+        assert "--device cuda but no CUDA GPU is visible. Fix: --device auto or --device cpu." in capsys.readouterr().err
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("depthlib.fastpath.cpu_has_native_bf16", lambda: False)
         assert main(["predict", str(odd_png), "--checkpoint", str(ckpt), "--out", str(out), "--bf16"]) == 2
