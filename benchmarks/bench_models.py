@@ -137,11 +137,16 @@ def _project_model() -> torch.nn.Module:
 
 def project_gflop(h: int, w: int) -> float:
     """Forward GFLOP (multiply-add = 2) of the project's DenseDepth model at h x w."""
+    return _meta_flops(_project_model, h, w)[0].get_total_flops() / 1e9
+
+
+def _meta_flops(build: Callable[[], torch.nn.Module], h: int, w: int) -> tuple[FlopCounterMode, torch.nn.Module]:
+    """(counter, model) after one forward of build() on a meta-device input of h x w: FLOPs without any compute."""
     with torch.device("meta"):
-        m = _project_model()
+        m = build()
     with FlopCounterMode(display=False) as c:
         m(torch.empty(1, 3, h, w, device="meta"))
-    return c.get_total_flops() / 1e9
+    return c, m
 
 
 def bench_predict(rounds: int, h: int, w: int, bf16: bool, compiled: bool = False) -> dict[str, Any]:
@@ -290,10 +295,8 @@ def bench_adam(rounds: int) -> dict[str, Any]:
 
 def light_flops(h: int, w: int) -> dict[str, float]:
     """FLOPs (multiply-add = 2) of the sample profile's light model, split encoder / decoder, at h x w."""
-    with torch.device("meta"):
-        m = create_model("densedepth", encoder="efficientnet_lite0", width=0.5, pretrained=False, head="log")
-    with FlopCounterMode(display=False) as c:
-        m(torch.empty(1, 3, h, w, device="meta"))
+    c, m = _meta_flops(lambda: create_model("densedepth", encoder="efficientnet_lite0", width=0.5, pretrained=False,
+                                            head="log"), h, w)
     counts = c.get_flop_counts()
     enc = sum(counts.get("DepthModel.encoder", {}).values())
     dec = sum(counts.get("DepthModel.decoder", {}).values())

@@ -78,7 +78,8 @@ def fold_batchnorm(model: nn.Module, probe: Tensor, *, rtol: float = 1e-4, inpla
     """
     folded = (model if inplace else copy.deepcopy(model)).eval()
     probe = probe.to(next(folded.parameters()).device)
-    pairs = [p for p, good in zip(_candidates(folded), _confirmed(folded, _candidates(folded), probe)) if good]
+    found = _candidates(folded)
+    pairs = [p for p, good in zip(found, _confirmed(folded, found, probe)) if good]
     if not pairs:
         return folded, 0
     with torch.no_grad():
