@@ -29,6 +29,7 @@ class DataConfig:
     flip_p: float = 0.5                 # DenseDepth paper, Sec. 3.3
     swap_p: float = 0.25                # colour-channel swap probability (DenseDepth paper, Sec. 3.3)
     color_jitter: float = 0.0           # brightness / contrast / saturation / gamma jitter strength (0 = off)
+    zoom_max: float = 1.0               # training crops 1/z of the frame, z in [1, zoom_max], depth kept (1 = off)
     seed: int = 0                       # batch size and loader workers are TrainConfig's
 
 

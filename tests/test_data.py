@@ -286,6 +286,39 @@ def test_nyu_border_crop_keeps_image_depth_and_valid_exactly_aligned():
     assert torch.equal(out["valid"][0], col.round().long() % 2 == 1)
 
 
+def test_random_zoom_crops_image_depth_and_valid_together_and_keeps_the_metres():
+    from depthlib.data.transforms import RandomZoom
+
+    s = _coded_scene()
+    assert RandomZoom(1.0)(s) is s
+    torch.manual_seed(0)
+    sizes = set()
+    for _ in range(20):
+        out = RandomZoom(1.5)(s)
+        h, w = out["image"].shape[-2:]
+        sizes.add((h, w))
+        assert out["depth"].shape == (1, h, w) and out["valid"].shape == (1, h, w)
+        assert 320 <= h <= 480 and 426 <= w <= 640 and abs(w / h - 640 / 480) < 0.01  # 1/z of each side, 4:3 kept
+        col, row = out["image"][0] * 1000, out["image"][1] * 1000
+        # One window of the source: image, depth (metres unchanged, not divided by z) and valid all come from it.
+        torch.testing.assert_close(out["depth"][0], 1 + col / 100 + row / 10000, rtol=0, atol=1e-5)
+        assert torch.equal(out["valid"][0], col.round().long() % 2 == 1)
+        assert float(col[0, 0]) + w <= 640 and float(row[0, 0]) + h <= 480
+    assert len(sizes) > 10  # z really is drawn each time
+    with pytest.raises(ConfigError, match="zoom_max"):
+        RandomZoom(0.8)
+
+
+def test_zoom_is_a_training_step_only():
+    names = lambda c: [type(t).__name__ for t in c.transforms]  # noqa: E731
+    assert names(build_transforms(DataConfig(zoom_max=1.3), train=True))[:3] == ["BorderCrop", "RandomZoom", "Resize"]
+    assert "RandomZoom" not in names(build_transforms(DataConfig(zoom_max=1.3), train=False))
+    assert "RandomZoom" not in names(build_transforms(DataConfig(), train=True))  # off by default: no draw taken
+    torch.manual_seed(0)
+    out = build_transforms(DataConfig(zoom_max=1.3), train=True)(_coded_scene())
+    assert out["image"].shape[-2:] == (192, 256)  # resized back to the training size after the crop
+
+
 def test_8bit_train_depth_decodes_to_hand_computed_metres(tmp_path):
     """A grey 8-bit PNG written byte by byte (not by the project's writer): 0..255 = 0..10 m, value * 10 / 255."""
     import struct

@@ -166,6 +166,34 @@ class RandomPhotometric:
         return out
 
 
+class RandomZoom:
+    """Crop a random window of 1/z of the height and width (z uniform in [1, max_zoom]), same place in image,
+    depth and valid; the Resize that follows brings it back to the training size. Depth values are kept.
+
+    This is a longer lens, not a closer camera: the metres do not change while everything looks z times larger,
+    so apparent size alone no longer tells the distance and the model has to read the scene's layout. (Eigen
+    et al., NIPS 2014, scale the image and divide depth by the factor instead: a closer camera.) 1.0 = off.
+    """
+
+    def __init__(self, max_zoom: float = 1.0) -> None:
+        if not 1.0 <= max_zoom <= 4.0:
+            raise ConfigError(f"zoom_max must be in [1, 4] (1 = off), got {max_zoom}.")
+        self.max_zoom = float(max_zoom)
+
+    def __call__(self, s: Sample) -> Sample:
+        if self.max_zoom <= 1.0:
+            return s
+        z = 1.0 + (self.max_zoom - 1.0) * float(torch.rand(()))
+        h, w = s["image"].shape[-2:]
+        ch, cw = max(1, round(h / z)), max(1, round(w / z))
+        top = int(torch.randint(h - ch + 1, ()))
+        left = int(torch.randint(w - cw + 1, ()))
+        out = dict(s)
+        for k in ("image", "depth", "valid"):
+            out[k] = s[k][..., top : top + ch, left : left + cw]
+        return out
+
+
 class Compose:
     """Apply transforms in order."""
 
@@ -182,8 +210,12 @@ class Compose:
 
 
 def build_transforms(cfg: DataConfig, train: bool, multiple: int = 32) -> Compose:
-    """Border crop -> resize to cfg.image_size -> (train only) flip, channel swap and photometric jitter."""
-    steps: list[Callable[[Sample], Sample]] = [BorderCrop(cfg.border_crop), Resize(cfg.image_size, multiple)]
+    """Border crop -> (train only) random zoom -> resize to cfg.image_size -> (train only) flip, channel swap and
+    photometric jitter."""
+    steps: list[Callable[[Sample], Sample]] = [BorderCrop(cfg.border_crop)]
+    if train and cfg.zoom_max > 1.0:
+        steps.append(RandomZoom(cfg.zoom_max))
+    steps.append(Resize(cfg.image_size, multiple))
     if train:
         steps += [RandomHorizontalFlip(cfg.flip_p), RandomChannelSwap(cfg.swap_p), RandomPhotometric(cfg.color_jitter)]
     return Compose(steps)
