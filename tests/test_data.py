@@ -314,6 +314,8 @@ def test_zoom_is_a_training_step_only():
     assert names(build_transforms(DataConfig(zoom_max=1.3), train=True))[:3] == ["BorderCrop", "RandomZoom", "Resize"]
     assert "RandomZoom" not in names(build_transforms(DataConfig(zoom_max=1.3), train=False))
     assert "RandomZoom" not in names(build_transforms(DataConfig(), train=True))  # off by default: no draw taken
+    with pytest.raises(ConfigError, match="zoom_max must be in"):
+        build_transforms(DataConfig(zoom_max=0.5), train=True)  # a value that would never zoom is refused, not ignored
     torch.manual_seed(0)
     out = build_transforms(DataConfig(zoom_max=1.3), train=True)(_coded_scene())
     assert out["image"].shape[-2:] == (192, 256)  # resized back to the training size after the crop

@@ -213,8 +213,9 @@ def build_transforms(cfg: DataConfig, train: bool, multiple: int = 32) -> Compos
     """Border crop -> (train only) random zoom -> resize to cfg.image_size -> (train only) flip, channel swap and
     photometric jitter."""
     steps: list[Callable[[Sample], Sample]] = [BorderCrop(cfg.border_crop)]
-    if train and cfg.zoom_max > 1.0:
-        steps.append(RandomZoom(cfg.zoom_max))
+    zoom = RandomZoom(cfg.zoom_max)  # checks the value for either split
+    if train and zoom.max_zoom > 1.0:
+        steps.append(zoom)
     steps.append(Resize(cfg.image_size, multiple))
     if train:
         steps += [RandomHorizontalFlip(cfg.flip_p), RandomChannelSwap(cfg.swap_p), RandomPhotometric(cfg.color_jitter)]
