@@ -78,15 +78,14 @@ def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
                         "free disk space or choose another --out folder.") from e
 
 
-def _floats(text: str, n: int, what: str) -> tuple[float, ...]:
+def _floats(text: str, n: int, what: str, example: str) -> tuple[float, ...]:
+    """'a,b,...' -> n floats, or a ConfigError that names the option `what` and shows `example` values."""
     try:
         vals = tuple(float(v) for v in text.split(","))
     except ValueError:
         vals = ()
     if len(vals) != n:
-        example = {"--range": "--range 0,5", "--intrinsics": "--intrinsics 518.9,519.5,325.6,253.7"}.get(what, "")
-        raise ConfigError(f"{what} must be {n} comma-separated numbers, got {text!r}."
-                          + (f" Fix: e.g. {example}." if example else ""))
+        raise ConfigError(f"{what} must be {n} comma-separated numbers, got {text!r}. Fix: e.g. {what} {example}.")
     return vals
 
 
@@ -127,7 +126,7 @@ def parse_range(text: str) -> tuple[float, float] | None:
     """--range text -> (lo, hi) metres, or None for "auto" (each image's own min..max)."""
     if text.strip().lower() == "auto":
         return None
-    lo, hi = _floats(text, 2, "--range")
+    lo, hi = _floats(text, 2, "--range", "0,5")
     if not (0.0 <= lo < hi) or not np.isfinite(hi):
         raise ConfigError(f"--range needs 0 <= LO < HI metres, got {text!r}. Fix: e.g. --range 0,10 or --range auto.")
     return lo, hi
@@ -239,7 +238,7 @@ def predict_images(images: Sequence[str], *, checkpoint: str, out: str, ply: boo
 
 
 def _cmd_predict(a: argparse.Namespace) -> int:
-    k = None if a.intrinsics is None else _floats(a.intrinsics, 4, "--intrinsics")
+    k = None if a.intrinsics is None else _floats(a.intrinsics, 4, "--intrinsics", "518.9,519.5,325.6,253.7")
     files = predict_images(a.images, checkpoint=a.checkpoint, out=a.out, ply=a.ply, intrinsics=k,
                            flip_average=not a.no_flip, device=a.device, cmap=a.cmap,
                            depth_range=parse_range(a.range), batch_size=a.batch_size, bf16=a.bf16)

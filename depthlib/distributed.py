@@ -55,8 +55,13 @@ def resolve_device(name: str, *, option: str = "") -> torch.device:
     if name == "auto":
         return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     said = f"{option} {name}" if option else f"device={name!r}"
-    use = (lambda *v: " or ".join(f"{option} {x}" for x in v)) if option else (lambda *v: "set device=" + " or ".join(
-        repr(x) for x in v))
+
+    def use(*values: str) -> str:
+        """The fix in the words of whoever gave `name`: the command-line flag, else the setting."""
+        if option:
+            return " or ".join(f"{option} {v}" for v in values)
+        return "set device=" + " or ".join(repr(v) for v in values)
+
     try:
         dev = torch.device(name)
     except (RuntimeError, TypeError):

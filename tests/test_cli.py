@@ -15,7 +15,7 @@ from _tiny_checkpoint import tiny_checkpoint
 from depthlib.checkpoint import load_model
 from depthlib.cli import NYU_INTRINSICS, backproject, main, scaled_intrinsics
 from depthlib.viz import colorize
-from depthlib.errors import DataError
+from depthlib.errors import ConfigError, DataError
 from depthlib.predict import predict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -165,7 +165,16 @@ def test_foreign_checkpoint_is_refused(odd_png: Path, tmp_path: Path, capsys: py
 def test_bad_intrinsics_text(odd_png: Path, ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["predict", str(odd_png), "--checkpoint", str(ckpt), "--out", str(tmp_path), "--ply",
                  "--intrinsics", "500,500,320"]) == 2
-    assert "--intrinsics must be 4 comma-separated numbers" in capsys.readouterr().err
+    assert "--intrinsics must be 4 comma-separated numbers, got '500,500,320'. Fix: e.g. --intrinsics 518.9," \
+        in capsys.readouterr().err
+
+
+def test_a_bad_device_setting_says_the_fix_as_a_setting() -> None:
+    # Notebooks and profiles pass device=...: the fix is a setting there, not a command-line flag.
+    from depthlib.distributed import resolve_device
+    with pytest.raises(ConfigError, match=r"device='tpu' is not a device depthlib runs on\. "
+                                          r"Fix: set device='auto' or 'cpu' or 'cuda' or 'cuda:N'"):
+        resolve_device("tpu")
 
 
 @pytest.mark.slow
