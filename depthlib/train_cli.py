@@ -1,7 +1,7 @@
 r"""Command-line training on a prepared dataset, for runs bigger than a notebook: the same fit.
 
 One GPU (or CPU):
-    python -m depthlib.train_cli --prepared data/prepared/nyu.h5 --model densedepth \
+    python -m depthlib.train_cli --prepared data/prepared/nyu_train.h5 --model densedepth \
         --model-kwargs '{"pretrained": true}' --data image_size=[480,640] \
         --train epochs=20 batch_size=8 precision=bf16 out_dir=checkpoints/nyu/train
 Four GPUs on one machine (batch_size is per GPU; the effective batch is 4 x 8):

@@ -27,6 +27,13 @@ def test_every_shipped_profile_resolves(name):
     plan = make_plan(name)
     assert list(plan.steps)[:4] == list(NOTEBOOKS[:4])
     assert plan.steps["02_train"]["out_dir"].startswith(f"checkpoints/{name}")
+    # No notebook falls back to another profile's files through its own defaults (the nyu profile's explorer once
+    # opened the sample's prepared file, because [05_explore] named only the checkpoints).
+    for nb, params in plan.steps.items():
+        for key, value in {**notebook_parameters(ROOT / "notebooks" / f"{nb}.ipynb"), **params}.items():
+            if isinstance(value, str) and value.startswith(("checkpoints/", "data/prepared/", "figures/")):
+                owner = value.removeprefix("data/").split("/")[1]       # sample.h5, nyu_train.h5, sample, ...
+                assert owner.split(".")[0].split("_")[0] == name, (nb, key, value)
 
 
 def test_unknown_parameter_is_refused(tmp_path):
