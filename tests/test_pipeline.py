@@ -36,6 +36,17 @@ def test_every_shipped_profile_resolves(name):
                 assert owner.split(".")[0].split("_")[0] == name, (nb, key, value)
 
 
+def test_the_notebooks_defaults_are_the_sample_recipe():
+    # Opened in JupyterLab after `make pipeline`, a notebook run with its own defaults resumes the very runs the
+    # pipeline made (02 once defaulted to a from-scratch U-Net, and its resume check refused the finished run).
+    plan = make_plan("sample")
+    allowed = {"04_evaluate": {"control", "update_readme", "require_beat_control"}}  # opt-in from a notebook
+    for nb, params in plan.steps.items():
+        defaults = notebook_parameters(ROOT / "notebooks" / f"{nb}.ipynb")
+        differ = {k: (defaults[k], v) for k, v in params.items() if defaults[k] != v}
+        assert set(differ) <= allowed.get(nb, set()), (nb, differ)
+
+
 def test_unknown_parameter_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"02_train: unknown parameter\(s\) \['epoch'\]"):
         make_plan(_profile(tmp_path, "[02_train]\nepoch = 3\n"))
