@@ -372,10 +372,19 @@ class Explorer:
 
 
 def explore(*, source: str, path: str, split: str = "test", current: str | os.PathLike[str],
-            previous: str | os.PathLike[str] = "", **kwargs: Any) -> Explorer:
-    """Explorer over `split` of data source `source` at `path`: checkpoint `current` vs `previous` (optional)."""
-    from .data import open_source
+            previous: str | os.PathLike[str] = "", options: dict[str, Any] | None = None,
+            **kwargs: Any) -> Explorer:
+    """Explorer over `split` of data source `source` at `path`: checkpoint `current` vs `previous` (optional).
 
+    options: the reader's own settings (e.g. {"depth_scale": 0.001} for `pairs`). `split` goes to readers that
+    have splits; the others (bts, pairs, raw_kinect, nyu_test_npy) show every frame at `path`.
+    """
+    from .data import open_source
+    from .data.registry import source_options
+
+    opts = dict(options or {})
+    if "split" in source_options(source):
+        opts.setdefault("split", split)
     checkpoints = {"current": current, **({"previous": previous} if previous else {})}
-    return Explorer(open_source(source, path, split=split), checkpoints, previous="previous" if previous else None,
+    return Explorer(open_source(source, path, **opts), checkpoints, previous="previous" if previous else None,
                     **kwargs)

@@ -353,3 +353,13 @@ def test_8bit_train_depth_of_a_real_frame(tmp_path, sample_dir):
         assert float(got[v, u]) == pytest.approx(int(u8[v, u]) * 10 / 255, abs=1e-6)
     # Frame 00000 spans 1.80-3.62 m (data/sample/README.md): the decoded 8-bit copy is within one level.
     assert float(got.min()) == pytest.approx(1.80, abs=0.04) and float(got.max()) == pytest.approx(3.62, abs=0.04)
+
+
+def test_a_reader_option_it_lacks_is_refused_by_name(sample_dir):
+    # 01's source_options once reached a reader as a TypeError traceback (split="test" for bts, a typo for pairs).
+    with pytest.raises(ConfigError, match=r"'bts' has no option 'split'; its options: files, max_depth\. "
+                                          r"Fix: drop split: this reader has no splits"):
+        open_source("bts", sample_dir / "raw_depth", split="test")
+    with pytest.raises(ConfigError, match=r"'pairs' has no option 'deph_scale'.*\(deph_scale -> depth_scale\)"):
+        open_source("pairs", sample_dir, deph_scale=0.001)
+    assert len(open_source("bts", sample_dir / "raw_depth", max_depth=10.0)) == 3

@@ -182,6 +182,16 @@ def test_explore_a_prepared_files_split(ckpts: dict[str, Path], sample_dir: Path
     assert len(ex.source) == 2 and "test split: held out" in ex.split.value
 
 
+def test_explore_a_reader_without_splits_and_with_options(ckpts: dict[str, Path], sample_dir: Path) -> None:
+    # bts has no split option: the explorer shows every frame instead of failing on split="test"; a reader's own
+    # settings come through `options`, and a misspelt one is refused by name.
+    ex = explore(source="bts", path=sample_dir / "raw_depth", current=ckpts["current"], device="cpu",
+                 flip_average=False, panel_width=64, options={"max_depth": 8.0})
+    assert len(ex.source) == 3
+    with pytest.raises(ConfigError, match=r"'bts' has no option 'max_dpeth'.*Fix: correct the name \(max_dpeth -> max_depth\)"):
+        explore(source="bts", path=sample_dir / "raw_depth", current=ckpts["current"], options={"max_dpeth": 8.0})
+
+
 def test_the_frame_says_its_split(ckpts: dict[str, Path]) -> None:
     ex = Explorer(ListSource(splits=["test", "train", "val"]), ckpts, device="cpu", panel_width=64)
     assert "test split: held out" in ex.split.value and "· test split: held out ·" in ex.table.value
