@@ -22,7 +22,7 @@ from .data.frame import Frame
 from .viz import to_rgb_uint8
 
 COLUMNS = 4
-SPLITS = {"train": "train split: seen in training", "val": "val split: picked the best epoch",
+SPLITS = {"train": "train split: seen in training", "val": "val split: not trained on (monitored)",
           "test": "test split: held out"}
 BACKGROUND = (32, 32, 32)
 MARKER = (0, 255, 0)
@@ -167,7 +167,8 @@ def static_figure(frame: Frame, rgb_title: str, rows: Sequence[tuple[str, np.nda
     first = rows[0]
     for r, (label, pred, m) in enumerate(rows):
         scores = f"\u03b41 {m['delta1']:.3f}  AbsRel {m['abs_rel']:.3f}\nRMSE {m['rmse']:.3f} m  log10 {m['log10']:.3f}"
-        left = ([(rgb_title, to_rgb_uint8(frame.rgb), {}, ""), ("ground truth", gt, depth_kw, "depth")] if r == 0
+        truth = ("ground truth\nmetrics: its valid pixels, no crop", gt, depth_kw, "depth")
+        left = ([(rgb_title, to_rgb_uint8(frame.rgb), {}, ""), truth] if r == 0
                 else [None, (f"{first[0]} \u2212 {label}", first[1] - pred, err_kw, "diff")])
         cells = [*left, (f"{label}\n{scores}", pred, depth_kw, "depth"), (f"{label}: pred \u2212 gt", pred - gt, err_kw, "error")]
         for c, cell in enumerate(cells):
