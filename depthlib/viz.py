@@ -14,6 +14,7 @@ import matplotlib
 
 matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -112,6 +113,8 @@ def curves(history: Sequence[Mapping[str, Any]], keys: Sequence[str] = ("train_l
         loss = f"{' / '.join(names)} loss" if names else "loss"
         ylabel = loss if all(k.endswith("loss") for k in keys) else ", ".join(keys)
     ax.set_xlabel(x); ax.set_ylabel(ylabel); ax.legend(); ax.grid(alpha=0.3)  # noqa: E702
+    if x in ("epoch", "step"):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.5
     if title:
         ax.set_title(title)
     fig.tight_layout()

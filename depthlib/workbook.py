@@ -22,7 +22,7 @@ from .data.prepared import PreparedDataset, write_prepared
 from .data.prepared_loader import PreparedTorchDataset
 from .data.holes import with_holes_filled  # noqa: F401  (a notebook step)
 from .data.transforms import build_transforms
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .inference import load_for_inference
 from .models.heads import make_head
 from .paths import resolve
@@ -91,7 +91,14 @@ def eval_frames(prepared_path: str, split: str, *, source: str = "", path: str =
 
 
 def data_settings(cfg: DataConfig) -> dict[str, Any]:
-    """The input settings a checkpoint must remember to be used on whole frames later."""
+    """The input settings a checkpoint must remember to be used on whole frames later.
+
+    Refuses a border crop that inference cannot replay (predict, 04 and 05 apply one fixed crop to every image):
+    before training, not after it.
+    """
+    if cfg.border_crop not in ("nyu", "none"):
+        raise ConfigError(f"border_crop={cfg.border_crop!r} cannot be replayed at inference (predict, 04 and 05 apply "
+                          "one fixed crop to every image). Fix: border_crop='nyu' for NYU's labeled frames, else 'none'.")
     return {"image_size": list(cfg.image_size), "border_crop": cfg.border_crop}
 
 
@@ -121,6 +128,10 @@ def train_scratch_control(model: str, model_kwargs: Mapping[str, Any], train: An
     if not out_dir:
         print("scratch control skipped (control_out_dir is empty)")
         return None
+    if epochs < 1:
+        raise ConfigError(f"control_out_dir={out_dir!r} asks for a scratch control but control_epochs={epochs}. "
+                          "Fix: control_epochs >= 1 (as many steps as 02 + 03 give the pretrained model), "
+                          "or control_out_dir='' to skip it.")
     seed_everything(cfg.seed)
     kwargs = {**dict(model_kwargs), **({"pretrained": False} if "pretrained" in model_kwargs else {})}
     net = create_model(model, **kwargs)

@@ -41,3 +41,11 @@ def test_loss_curves_say_which_loss(tmp_path: Path) -> None:
     assert fig.axes[0].get_ylabel() == "silog loss"
     assert viz.curves(history.epochs, ["val_delta1"]).axes[0].get_ylabel() == "val_delta1"
     assert viz.curves(history.epochs, ylabel="m").axes[0].get_ylabel() == "m"
+
+
+def test_epoch_axis_has_whole_numbers_only() -> None:
+    # A 5-epoch fine-tune once showed ticks at 1.5, 2.5, ...
+    fig = viz.curves([{"epoch": e, "train_loss": 1.0 / e} for e in range(1, 6)], ["train_loss"])
+    fig.canvas.draw()
+    ticks = [t for t in fig.axes[0].get_xticks() if 1 <= t <= 5]
+    assert ticks and all(float(t).is_integer() for t in ticks), ticks

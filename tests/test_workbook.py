@@ -8,7 +8,7 @@ import torch
 from depthlib import workbook
 from depthlib.config import DataConfig
 from depthlib.data import open_source
-from depthlib.errors import DataError
+from depthlib.errors import ConfigError, DataError
 from depthlib.predict import predict
 
 
@@ -85,3 +85,14 @@ def test_each_evaluation_progress_bar_names_its_model(capsys):
     assert f"evaluate previous [{proto.name}]" in err and f"evaluate current [{proto.name}]" in err
     workbook.evaluate_all({"current": FakeModel()}, ds, protocol=proto, device="cpu", alignment="median")
     assert f"evaluate current, median aligned [{proto.name}]" in capsys.readouterr().err
+
+
+def test_settings_a_run_could_not_use_are_refused_before_training():
+    # A border crop predict cannot replay was once found out only when 04 loaded the finished checkpoint; a
+    # control with 0 epochs trained nothing and 04 failed on its missing best.pt.
+    assert workbook.data_settings(DataConfig(image_size=(64, 96), border_crop="none")) == {
+        "image_size": [64, 96], "border_crop": "none"}
+    with pytest.raises(ConfigError, match=r"border_crop='detect' cannot be replayed at inference.*Fix: border_crop='nyu'"):
+        workbook.data_settings(DataConfig(border_crop="detect"))
+    with pytest.raises(ConfigError, match=r"control_epochs=0\. Fix: control_epochs >= 1"):
+        workbook.train_scratch_control("unet", {}, None, None, None, out_dir="checkpoints/x/scratch", epochs=0, lr=1e-3)
