@@ -41,7 +41,12 @@ def test_labeled_frame_in_tenth_mm_equals_the_mm_png(tmp_path, sample_dir, share
     diff = np.abs(f.depth.astype(np.float64) - ref.depth)
     assert diff.max() <= 1e-3 + 1e-6 and diff.mean() < 6e-4, (diff.max(), diff.mean())
     # The same file read as millimetres would be 10x too deep: the difference is not tolerance-sized.
-    assert np.abs(open_source("pairs", str(root), depth_scale=1e-3)[0].depth[f.valid] - ref.depth[f.valid]).mean() > 1.0
+    wrong = open_source("pairs", str(root), depth_scale=1e-3, check_frames=0)   # the unit check skipped on purpose
+    assert np.abs(wrong[0].depth[f.valid] - ref.depth[f.valid]).mean() > 1.0
+    # ...which the unit check refuses: a 29 m median is beyond the 10 m max_depth, nearly every pixel masked.
+    with pytest.raises(DataError, match=r"uint16 depth's median is 29.4[0-9] m \(plausible: 0.1-10 m\).*"
+                                        r"0.0001 \(0.1 mm\).*Fix: declare the unit"):
+        open_source("pairs", str(root), depth_scale=1e-3)
 
 
 def test_undeclared_integer_scale_is_refused_with_the_value_range(tmp_path, sample_dir, shared_nyu) -> None:
@@ -56,14 +61,34 @@ def test_undeclared_integer_scale_is_refused_with_the_value_range(tmp_path, samp
     assert "depth_scale=1 (metres" not in msg     # 29 km median: not offered as a likely choice
 
 
-@pytest.mark.parametrize("scale,word", [(1.0, "median depth is 2.942e\\+04 m"), (1e-7, "median depth is 0.00294[0-9] m")])
-def test_implausible_scale_warns_and_a_plausible_one_does_not(tmp_path, sample_dir, shared_nyu, scale, word) -> None:
+@pytest.mark.parametrize("scale,word", [(1.0, "median is 2.942e\\+04 m"), (1e-7, "median is 0.00294[0-9] m")])
+def test_implausible_scale_is_refused_and_a_plausible_one_is_not(tmp_path, sample_dir, shared_nyu, scale,
+                                                                 word) -> None:
     root = _glob_layout(tmp_path, sample_dir, shared_nyu)
-    with pytest.warns(UserWarning, match=word + ".*implausible.*0.0001 \\(0.1 mm\\)"):
+    with pytest.raises(DataError, match=word + r".*probably wrong.*0.0001 \(0.1 mm\)"):
         open_source("pairs", str(root), depth_scale=scale, max_depth=1e9)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert open_source("pairs", str(root), depth_scale=1e-4).median_depth_m == pytest.approx(2.9415)
+
+
+def test_a_scene_in_another_unit_is_found_among_good_ones(tmp_path, sample_dir) -> None:
+    # A user trial stored one scene as 8-bit PNGs (0..255 = 0..10 m) and another as metres in uint16, declared as
+    # millimetres like the rest: only the first 3 spread frames were checked, so both went through silently.
+    root = tmp_path / "own"
+    frames = sorted(sample_dir.glob("data/nyu2_test/*_depth.png"))[:6]
+    for k, f in enumerate(frames):
+        scene = root / f"scene{k // 2}"
+        (scene / "rgb").mkdir(parents=True, exist_ok=True)
+        (scene / "depth").mkdir(exist_ok=True)
+        shutil.copy(str(f).replace("_depth", "_colors"), scene / "rgb" / f"{k}.png")
+        mm = np.array(Image.open(f))
+        out = (np.clip(mm / 10000 * 255, 0, 255).astype(np.uint8) if k // 2 == 2 else mm)   # scene2: 8-bit
+        Image.fromarray(out).save(scene / "depth" / f"{k}.png")
+    with pytest.raises(DataError, match=r"scene2/depth/4.png: with depth_scale 0.001 the uint8 depth's median is "
+                                        r"0.0[0-9]+ m .*0.0392157 \(0..255 = 0..10 m\)"):
+        open_source("pairs", str(root), depth_scale=1e-3)
+    assert len(open_source("pairs", str(root), depth_scale=1e-3, check_frames=0)) == 6
 
 
 def test_bts_frames_through_a_list_file(tmp_path, shared_nyu) -> None:
@@ -167,7 +192,7 @@ def test_float_depth_files_invalid_values_and_exr(tmp_path) -> None:
     np.save(root / "depth/a.npy", depth * 1000.0)
     (root / "depth/b.tif").unlink()
     (root / "rgb/b.jpg").unlink()
-    with pytest.warns(UserWarning, match="undeclared \\(float files are read as metres\\).*0.001 \\(millimetres\\)"):
+    with pytest.raises(DataError, match="undeclared \\(float files are read as metres\\).*0.001 \\(millimetres\\)"):
         open_source("pairs", str(root), max_depth=1e9)
     np.testing.assert_allclose(open_source("pairs", str(root), depth_scale=0.001)[0].depth[good], depth[good], rtol=1e-6)
     (root / "depth/a.npy").rename(root / "depth/a.exr")

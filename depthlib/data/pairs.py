@@ -210,15 +210,24 @@ class PairsSource:
         self.depth_unit_m, self.median_depth_m = self._check_units(check_frames)
 
     def _check_units(self, n: int) -> tuple[float, float]:
-        """Read up to n spread frames: refuse integer depth without a scale, warn on an implausible median."""
-        picks = sorted({int(round(x)) for x in np.linspace(0, len(self.pairs) - 1, max(1, min(n, len(self.pairs))))})
+        """Read n spread frames and each scene's first: refuse integer depth without a scale and a wrong scale.
+
+        n = 0 reads one frame (for the unit) and skips the plausibility check.
+        """
+        spread = {int(round(x)) for x in np.linspace(0, len(self.pairs) - 1, max(1, min(n, len(self.pairs))))}
+        firsts = {} if n == 0 else {p.scene: i for i, p in reversed(list(enumerate(self.pairs)))}
+        picks = sorted(spread | set(list(firsts.values())[:100]))
         raws = [read_depth_raw(self.pairs[i].depth) for i in picks]
         for i, raw in zip(picks, raws):
             if is_integer(raw) and self.depth_scale is None:
                 to_metres(raw, depth_scale=None, invalid=self.invalid, max_depth=self.max_depth,
                           where=str(self.pairs[i].depth))  # raises the refusal with the value range
-        med = check_plausible(raws, depth_scale=self.depth_scale, invalid=self.invalid,
-                              where=f"{self.path} (depth of {len(raws)} frame(s))")
+        if n == 0:
+            med = float("nan")
+        else:
+            med = check_plausible(raws, depth_scale=self.depth_scale, invalid=self.invalid, max_depth=self.max_depth,
+                                  where=f"{self.path} (depth of {len(raws)} frame(s))",
+                                  names=[str(self.pairs[i].depth) for i in picks])
         # The prepared file stores depth exactly in the files' own unit when they are 8/16-bit, else millimetres.
         unit = float(self.depth_scale) if all(is_integer(r) and r.dtype.itemsize <= 2 for r in raws) else 0.001
         return unit, med

@@ -5,13 +5,13 @@ files (PNG, integer TIFF or .npy) carry no unit, and every common choice is in u
 Kinect / RealSense / NYU PNGs, 1/5000 m for TUM RGB-D, 0.1 mm for NYU's labeled export, 1/256 m for
 KITTI): reading them without a declared scale is refused with the stored value range and what each
 common scale would make of it. Float files (float TIFF, float .npy) default to metres. A declared scale
-that puts the median depth above 100 m or below 1 cm warns.
+that puts a checked frame's median depth below 10 cm or above 100 m, or the median of the checked frames beyond
+max_depth (where nearly every pixel would be masked), is refused with the scales that would fit.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Sequence
 
 import numpy as np
@@ -28,7 +28,7 @@ UNIT_CANDIDATES: list[tuple[float, str]] = [
     (1e-2, "centimetres"),
     (1.0, "metres"),
 ]
-PLAUSIBLE_MEDIAN_M = (0.01, 100.0)  # a scene whose median depth is outside this is almost surely a wrong unit
+PLAUSIBLE_MEDIAN_M = (0.1, 100.0)  # a frame whose median depth is outside this is almost surely in a wrong unit
 
 InvalidSpec = float | int | str | Sequence[float | int | str] | None
 
@@ -91,18 +91,35 @@ def to_metres(raw: np.ndarray, *, depth_scale: float | None, invalid: InvalidSpe
     return np.where(valid, metres, 0.0).astype(np.float32), valid
 
 
-def check_plausible(raws: Sequence[np.ndarray], *, depth_scale: float | None, invalid: InvalidSpec, where: str) -> float:
-    """Median depth in metres of the stored values of `raws` under the scale (before max_depth); warns if implausible."""
+def check_plausible(raws: Sequence[np.ndarray], *, depth_scale: float | None, invalid: InvalidSpec, where: str,
+                    names: Sequence[str] | None = None, max_depth: float = math.inf) -> float:
+    """Median depth in metres of the stored values of `raws` under the scale (before max_depth).
+
+    Refuses (DataError) a frame whose median is outside PLAUSIBLE_MEDIAN_M, or a pooled median beyond max_depth:
+    both mean a wrong depth_scale (metres stored as millimetres, 8-bit 0..255 read as millimetres, 0.1 mm as mm).
+    `names` name each raw in the message.
+    """
     scale = 1.0 if depth_scale is None else float(depth_scale)
-    vals = np.concatenate([r[stored_valid(r, invalid)].ravel().astype(np.float64) for r in raws])
+    valid = [r[stored_valid(r, invalid)].ravel().astype(np.float64) for r in raws]
+    vals = np.concatenate(valid)
     if vals.size == 0:
         raise DataError(where, "no valid depth in the frames checked.", "check the depth files and the invalid value.")
-    med = float(np.median(vals)) * scale
+    stated = "undeclared (float files are read as metres)" if depth_scale is None else f"{depth_scale:g}"
     lo, hi = PLAUSIBLE_MEDIAN_M
-    if not lo <= med <= hi:
-        likely = [f"{s:.6g} ({what.split(':')[0]})" for s, what in UNIT_CANDIDATES if lo <= med / scale * s <= hi]
-        stated = "undeclared (float files are read as metres)" if depth_scale is None else f"{depth_scale:g}"
-        warnings.warn(f"{where}: with depth_scale {stated} the median depth is {med:.4g} m, implausible "
-                      f"(outside {lo:g}-{hi:g} m): the scale is probably wrong. Scales that give a plausible "
-                      f"median: {', '.join(likely) or 'none of the common ones'}.", UserWarning, stacklevel=3)
+
+    def refuse(what: str, stored_median: float, band: tuple[float, float], dtype: np.dtype) -> DataError:
+        likely = [f"{s:.6g} ({w.split(':')[0]})" for s, w in UNIT_CANDIDATES if band[0] <= stored_median * s <= band[1]]
+        bits = f"{dtype} " if np.issubdtype(dtype, np.integer) else ""
+        return DataError(what, f"with depth_scale {stated} the {bits}depth's median is {stored_median * scale:.4g} m "
+                         f"(plausible: {band[0]:g}-{band[1]:g} m): the scale is probably wrong. Scales that fit: "
+                         f"{', '.join(likely) or 'none of the common ones'}.",
+                         "declare the unit the files are stored in (depth_scale = metres per stored value); "
+                         "if the depth really is so, check_frames=0 skips this check.")
+
+    for k, (raw, v) in enumerate(zip(raws, valid)):
+        if v.size and not lo <= float(np.median(v)) * scale <= hi:
+            raise refuse(names[k] if names else where, float(np.median(v)), (lo, hi), raw.dtype)
+    med = float(np.median(vals)) * scale
+    if med > max_depth:
+        raise refuse(where, med / scale, (lo, min(hi, max_depth)), raws[0].dtype)
     return med
