@@ -255,12 +255,19 @@ def _cmd_export(a: argparse.Namespace) -> int:
     data = training_data(checkpoint)
     trained = data.get("image_size") or (240, 320)
     height, width = a.height or int(trained[0]), a.width or int(trained[1])
+    shape = f"fixed 1x3x{height}x{width} input" if a.no_dynamic else "dynamic batch and size: can take minutes on a CPU"
+    print(f"exporting {checkpoint} to ONNX ({shape})...", file=sys.stderr, flush=True)
     path = export_onnx(model, cli_path(a.out), height=height, width=width, flip_average=a.flip, opset=a.opset,
                        dynamic=not a.no_dynamic, train_data=data)
     msg = f"wrote {path}"
     if not a.no_check:
         gen = torch.Generator().manual_seed(0)
-        err = check_onnx(model, path, torch.rand(2, 3, height, width, generator=gen), flip_average=a.flip)
+        batch = 1 if a.no_dynamic else 2          # a fixed graph takes exactly its example's shape
+        try:
+            err = check_onnx(model, path, torch.rand(batch, 3, height, width, generator=gen), flip_average=a.flip)
+        except BaseException:
+            Path(path).unlink(missing_ok=True)    # a file that failed its check is not left behind as if it were good
+            raise
         msg += f" (ONNX Runtime matches PyTorch: max |diff| {err:.2g} m)"
     if data:
         msg += ("\nnote: the graph runs the network on the image as given; `depthlib predict` also replays the "

@@ -129,3 +129,14 @@ def test_flip_averaged_fixed_size_export(tmp_path: Path, frames: torch.Tensor) -
     path = export_onnx(model, tmp_path / "flip.onnx", height=64, width=96, flip_average=True, dynamic=False)
     assert check_onnx(model, path, x, flip_average=True) <= 1e-4
     assert float((run_onnx(path, x) - predict(model, x, flip_average=False)).abs().max()) > 1e-4
+
+
+@pytest.mark.slow
+def test_cli_fixed_size_export_checks_with_its_own_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # --no-dynamic was checked with a batch of 2 against its batch-1 graph: an ONNX Runtime traceback, every time,
+    # and the file left behind.
+    ck = tiny_checkpoint(tmp_path / "t.pt", data={"image_size": [64, 96], "border_crop": "nyu"})
+    assert main(["export-onnx", "--checkpoint", str(ck), "--out", str(tmp_path / "fixed.onnx"), "--no-dynamic"]) == 0
+    out = capsys.readouterr()
+    assert "ONNX Runtime matches PyTorch" in out.out and "fixed 1x3x64x96 input" in out.err
+    assert run_onnx(tmp_path / "fixed.onnx", torch.rand(1, 3, 64, 96)).shape[0] == 1
