@@ -39,15 +39,36 @@ def parse_settings(items: Sequence[str], what: str) -> dict[str, Any]:
     return out
 
 
+def check_types(given: dict[str, Any], defaults: dict[str, Any], what: str) -> None:
+    """Refuse a value whose JSON type does not fit the setting's default (epochs=one, lr=fast, amsgrad=yes)."""
+    kinds = ((bool, (bool,), "true or false"), (int, (int,), "a whole number"), (float, (int, float), "a number"),
+             (str, (str,), "a text"), (list, (list,), "a JSON list"), (tuple, (list,), "a JSON list"))
+    for key, value in list(given.items()):
+        if key not in defaults or defaults[key] is None or key == "border_crop":  # border_crop: a name or 4 numbers
+            continue  # unknown names are refused by from_dict, with the known ones
+        default = defaults[key]
+        if isinstance(default, str) and isinstance(value, (int, float)) and not isinstance(value, bool):
+            given[key] = value = str(value)  # out_dir=2024 is a folder name, not a number
+        for kind, accepted, words in kinds:
+            if isinstance(default, kind):
+                if not isinstance(value, accepted) or (kind is not bool and isinstance(value, bool)):
+                    raise ConfigError(f"--{what} {key}={json.dumps(value)} must be {words} (default "
+                                      f"{json.dumps(default)}). Fix: e.g. {key}={json.dumps(default)}.")
+                break
+
+
 def build_configs(args: argparse.Namespace) -> tuple[DataConfig, ModelConfig, TrainConfig]:
     """The three settings dataclasses from the command line (unknown names are refused)."""
     given = parse_settings(args.data, "data")
     unused = sorted(set(given) & set(_NOT_USED_HERE))
     if unused:
         raise ConfigError(f"--data {', '.join(unused)}: train_cli reads the prepared file given by --prepared; drop them.")
+    check_types(given, to_dict(DataConfig()), "data")
     data = from_dict(DataConfig, {**to_dict(DataConfig()), **given})
     model = ModelConfig(name=args.model, kwargs=json.loads(args.model_kwargs))
-    train = from_dict(TrainConfig, {**to_dict(TrainConfig()), **parse_settings(args.train, "train")})
+    train_given = parse_settings(args.train, "train")
+    check_types(train_given, to_dict(TrainConfig()), "train")
+    train = from_dict(TrainConfig, {**to_dict(TrainConfig()), **train_given})
     return data, model, train
 
 

@@ -438,3 +438,25 @@ def test_wise_alpha_mixes_best_with_the_starting_weights_and_keeps_last_as_train
         torch.testing.assert_close(v, want, rtol=1e-6, atol=1e-7, msg=k)
     with pytest.raises(ConfigError, match=r"different run \(wise_alpha: 0.25 there, 0.5 now"):
         fit(_unet(), data, None, cfg(tmp_path / "ft", **{**kw, "wise_alpha": 0.5}))
+
+
+def test_train_cli_refuses_a_setting_of_the_wrong_type_by_name():
+    # epochs=one reached check_config as "'<' not supported between 'str' and 'int'", a Python traceback.
+    import argparse
+
+    from depthlib import train_cli
+
+    def configs(train=(), data=()):
+        args = argparse.Namespace(data=list(data), train=list(train), model="unet", model_kwargs="{}")
+        return train_cli.build_configs(args)
+
+    with pytest.raises(ConfigError, match=r"--train epochs=\"one\" must be a whole number \(default 1\)\. Fix: e\.g\. epochs=1"):
+        configs(train=["epochs=one"])
+    with pytest.raises(ConfigError, match=r"--train amsgrad=\"yes\" must be true or false"):
+        configs(train=["amsgrad=yes"])
+    with pytest.raises(ConfigError, match=r"--data zoom_max=\"big\" must be a number"):
+        configs(data=["zoom_max=big"])
+    _, _, train = configs(train=["lr=1", "out_dir=2024", "epochs=3"])
+    assert train.lr == 1 and train.out_dir == "2024" and train.epochs == 3
+    data, _, _ = configs(data=["border_crop=[6,6,7,7]"])
+    assert list(data.border_crop) == [6, 6, 7, 7]
