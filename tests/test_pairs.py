@@ -213,3 +213,11 @@ def test_csv_list_with_header_scene_column_and_intrinsics(tmp_path, shared_nyu) 
     csv_file.write_text("a b c d e\n")
     with pytest.raises(DataError, match="5 fields, a count with no default meaning.*columns="):
         open_source("pairs", str(root), files=str(csv_file), depth_scale=0.001)
+
+
+def test_numbers_typed_as_text_are_refused_by_name(sample_dir) -> None:
+    # '"0.001"' in source_options reached numpy as "'>' not supported between 'str' and 'int'".
+    with pytest.raises(DataError, match=r"depth_scale must be a number, got '0.001'\. Fix: write it without quotes"):
+        open_source("pairs", str(sample_dir / "raw_depth"), depth_scale="0.001")
+    with pytest.raises(DataError, match=r"max_depth must be a number, got '10m'.*e\.g\. max_depth=10\."):
+        open_source("pairs", str(sample_dir / "raw_depth"), depth_scale=0.001, max_depth="10m")

@@ -138,7 +138,8 @@ def test_bad_files_and_mismatches(tmp_path: Path) -> None:
             f = super().__getitem__(i)
             return f if i < 2 else Frame(f.rgb[:8], f.depth[:8], f.valid[:8], f.name, f.scene)
 
-    with pytest.raises(DataError, match="32x8.*32x24"):
+    with pytest.raises(DataError, match=r"frame is 32x8, but the prepared file's frames are 32x24 .*"
+                                        r"Fix: bring every frame to one size"):
         write_prepared(Mixed(), tmp_path / "mixed.h5", progress=False)
 
 

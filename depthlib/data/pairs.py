@@ -184,6 +184,11 @@ class PairsSource:
         self.path = str(path)
         if not root.is_dir():
             raise DataError(root, "data folder not found.", "point source_path at the folder holding your frames.")
+        for name, value, example in (("depth_scale", depth_scale, "0.001"), ("max_depth", max_depth, "10"),
+                                     ("focal", focal, "518.86")):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise DataError(root, f"{name} must be a number, got {value!r}.",
+                                f"write it without quotes or units, e.g. {name}={example}.")
         if depth_scale is not None and not depth_scale > 0:
             raise DataError(root, f"depth_scale must be positive metres per stored unit, got {depth_scale!r}.")
         if focal is not None and intrinsics is not None:

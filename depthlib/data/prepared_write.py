@@ -82,8 +82,10 @@ def _row(source: FrameSource, i: int, *, hw: tuple[int, int], codec: str, qualit
     """source[i] as stored -> (JPEG bytes or RGB uint8 [H,W,3], depth codes uint16 [H,W], valid, copied, crc32)."""
     fr = frame if frame is not None else source[i].check(source.path)
     if fr.depth.shape != hw:
-        raise DataError(f"{source.path} [{fr.name}]", f"frame is {fr.depth.shape[1]}x{fr.depth.shape[0]}, the "
-                        f"file holds {hw[1]}x{hw[0]}.", "prepare one resolution per file.")
+        raise DataError(f"{source.path} [{fr.name}]", f"frame is {fr.depth.shape[1]}x{fr.depth.shape[0]}, but the "
+                        f"prepared file's frames are {hw[1]}x{hw[0]} (the first frame's size).",
+                        "bring every frame to one size before 01 (resize or crop RGB and depth alike), or prepare "
+                        "each size into its own file (a source per size).")
     # Invariant the fast loader relies on: code 0 <=> invalid (valid depths below half a unit become 1).
     d = np.where(fr.valid, np.maximum(np.round(fr.depth / unit), 1), 0)
     if d.max() > 65535:
