@@ -65,7 +65,7 @@ def build_configs(args: argparse.Namespace) -> tuple[DataConfig, ModelConfig, Tr
         raise ConfigError(f"--data {', '.join(unused)}: train_cli reads the prepared file given by --prepared; drop them.")
     check_types(given, to_dict(DataConfig()), "data")
     data = from_dict(DataConfig, {**to_dict(DataConfig()), **given})
-    model = ModelConfig(name=args.model, kwargs=json.loads(args.model_kwargs))
+    model = ModelConfig(name=args.model or "unet", kwargs=json.loads(args.model_kwargs))
     train_given = parse_settings(args.train, "train")
     check_types(train_given, to_dict(TrainConfig()), "train")
     train = from_dict(TrainConfig, {**to_dict(TrainConfig()), **train_given})
@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m depthlib.train_cli", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=settings_help())
     p.add_argument("--prepared", required=True, help="prepared HDF5 file (notebook 01) with train/val splits")
-    p.add_argument("--model", default="unet", help="registered model name (default: %(default)s)")
+    p.add_argument("--model", default=None, help="registered model name (default: unet); with --train init_from=CKPT "
+                   "and no --model / --model-kwargs, the checkpoint's own architecture")
     p.add_argument("--model-kwargs", default="{}", help="JSON keyword arguments of create_model (default: %(default)s)")
     p.add_argument("--data", nargs="*", default=[], metavar="NAME=VALUE",
                    help="DataConfig settings, each defaulting as listed below")
@@ -120,6 +121,7 @@ def summary(history: Any, cfg: TrainConfig) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Build datasets and model, run fit, print the best epoch; 2 on a depthlib error."""
     from . import workbook
+    from .checkpoint import load_model
     from .models import create_model
     from .train import fit
     from .reproducibility import seed_everything
@@ -130,7 +132,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         train_cfg.data = workbook.data_settings(data_cfg)
         sets = workbook.training_sets(args.prepared, data_cfg)
         seed_everything(train_cfg.seed)  # before the model is built: its initial weights are part of the run
-        history = fit(create_model(model_cfg.name, **model_cfg.kwargs), sets["train"], sets.get("val"), train_cfg)
+        if train_cfg.init_from and args.model is None and args.model_kwargs == "{}":
+            net = load_model(train_cfg.init_from)  # fine-tuning: the architecture the checkpoint holds, as 03 does
+        else:
+            net = create_model(model_cfg.name, **model_cfg.kwargs)
+        history = fit(net, sets["train"], sets.get("val"), train_cfg)
     except DepthlibError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -238,6 +238,21 @@ def test_train_cli_runs_fit_on_the_prepared_sets(tmp_path, monkeypatch, capsys):
     assert "lr_schedule" in capsys.readouterr().err
 
 
+def test_train_cli_fine_tunes_the_architecture_init_from_holds(tmp_path, monkeypatch, capsys):
+    # A user trial fine-tuned the sample checkpoint with train_cli: without --model it built a U-Net and was refused.
+    from depthlib import train_cli, workbook
+
+    monkeypatch.setattr(workbook, "training_sets", lambda path, data_cfg: {"train": SynthDepth(4), "val": None})
+    first = ["--prepared", "x.h5", "--model-kwargs", '{"width": 4, "depth": 2, "head": "log"}', "--data",
+             "image_size=[24,24]", "--train", "epochs=1", "batch_size=2", "device=cpu", "progress=false"]
+    assert train_cli.main([*first, f"out_dir={tmp_path / 'a'}"]) == 0
+    again = ["--prepared", "x.h5", "--data", "image_size=[24,24]", "--train", "epochs=1", "batch_size=2", "device=cpu",
+             "progress=false", f"init_from={tmp_path / 'a' / 'last.pt'}", f"out_dir={tmp_path / 'b'}"]
+    assert train_cli.main(again) == 0, capsys.readouterr().err
+    ck = load_checkpoint(tmp_path / "b" / "last.pt")
+    assert ck["arch"] == "unet" and ck["model_config"]["head"] == "log" and ck["model_config"]["width"] == 4
+
+
 def test_init_from_another_architecture_is_a_clear_error(tmp_path):
     from depthlib.errors import CheckpointError
 
