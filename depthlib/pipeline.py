@@ -219,6 +219,19 @@ def _run_locked(plan: Plan, *, progress: bool, log_output: bool) -> Plan:
     return plan
 
 
+def _show_papermill_log() -> None:
+    """papermill streams cell output through its logger at INFO, which no handler shows by default."""
+    import logging
+
+    log = logging.getLogger("papermill")
+    log.setLevel(logging.INFO)
+    if not any(getattr(h, "_depthlib", False) for h in log.handlers):
+        h = logging.StreamHandler(sys.stdout)
+        h.setFormatter(logging.Formatter("%(message)s"))
+        h._depthlib = True  # type: ignore[attr-defined]
+        log.addHandler(h)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry: python -m depthlib.pipeline [--profile sample] [--only 02 03] [--set 02_train:epochs=3]."""
     ap = argparse.ArgumentParser(prog="python -m depthlib.pipeline", description=__doc__.split("\n")[0])
@@ -242,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.dry_run:
         print(json.dumps(plan.steps, indent=2))
         return 0
+    if a.log_output:
+        _show_papermill_log()
     try:
         run(plan, log_output=a.log_output)
     except LockError as e:

@@ -310,3 +310,23 @@ def test_explore_defaults_are_what_the_sample_pipeline_runs():
     planned = make_plan("sample", only=["05"]).steps["05_explore"]
     assert {k: defaults[k] for k in planned} == planned
     assert (defaults["data_source"], defaults["data_split"]) == ("prepared", "test")
+
+
+def test_log_output_shows_what_the_notebooks_print(monkeypatch, capsys):
+    # --log-output promised the notebooks' output in the terminal, but papermill logs it at INFO with no handler.
+    import logging
+
+    from depthlib import pipeline
+
+    def fake_run(plan, log_output):
+        logging.getLogger("papermill").info("a line a notebook printed")
+
+    monkeypatch.setattr(pipeline, "run", fake_run)
+    log = logging.getLogger("papermill")
+    level, handlers = log.level, list(log.handlers)
+    try:
+        assert pipeline.main(["--profile", "ci", "--only", "01", "--log-output"]) == 0
+        assert "a line a notebook printed" in capsys.readouterr().out
+    finally:  # the handler writes to this test's captured stdout: leave the logger as it was
+        log.setLevel(level)
+        log.handlers[:] = handlers
