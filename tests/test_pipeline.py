@@ -180,7 +180,9 @@ def test_ci_profile_runs_every_notebook_in_a_fresh_root(fresh_root, capsys):
     shown = json.loads((fresh_root / "runs/ci/04_evaluate.ipynb").read_text())
     markdown = ["".join(o["data"]["text/markdown"]) for c in shown["cells"] for o in c.get("outputs", [])
                 if "text/markdown" in o.get("data", {})]
-    assert any(t.startswith("**Protocol: densedepth**") and "| metric |" in t for t in markdown)  # rendered in Lab
+    # rendered in Lab, each table under its heading
+    assert any(t.startswith("### Metric depth\n\n**Protocol: densedepth**") and "| metric |" in t for t in markdown)
+    assert any(t.startswith("### Relative depth (scale_shift aligned)") and "| metric |" in t for t in markdown)
 
     # running 02 again: the finished run stands and the pipeline says so
     run(make_plan("ci", only=["02"]), progress=False)
