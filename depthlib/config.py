@@ -114,6 +114,20 @@ def to_plain(v: Any) -> Any:
     return v
 
 
+def fits_default(value: Any, default: Any) -> bool:
+    """Whether a setting's value has its default's type: an int where a float is declared and a list where a tuple
+    is are fine, a bool is never a number, and None on either side is not checked."""
+    if default is None or value is None:
+        return True
+    if isinstance(value, bool) != isinstance(default, bool):
+        return False
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if isinstance(default, tuple):
+        return isinstance(value, (list, tuple))
+    return isinstance(value, type(default))
+
+
 def from_dict(cls: type[T], d: dict[str, Any]) -> T:
     """Build `cls` from a dict, refusing unknown keys and restoring tuple-typed fields."""
     names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]

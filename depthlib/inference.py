@@ -22,6 +22,7 @@ from .paths import resolve
 # The frame size NYU's white border belongs to (H, W); other sizes have no such border (see models.adapter).
 NYU_FRAME = (480, 640)
 _BORDERS = {"nyu": (NYU_BORDER, NYU_FRAME), "none": ((0, 0, 0, 0), None)}
+REPLAYABLE_CROPS = tuple(_BORDERS)  # the border_crop values a checkpoint can be used with on whole frames
 
 
 def load_for_inference(path: str | os.PathLike[str], *, device: str = "cpu", bf16: bool = False) -> nn.Module:
@@ -39,7 +40,7 @@ def _load(path: str | os.PathLike[str], device: str) -> nn.Module:
     if not data:
         return model.to(device).eval()
     crop = data.get("border_crop", "none")
-    if crop not in _BORDERS:
+    if crop not in REPLAYABLE_CROPS:
         raise CheckpointError(f"{path}: border_crop={crop!r} cannot be replayed at inference. "
                               "Fix: train with border_crop='nyu' or 'none'.")
     border, frame = _BORDERS[crop]

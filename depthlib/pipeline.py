@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config import fits_default
 from .errors import ConfigError
 from .lock import LockError, hold_lock
 from .notices import notices_in
@@ -79,12 +80,7 @@ def load_profile(name: str) -> dict[str, Any]:
 
 
 def _check_type(nb: str, key: str, value: Any, default: Any) -> None:
-    if default is None or value is None:
-        return
-    ok = isinstance(value, type(default)) or (isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool))
-    if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, bool):
-        ok = False
-    if not ok:
+    if not fits_default(value, default):
         raise ConfigError(f"{nb}: parameter {key!r} must be {type(default).__name__} like its default {default!r}, "
                           f"got {type(value).__name__} {value!r}.")
 

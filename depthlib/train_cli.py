@@ -20,7 +20,7 @@ import os
 import sys
 from typing import Any, Sequence
 
-from .config import DataConfig, ModelConfig, TrainConfig, from_dict, to_dict
+from .config import DataConfig, ModelConfig, TrainConfig, fits_default, from_dict, to_dict
 from .errors import ConfigError, DepthlibError
 from .paths import resolve
 
@@ -41,20 +41,18 @@ def parse_settings(items: Sequence[str], what: str) -> dict[str, Any]:
 
 def check_types(given: dict[str, Any], defaults: dict[str, Any], what: str) -> None:
     """Refuse a value whose JSON type does not fit the setting's default (epochs=one, lr=fast, amsgrad=yes)."""
-    kinds = ((bool, (bool,), "true or false"), (int, (int,), "a whole number"), (float, (int, float), "a number"),
-             (str, (str,), "a text"), (list, (list,), "a JSON list"), (tuple, (list,), "a JSON list"))
+    words = {bool: "true or false", int: "a whole number", float: "a number", str: "a text", list: "a JSON list",
+             dict: "a JSON object"}
     for key, value in list(given.items()):
-        if key not in defaults or defaults[key] is None or key == "border_crop":  # border_crop: a name or 4 numbers
-            continue  # unknown names are refused by from_dict, with the known ones
+        if key not in defaults or key == "border_crop":  # unknown names: from_dict refuses them; border_crop: a name
+            continue                                     # or 4 numbers
         default = defaults[key]
         if isinstance(default, str) and isinstance(value, (int, float)) and not isinstance(value, bool):
             given[key] = value = str(value)  # out_dir=2024 is a folder name, not a number
-        for kind, accepted, words in kinds:
-            if isinstance(default, kind):
-                if not isinstance(value, accepted) or (kind is not bool and isinstance(value, bool)):
-                    raise ConfigError(f"--{what} {key}={json.dumps(value)} must be {words} (default "
-                                      f"{json.dumps(default)}). Fix: e.g. {key}={json.dumps(default)}.")
-                break
+        if not fits_default(value, default):
+            kind = words.get(type(default), type(default).__name__)
+            raise ConfigError(f"--{what} {key}={json.dumps(value)} must be {kind} (default {json.dumps(default)}). "
+                              f"Fix: e.g. {key}={json.dumps(default)}.")
 
 
 def build_configs(args: argparse.Namespace) -> tuple[DataConfig, ModelConfig, TrainConfig]:

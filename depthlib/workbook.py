@@ -23,7 +23,7 @@ from .data.prepared_loader import PreparedTorchDataset
 from .data.holes import with_holes_filled  # noqa: F401  (a notebook step)
 from .data.transforms import build_transforms
 from .errors import ConfigError, DataError
-from .inference import load_for_inference
+from .inference import REPLAYABLE_CROPS, load_for_inference
 from .models.heads import make_head
 from .paths import resolve
 from .predict import predict
@@ -96,7 +96,7 @@ def data_settings(cfg: DataConfig) -> dict[str, Any]:
     Refuses a border crop that inference cannot replay (predict, 04 and 05 apply one fixed crop to every image):
     before training, not after it.
     """
-    if cfg.border_crop not in ("nyu", "none"):
+    if cfg.border_crop not in REPLAYABLE_CROPS:
         raise ConfigError(f"border_crop={cfg.border_crop!r} cannot be replayed at inference (predict, 04 and 05 apply "
                           "one fixed crop to every image). Fix: border_crop='nyu' for NYU's labeled frames, else 'none'.")
     return {"image_size": list(cfg.image_size), "border_crop": cfg.border_crop}

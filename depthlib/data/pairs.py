@@ -220,7 +220,9 @@ class PairsSource:
         n = 0 reads one frame (for the unit) and skips the plausibility check.
         """
         spread = {int(round(x)) for x in np.linspace(0, len(self.pairs) - 1, max(1, min(n, len(self.pairs))))}
-        firsts = {} if n == 0 else {p.scene: i for i, p in reversed(list(enumerate(self.pairs)))}
+        firsts: dict[str, int] = {}
+        for i, p in enumerate(self.pairs if n else ()):
+            firsts.setdefault(p.scene, i)
         picks = sorted(spread | set(list(firsts.values())[:100]))
         raws = [read_depth_raw(self.pairs[i].depth) for i in picks]
         for i, raw in zip(picks, raws):
