@@ -90,6 +90,17 @@ def test_raw_scene_pairs_by_nearest_timestamp(shared_nyu: Path, tmp_path: Path) 
     assert f.rgb.shape == (480, 640, 3) and f.depth.shape == (480, 640)
 
 
+def test_raw_scene_pairs_with_the_nearest_rgb_before_the_depth(shared_nyu: Path, tmp_path: Path) -> None:
+    """Depth at 100.01 s pairs with the RGB frame at 100.00 s (10 ms before), not 100.04 s (30 ms after)."""
+    rgbs = ["r-99.900000-1.ppm", "r-100.000000-2.ppm", "r-100.040000-3.ppm"]
+    _scene(tmp_path, shared_nyu, ["d-100.010000-1.pgm"], rgbs)
+    src = open_source("raw_kinect", str(tmp_path))
+    assert src.names == ["bedroom_0001/d-100.010000-1"]
+    f = src[0]
+    # dt = RGB time - depth time; 100.00 - 100.01 in float64 is -0.01 within 1e-13.
+    assert f.meta["rgb_file"].endswith("r-100.000000-2.ppm") and abs(f.meta["dt"] + 0.01) < 1e-9, f.meta
+
+
 def test_raw_scene_missing_depth_frames(shared_nyu: Path, tmp_path: Path) -> None:
     names = ["r-1.0-1.ppm", "d-1.01-1.pgm", "d-1.05-2.pgm"]
     _scene(tmp_path, shared_nyu, names[1:2], names[:1], index=names)
