@@ -53,8 +53,8 @@ log = logging.getLogger(__name__)
 # TrainConfig fields that define a run: resuming with another value would silently keep the old one
 # (the optimiser state restores lr, the schedule its shape), so a change is refused. Fields left out
 # (epochs, device, precision, workers, logging, max_steps, ...) may change between sessions.
-RUN_SETTINGS = ("lr", "betas", "weight_decay", "amsgrad", "scheduler", "warmup_steps", "grad_clip", "grad_accum",
-                "seed", "lr_step_size", "lr_gamma", "min_lr_ratio", "gpu_augment", "aug_flip_p", "aug_swap_p",
+RUN_SETTINGS = ("lr", "encoder_lr_mult", "betas", "weight_decay", "amsgrad", "scheduler", "warmup_steps", "grad_clip",
+                "grad_accum", "seed", "lr_step_size", "lr_gamma", "min_lr_ratio", "gpu_augment", "aug_flip_p", "aug_swap_p",
                 "wise_alpha")
 FRESH_HINT = "in the pipeline: --fresh"
 
