@@ -98,6 +98,36 @@ def test_fast_loader_matches_frames_and_augments(tmp_path: Path) -> None:
     assert torch.equal(clone[1]["depth"], ds[1]["depth"])
 
 
+@pytest.mark.parametrize("codec", ["raw", "jpeg"])
+def test_fast_loader_serves_each_splits_own_frames(tmp_path: Path, codec: str) -> None:
+    """Every item of the fast loader over one split is the frame PreparedDataset gives for that split and index.
+
+    The splits interleave, so a split's item k is never row k of the file: serving rows by position would
+    hand validation the training frames.
+    """
+    src = _Source(n=9)
+    splits = ["train", "val", "test"] * 3
+    p = write_prepared(src, tmp_path / f"{codec}.h5", split=splits, rgb_codec=codec, progress=False)
+    for split in ("train", "val", "test"):
+        ref = PreparedDataset(str(p), split=split)
+        fast = PreparedTorchDataset(str(p), split=split, flip_p=0.0, swap_p=0.0)
+        expect = [n for n, s in zip(src.names, splits) if s == split]
+        assert len(fast) == len(ref) == 3 and ref.names == expect
+        picked = PreparedTorchDataset(ref, indices=[2, 0], flip_p=0.0, swap_p=0.0)   # a subset of the split
+        for s, k in [(fast[k], k) for k in range(3)] + [(picked[0], 2), (picked[1], 0)]:
+            f = ref[k]
+            assert s["name"] == f.name == expect[k] and f.meta["split"] == split
+            np.testing.assert_array_equal(s["valid"][0].numpy(), f.valid)
+            # Both are the stored uint16 code times the float32 unit, one rounding each: equal bit for bit.
+            np.testing.assert_array_equal(s["depth"][0].numpy(), f.depth)
+            got = (s["image"].numpy() * 255).round().astype(int)   # k/255 in float32 rounds back to k exactly
+            # raw: the stored pixels. jpeg: torchvision and PIL decode the same file; they may differ by IDCT
+            # rounding and chroma upsampling (a level or two on these smooth frames); frames of neighbouring
+            # rows differ by 40 levels in blue.
+            atol = 0 if codec == "raw" else 3
+            np.testing.assert_allclose(got, f.rgb.transpose(2, 0, 1).astype(int), rtol=0, atol=atol)
+
+
 def test_interrupted_write_resumes_and_partial_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "prep.h5"
     with pytest.raises(KeyboardInterrupt):
