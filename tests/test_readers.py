@@ -181,6 +181,34 @@ def test_labeled_mat_real_layout_file_matches_depth2hha_png(shared_nyu: Path) ->
     np.testing.assert_array_equal(filled.rgb, dd.rgb)
 
 
+def _rewritable(path: Path) -> bool:
+    """True when this process holds no HDF5 handle on `path`: HDF5 refuses to truncate a file it has open."""
+    try:
+        with h5py.File(path, "w"):
+            return True
+    except OSError:
+        return False
+
+
+def test_labeled_mat_releases_its_file(tmp_path: Path) -> None:
+    """Opening, close() and the with-block leave no HDF5 handle: the .mat can be rewritten in this process."""
+    p = tmp_path / "labeled.mat"
+    _labeled_mat(p)
+    src = open_source("labeled_mat", str(p))
+    assert _rewritable(p)                      # reading the frame list holds no handle
+    _labeled_mat(p)
+    first = src[1]
+    assert not _rewritable(p)                  # a frame read holds one (the check is not vacuous)
+    src.close()
+    assert _rewritable(p)
+    _labeled_mat(p)
+    with open_source("labeled_mat", str(p)) as src:
+        again = src[1]
+    assert _rewritable(p)
+    np.testing.assert_array_equal(again.rgb, first.rgb)
+    np.testing.assert_array_equal(again.depth, first.depth)
+
+
 def test_official_splits(shared_nyu: Path, tmp_path: Path) -> None:
     s = read_splits(shared_nyu / "metadata/splits.mat")
     assert len(s["train"]) == 795 and len(s["test"]) == 654

@@ -6,6 +6,8 @@ and ``depths[i].T``. ``depth="filled"`` gives the toolbox's colorization-filled 
 ``depth="raw"`` the registered Kinect depth with 0 = missing. ``scenes`` / ``sceneTypes`` (cells of char
 arrays, stored as object references) become Frame.scene and meta["scene_type"] when present.
 The official 795/654 split lives in a separate ``splits.mat`` (MATLAB 5 format: scipy, not h5py), 1-based.
+The reader holds no HDF5 handle until a frame is read; ``close()`` or a ``with`` block releases it, so the
+file can then be replaced, rewritten or deleted.
 """
 
 from __future__ import annotations
@@ -62,18 +64,18 @@ class LabeledMatSource:
         self.depth_key = DEPTH_KEYS[depth]
         self._f: h5py.File | None = None
         self._pid = -1
-        f = self.file()
-        for key in ("images", self.depth_key):
-            if key not in f:
-                raise DataError(path, f"has no {key!r} dataset (has {sorted(f.keys())[:12]}).",
-                                "use nyu_depth_v2_labeled.mat (v7.3) or a file in its layout.")
-        img, dep = f["images"], f[self.depth_key]
-        if img.ndim != 4 or img.shape[1] != 3 or dep.shape != (img.shape[0],) + img.shape[2:]:
-            raise DataError(path, f"images {img.shape} / {self.depth_key} {dep.shape} are not the v7.3 layout "
-                            "(N, 3, W, H) / (N, W, H).", "a MATLAB v7.3 file read by h5py shows axes reversed.")
-        n = img.shape[0]
-        self.scene_list = self._cells(f, "scenes", n)
-        self.scene_types = self._cells(f, "sceneTypes", n)
+        with self._open() as f:  # the frame list only: no handle is held until a frame is read
+            for key in ("images", self.depth_key):
+                if key not in f:
+                    raise DataError(path, f"has no {key!r} dataset (has {sorted(f.keys())[:12]}).",
+                                    "use nyu_depth_v2_labeled.mat (v7.3) or a file in its layout.")
+            img, dep = f["images"], f[self.depth_key]
+            if img.ndim != 4 or img.shape[1] != 3 or dep.shape != (img.shape[0],) + img.shape[2:]:
+                raise DataError(path, f"images {img.shape} / {self.depth_key} {dep.shape} are not the v7.3 layout "
+                                "(N, 3, W, H) / (N, W, H).", "a MATLAB v7.3 file read by h5py shows axes reversed.")
+            n = img.shape[0]
+            self.scene_list = self._cells(f, "scenes", n)
+            self.scene_types = self._cells(f, "sceneTypes", n)
         if split == "all":
             self.indices = np.arange(n)
         elif split in ("train", "test"):
@@ -86,18 +88,33 @@ class LabeledMatSource:
         else:
             raise DataError(path, f"unknown split {split!r}.", "use 'all', 'train' or 'test'.")
 
+    def _open(self) -> h5py.File:
+        try:
+            return h5py.File(self.path, "r")
+        except FileNotFoundError:
+            raise DataError(self.path, "file not found.", "download nyu_depth_v2_labeled.mat (2.8 GB).") from None
+        except OSError as e:
+            raise DataError(self.path, f"cannot be opened as HDF5 / MATLAB v7.3 ({e}); truncated download?",
+                            "re-download nyu_depth_v2_labeled.mat (2.8 GB) and check its size.") from None
+
     def file(self) -> h5py.File:
-        """The HDF5 handle of this process (reopened after fork)."""
+        """The HDF5 handle of this process, opened at the first frame read (reopened after fork and after close)."""
         if self._f is None or self._pid != os.getpid():
-            try:
-                self._f = h5py.File(self.path, "r")
-            except FileNotFoundError:
-                raise DataError(self.path, "file not found.", "download nyu_depth_v2_labeled.mat (2.8 GB).") from None
-            except OSError as e:
-                raise DataError(self.path, f"cannot be opened as HDF5 / MATLAB v7.3 ({e}); truncated download?",
-                                "re-download nyu_depth_v2_labeled.mat (2.8 GB) and check its size.") from None
+            self._f = self._open()
             self._pid = os.getpid()
         return self._f
+
+    def close(self) -> None:
+        """Release this process's HDF5 handle (a later frame read opens it again)."""
+        if self._f is not None and self._pid == os.getpid():
+            self._f.close()
+        self._f = None  # a handle inherited through fork is the parent's to close
+
+    def __enter__(self) -> "LabeledMatSource":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_f": None}
