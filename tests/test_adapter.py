@@ -14,7 +14,7 @@ from depthlib.config import TrainConfig, to_dict
 from depthlib.errors import CheckpointError, ConfigError
 from depthlib.models import create_model
 from depthlib.inference import load_for_inference
-from depthlib.models.adapter import InputAdapter
+from depthlib.models.adapter import InputAdapter, place
 from depthlib.predict import predict
 
 
@@ -57,10 +57,11 @@ def test_border_crop_replays_only_on_the_frame_size_it_belongs_to():
     small = torch.rand(1, 3, 240, 320)  # not an NYU frame: no border to remove, resized whole
     assert torch.equal(a(small), plain(small))
     frame = torch.rand(1, 3, 480, 640)
-    cropped = plain(frame[..., 6:474, 7:632])  # the NYU frame: its border is cut as in training
+    # the NYU frame: its border is cut as in training, the prediction placed over the window's exact span (the
+    # placement is checked by hand in test_flip_crop)
+    inner = F.interpolate(frame[..., 6:474, 7:632], size=(32, 48), mode="bilinear", antialias=True, align_corners=False)
     assert not torch.equal(a(frame), plain(frame))
-    torch.testing.assert_close(a(frame)[..., 3:-3, 4:-4], F.interpolate(cropped, size=(234, 312), mode="bilinear",
-                                                                         align_corners=False))
+    torch.testing.assert_close(a(frame), place(m(inner), (480, 640), (6, 6, 7, 8), 2))
     for h, w in ((5, 7), (1, 1)):  # tiny images: a clear refusal, never a crash inside torch
         with pytest.raises(ConfigError, match=rf"{w}x{h} pixels .* the minimum is 8x8"):
             predict(a, torch.rand(1, 3, h, w))

@@ -15,12 +15,35 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def place(raw: Tensor, frame: Sequence[int], border: Sequence[int], stride: int) -> Tensor:
+    """raw float[B,C,h,w] predicted for the window inside `border` (top, bottom, left, right) of a frame (H, W)
+    -> float[B,C,ceil(H/stride),ceil(W/stride)] on the frame's output grid, bilinear; pixels centred outside the
+    window repeat its edge.
+
+    Output pixel i is centred at frame coordinate stride * (i + 0.5). The window is placed at its exact span:
+    rounding the crop to whole output pixels would misplace NYU's 7-column left border (round(7 / 2) = 4
+    output pixels, 8 frame columns) and stretch 625 columns over 624.
+    """
+    (h, w), (t, b, l, r) = frame, border
+    oh, ow = -(-h // stride), -(-w // stride)
+
+    def axis(n: int, size: int, lo: int, hi: int) -> Tensor:  # grid_sample's [-1, 1] spans the window's edges
+        centre = stride * (torch.arange(n, dtype=torch.float64) + 0.5)
+        return (2 * (centre - lo) / (size - lo - hi) - 1).to(raw.device, raw.dtype)
+
+    ys, xs = axis(oh, h, t, b), axis(ow, w, l, r)
+    grid = torch.stack(torch.broadcast_tensors(xs[None, :], ys[:, None]), dim=-1).expand(raw.shape[0], oh, ow, 2)
+    return F.grid_sample(raw, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 class InputAdapter(nn.Module):
-    """Wrap `model`: x[B,3,H,W] -> crop (top, bottom, left, right) -> resize to `input_size` -> model -> raw on HxW/stride.
+    """Wrap `model`: x[B,3,H,W] -> crop (top, bottom, left, right) -> resize to `input_size` -> model -> raw on HxW/stride,
+    placed over the crop's span (see `place`).
 
     The crop applies to frames of size `border_frame` (H, W) only; None applies it to every size.
     """
@@ -48,12 +71,7 @@ class InputAdapter(nn.Module):
         if tuple(inner.shape[-2:]) != tuple(size):
             inner = F.interpolate(inner, size=size, mode="bilinear", antialias=True, align_corners=False)
         raw = self.model(inner)
-        s = self.output_stride
-        oh, ow = -(-h // s), -(-w // s)
-        # Place the prediction over the cropped region of the output grid, then replicate into the border.
-        ct, cb, cl, cr = (round(t / s), round(b / s), round(l / s), round(r / s))
-        raw = F.interpolate(raw, size=(oh - ct - cb, ow - cl - cr), mode="bilinear", align_corners=False)
-        return F.pad(raw, (cl, cr, ct, cb), mode="replicate") if any((ct, cb, cl, cr)) else raw
+        return place(raw, (h, w), (t, b, l, r), self.output_stride)
 
     def extra_repr(self) -> str:
         return f"input_size={self.input_size}, border={self.border}, border_frame={self.border_frame}"
