@@ -73,7 +73,7 @@ class TrainConfig:
     wise_alpha: float = 1.0             # best.pt = alpha x trained + (1 - alpha) x init_from weights (WiSE-FT); 1 = trained
     log_every: int = 10
     tensorboard: bool = False
-    max_steps: int = 0                  # stop after this many optimiser steps; 0 = no cap
+    max_steps: int = 0                  # pause after this many optimiser steps (the LR schedule spans epochs); 0 = no cap
     progress: bool = True
     batch_size: int = 4                 # per process (per GPU under torchrun)
     num_workers: int = 0                # DataLoader workers per process

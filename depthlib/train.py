@@ -1,7 +1,8 @@
 """The one training loop: training, fine-tuning (init_from + freeze_encoder) and resume.
 
 fit(model, train, val, cfg) trains on Datasets of sample dicts and writes, under cfg.out_dir:
-last.pt (every epoch, every cfg.checkpoint_every steps, and when max_steps stops the run),
+last.pt (every epoch, every cfg.checkpoint_every steps, and when max_steps pauses the run: the LR
+schedule spans cfg.epochs, so resuming continues its curve),
 best.pt (lowest val loss; train loss without a val set), history.csv / history.json, and
 tensorboard/ when cfg.tensorboard. Launched by torchrun it trains with DistributedDataParallel
 (see depthlib.distributed); rank 0 alone logs and writes.
@@ -42,7 +43,8 @@ from .notices import notice
 from .paths import resolve
 from .history import History
 from .reproducibility import kernel_mode, rng_state, seed_everything, set_rng_state
-from .train_setup import check_config, init_weights, interpolate_weights, make_optimizer, make_scheduler
+from .train_setup import (check_config, check_schedule_kept, init_weights, interpolate_weights, lr_factor,
+                          make_optimizer, make_scheduler)
 from .train_step import batch_to, forward_with_targets, gpu_augment, validation_sums
 
 __all__ = ["Callback", "History", "NonFiniteLossError", "fit"]
@@ -52,7 +54,8 @@ log = logging.getLogger(__name__)
 
 # TrainConfig fields that define a run: resuming with another value would silently keep the old one
 # (the optimiser state restores lr, the schedule its shape), so a change is refused. Fields left out
-# (epochs, device, precision, workers, logging, max_steps, ...) may change between sessions.
+# (device, precision, workers, logging, max_steps, ...) may change between sessions; epochs too, unless
+# the LR schedule's curve depends on the run's length (train_setup.check_schedule_kept).
 RUN_SETTINGS = ("lr", "encoder_lr_mult", "betas", "weight_decay", "amsgrad", "scheduler", "warmup_steps", "grad_clip",
                 "grad_accum", "seed", "lr_step_size", "lr_gamma", "min_lr_ratio", "gpu_augment", "aug_flip_p", "aug_swap_p",
                 "wise_alpha")
@@ -122,6 +125,7 @@ class _Run:
         self.loader = make_loader(train, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers,
                                   seed=cfg.seed + info.rank, sampler=self.sampler, pin_memory=self.pin)
         self.n_batches = math.ceil(len(self.sampler) / cfg.batch_size)
+        # The schedule spans every epoch; max_steps only pauses the run (resuming continues the curve).
         self.total_steps = cfg.epochs * math.ceil(self.n_batches / cfg.grad_accum)
         self.sched = make_scheduler(self.opt, self.total_steps, cfg)
         self.history = History()
@@ -175,6 +179,9 @@ class _Run:
                               f"{self.cfg.epochs} asked for: resuming cannot give a {self.cfg.epochs}-epoch model. Fix: "
                               f"resume=False to start over in this out_dir, replacing that run ({FRESH_HINT}), or use "
                               "another out_dir.")
+        check_schedule_kept(path, self.cfg, step=int(ckpt["step"]), old_epochs=old["epochs"], steps=self.total_steps,
+                            old_steps=ex.get("schedule_steps", old["epochs"] * (self.total_steps // max(1, self.cfg.epochs))),
+                            hint=FRESH_HINT)
         if old["freeze_encoder"] != self.cfg.freeze_encoder:
             raise ConfigError(f"{path}: was trained with freeze_encoder={old['freeze_encoder']}. Fix: resume with "
                               "the same setting, or start a new out_dir (init_from=that file).")
@@ -217,16 +224,27 @@ class _Run:
             if not self._train_epoch(epoch, skip):
                 self.history.stopped_early = "max_steps"
                 self._save("last.pt", epoch, self.batch_pos)
+                self._paused()
                 break
             self._end_epoch(epoch)
             if self.cfg.max_steps and self.step >= self.cfg.max_steps:
                 self.history.stopped_early = "max_steps" if epoch + 1 < self.cfg.epochs else ""
+                if self.history.stopped_early:
+                    self._paused()
                 break
         for cb in self.callbacks:
             cb.on_train_end(self.state)
         if self.info.is_main:
             self.history.save(self.out_dir)
         return self.history
+
+    def _paused(self) -> None:
+        """Say where max_steps left the LR schedule, which spans the run's epochs."""
+        end = self.cfg.lr * lr_factor(self.total_steps, self.total_steps, self.cfg)
+        self._notice(f"max_steps={self.cfg.max_steps} paused the run at step {self.step} of its LR schedule's "
+                     f"{self.total_steps} (lr {self.opt.param_groups[0]['lr']:.2e} now, {end:.2e} at its end): the "
+                     f"schedule spans epochs={self.cfg.epochs}, so resuming (max_steps=0 or larger) continues the curve "
+                     f"from {self.out_dir / 'last.pt'}; a run whose schedule ends sooner needs fewer epochs.")
 
     def _train_epoch(self, epoch: int, skip: int) -> bool:
         """Train one epoch from batch `skip`; False when max_steps stopped it part-way."""
@@ -365,7 +383,7 @@ class _Run:
             extra = {"batch_in_epoch": batch_in_epoch, "world_size": self.info.world_size,
                      "train_config": to_dict(self.cfg), "history": self.history.to_dict(),
                      "epoch_loss": [self.loss_sum, self.loss_n], "scaler": self.scaler.state_dict(),
-                     "rng": rng_state(), "init_from_sha256": self.init_sha256}
+                     "rng": rng_state(), "init_from_sha256": self.init_sha256, "schedule_steps": self.total_steps}
             metrics = self.history.epochs[-1] if self.history.epochs else {}
             save_checkpoint(self.out_dir / name, model=self.core if model is None else model,
                             optimizer=None if weights_only else self.opt,

@@ -122,6 +122,32 @@ def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac))
 
 
+def schedule_length_matters(cfg: TrainConfig) -> bool:
+    """Whether lr_factor's curve depends on the run's total steps (cosine, onecycle, step without lr_step_size)."""
+    return cfg.scheduler in ("cosine", "onecycle") or (cfg.scheduler == "step" and cfg.lr_step_size == 0)
+
+
+def check_schedule_kept(path: Path, cfg: TrainConfig, *, step: int, old_steps: int, old_epochs: int, steps: int,
+                        hint: str) -> None:
+    """Refuse a resume whose settings lay the LR schedule over `steps` instead of the `old_steps` it was laid over.
+
+    A curve stretched (more epochs) or squeezed mid-run jumps at the resume point: a finished cosine run given
+    more epochs would restart part-way up. Schedules of fixed steps ("none", "step" with lr_step_size) may grow.
+    """
+    if steps == old_steps or not schedule_length_matters(cfg):
+        return
+    was, now = cfg.lr * lr_factor(step, old_steps, cfg), cfg.lr * lr_factor(step, steps, cfg)
+    per_old, per_now = old_steps // max(1, old_epochs), steps // max(1, cfg.epochs)
+    why = "" if per_old == per_now else (" (steps per epoch follow batch_size, grad_accum, the number of processes "
+                                         "and the training set's size)")
+    raise ConfigError(
+        f"{path}: its LR schedule ({cfg.scheduler}) spans {old_steps} optimiser steps ({old_epochs} epochs x {per_old}); "
+        f"epochs={cfg.epochs} makes it {steps} ({cfg.epochs} x {per_now}){why}, which would move the lr after step "
+        f"{step} from {was:.2e} to {now:.2e}. Fix: epochs={old_epochs} with the same batch setup to continue that "
+        f"schedule; to train this model further on a schedule of its own, init_from={path} in a new out_dir; or "
+        f"resume=False to start over ({hint}).")
+
+
 def make_scheduler(opt: torch.optim.Optimizer, total: int, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
     """A LambdaLR stepped once per optimiser step over `total` steps."""
     lr_factor(0, total, cfg)  # validates the schedule name before training starts

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from _train_helpers import SynthDepth, cfg, tiny_model
+from _train_helpers import Recorder, SynthDepth, cfg, tiny_model
 from depthlib.callbacks import Callback, TrainState
+from depthlib.checkpoint import load_checkpoint
 from depthlib.errors import ConfigError
 from depthlib.train import fit
+from depthlib.train_setup import lr_factor
 
 
 class GroupRates(Callback):
@@ -33,3 +35,41 @@ def test_resume_refuses_a_changed_encoder_lr_mult(tmp_path, new):
     rates = GroupRates()
     fit(tiny_model(), data, None, cfg(run, encoder_lr_mult=0.1, **kw), [rates])  # the same setting resumes
     assert rates.rows == [pytest.approx([1e-3, 1e-4])] * 3  # steps 2-4: decoder at lr, encoder at 0.1 x lr
+
+
+def test_more_epochs_are_refused_where_they_would_relay_the_lr_schedule(tmp_path, capsys):
+    # A finished 2-epoch cosine run resumed with epochs=4 restarted at half its base rate: the schedule was laid
+    # again over 8 steps, and step 4 of 8 is its middle.
+    data, run = SynthDepth(4), tmp_path / "run"  # 2 steps an epoch
+    fit(tiny_model(), data, None, cfg(run, epochs=2))
+    with pytest.raises(ConfigError, match=r"last.pt: its LR schedule \(cosine\) spans 4 optimiser steps \(2 epochs x 2\); "
+                                          r"epochs=4 makes it 8 \(4 x 2\), which would move the lr after step 4 from "
+                                          r"0.00e\+00 to 5.00e-04\. Fix: epochs=2 .*init_from=.*last.pt in a new out_dir"
+                                          r".*resume=False"):
+        fit(tiny_model(), data, None, cfg(run, epochs=4, resume=True))
+    assert load_checkpoint(run / "last.pt")["extra"]["schedule_steps"] == 4
+    # Decays every 3 steps whatever the run's length: more epochs continue the same curve.
+    flat, rec = dict(scheduler="step", lr_step_size=3, lr_gamma=0.5), Recorder()
+    fit(tiny_model(), data, None, cfg(tmp_path / "flat", epochs=1, **flat))
+    capsys.readouterr()
+    fit(tiny_model(), data, None, cfg(tmp_path / "flat", epochs=3, resume=True, **flat), [rec])
+    assert [r[0] for r in rec.rows] == [3, 4, 5, 6] and "resumed from" in capsys.readouterr().out
+    assert [r[2] for r in rec.rows] == pytest.approx([5e-4, 5e-4, 5e-4, 2.5e-4])
+    assert load_checkpoint(tmp_path / "flat" / "last.pt")["extra"]["schedule_steps"] == 6
+
+
+def test_max_steps_pauses_a_run_on_its_whole_schedule_and_says_so(tmp_path, capsys):
+    # max_steps ends a session, not the run: the LR schedule spans `epochs`, so resuming continues its curve (train_cli
+    # and bench_scale resume runs that max_steps stopped). Stopping there left the lr mid-curve without a word.
+    data, whole, first, rest = SynthDepth(4), Recorder(), Recorder(), Recorder()
+    fit(tiny_model(), data, None, cfg(tmp_path / "a", epochs=2), [whole])
+    capsys.readouterr()
+    h = fit(tiny_model(), data, None, cfg(tmp_path / "b", epochs=2, max_steps=3, resume=True), [first])
+    out = capsys.readouterr().out
+    lr3 = 1e-3 * lr_factor(3, 4, cfg(tmp_path))
+    assert h.stopped_early == "max_steps" and first.rows[-1][2] == pytest.approx(lr3)
+    assert (f"[depthlib notice] max_steps=3 paused the run at step 3 of its LR schedule's 4 (lr {lr3:.2e} now, "
+            "0.00e+00 at its end)") in out
+    assert "resuming (max_steps=0 or larger) continues the curve" in out and "fewer epochs" in out
+    fit(tiny_model(), data, None, cfg(tmp_path / "b", epochs=2, resume=True), [rest])
+    assert [r[2] for r in first.rows + rest.rows] == pytest.approx([r[2] for r in whole.rows])
