@@ -43,8 +43,8 @@ from .notices import notice
 from .paths import resolve
 from .history import History
 from .reproducibility import kernel_mode, rng_state, seed_everything, set_rng_state
-from .train_setup import (check_config, check_schedule_kept, init_weights, interpolate_weights, lr_factor,
-                          make_optimizer, make_scheduler)
+from .train_setup import (SampleSeeds, SeededSamples, check_config, check_schedule_kept, init_weights,
+                          interpolate_weights, lr_factor, make_optimizer, make_scheduler)
 from .train_step import batch_to, forward_with_targets, gpu_augment, validation_sums
 
 __all__ = ["Callback", "History", "NonFiniteLossError", "fit"]
@@ -122,8 +122,12 @@ class _Run:
         self.pin = cfg.non_blocking and device.type == "cuda"
         self.sampler = D.ShardSampler(len(train), rank=info.rank, world_size=info.world_size,  # type: ignore[arg-type]
                                       seed=cfg.seed, shuffle=True)
-        self.loader = make_loader(train, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers,
-                                  seed=cfg.seed + info.rank, sampler=self.sampler, pin_memory=self.pin)
+        # Workers draw each sample's augmentation from (seed, epoch, index); without workers the main process draws
+        # them, and last.pt holds its RNG.
+        keyed = cfg.num_workers > 0
+        self.loader = make_loader(SeededSamples(train) if keyed else train, batch_size=cfg.batch_size, shuffle=False,
+                                  num_workers=cfg.num_workers, seed=cfg.seed + info.rank, pin_memory=self.pin,
+                                  sampler=SampleSeeds(self.sampler, cfg.seed) if keyed else self.sampler)
         self.n_batches = math.ceil(len(self.sampler) / cfg.batch_size)
         # The schedule spans every epoch; max_steps only pauses the run (resuming continues the curve).
         self.total_steps = cfg.epochs * math.ceil(self.n_batches / cfg.grad_accum)

@@ -1,19 +1,22 @@
-"""Setting up a training run: config checks, initial weights (init_from), optimiser and LR schedule."""
+"""Setting up a training run: config checks, initial weights (init_from), optimiser, LR schedule and the
+per-sample seeds of the training loader's workers."""
 
 from __future__ import annotations
 
 import copy
-
+import hashlib
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset, Sampler
 
 from .checkpoint import check_weights_fit, load_checkpoint
 from .config import TrainConfig, to_plain
 from .errors import CheckpointError, ConfigError
+from .reproducibility import seed_everything
 
 SCHEDULES = ("none", "cosine", "step", "onecycle")
 
@@ -152,3 +155,46 @@ def make_scheduler(opt: torch.optim.Optimizer, total: int, cfg: TrainConfig) -> 
     """A LambdaLR stepped once per optimiser step over `total` steps."""
     lr_factor(0, total, cfg)  # validates the schedule name before training starts
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, cfg))
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """A 63-bit seed for sample `index`'s random draws in `epoch` of a run seeded `seed` (a hash: unrelated streams)."""
+    digest = hashlib.blake2b(f"{seed}:{epoch}:{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
+class SampleSeeds(Sampler):
+    """`sampler`'s indices as (index, sample_seed(seed, sampler.epoch, index)) pairs, for SeededSamples.
+
+    Loader workers keep their own generators, which last.pt cannot hold: a resumed run's workers started as at the
+    beginning and replayed epoch 1's augmentation. Seeded per sample, an epoch draws the same whatever the resume
+    point, the worker that loads a sample or how many there are.
+    """
+
+    def __init__(self, sampler: Any, seed: int) -> None:
+        self.sampler, self.seed = sampler, seed   # sampler: has .epoch (depthlib.distributed.ShardSampler)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.sampler.epoch
+        return ((i, sample_seed(self.seed, epoch, i)) for i in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+class SeededSamples(Dataset):
+    """dataset[i] for the key (i, seed), drawn after seeding python's, numpy's and torch's global generators.
+
+    For loader workers only (num_workers > 0): in the main process it would reseed the training loop's own draws.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        i, seed = key
+        seed_everything(seed)
+        return self.dataset[i]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+import torch
 
 from _train_helpers import Recorder, SynthDepth, cfg, tiny_model
 from depthlib.callbacks import Callback, TrainState
 from depthlib.checkpoint import load_checkpoint
 from depthlib.errors import ConfigError
+from depthlib import train
 from depthlib.train import fit
 from depthlib.train_setup import lr_factor
 
@@ -73,3 +77,36 @@ def test_max_steps_pauses_a_run_on_its_whole_schedule_and_says_so(tmp_path, caps
     assert "resuming (max_steps=0 or larger) continues the curve" in out and "fewer epochs" in out
     fit(tiny_model(), data, None, cfg(tmp_path / "b", epochs=2, resume=True), [rest])
     assert [r[2] for r in first.rows + rest.rows] == pytest.approx([r[2] for r in whole.rows])
+
+
+class Drawing(SynthDepth):
+    """SynthDepth whose samples carry their index and one draw of torch's global generator, as augmentation draws."""
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {**super().__getitem__(i), "index": torch.tensor(i), "draw": torch.rand(())}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_resumed_epoch_draws_what_an_unbroken_run_draws(tmp_path, monkeypatch, workers):
+    # Only the main process's RNG is in last.pt: a resumed run's loader workers were seeded as at the start and
+    # replayed the first epoch's augmentation draws.
+    seen: list[tuple[int, float]] = []
+    real = train.batch_to
+
+    def recording(batch, *a, **k):
+        seen.extend(zip(batch["index"].tolist(), batch["draw"].tolist()))
+        return real(batch, *a, **k)
+
+    monkeypatch.setattr(train, "batch_to", recording)
+    data, kw = Drawing(8), dict(epochs=2, num_workers=workers, resume=True)  # 4 steps an epoch
+    fit(tiny_model(), data, None, cfg(tmp_path / "a", **kw))
+    unbroken = seen[:]
+    first, second = dict(unbroken[:8]), dict(unbroken[8:])
+    assert sorted(first) == sorted(second) == list(range(8))
+    assert all(first[i] != second[i] for i in range(8))  # each epoch draws anew
+    for stop in (4, 3):  # paused at the end of epoch 1, and inside it
+        seen.clear()
+        fit(tiny_model(), data, None, cfg(tmp_path / f"b{stop}", max_steps=stop, **kw))
+        fit(tiny_model(), data, None, cfg(tmp_path / f"b{stop}", **kw))
+        assert seen == unbroken, f"paused at step {stop}"
