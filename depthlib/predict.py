@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from .errors import ConfigError
 from .fastpath import FAST_ATTR
+from .models.adapter import InputAdapter
 
 # Smallest side predict accepts. Below it an image holds too little scene for a depth estimate, and a
 # stride-32 encoder sees a single replicated pixel; 8 also keeps every border replay well-defined.
@@ -21,13 +22,23 @@ def _pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
     return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
 
 
+def _mirrored(model: nn.Module, x: Tensor) -> Tensor:
+    """Raw prediction of the mirrored images, mirrored back: float[B,3,H,W] -> float[B,1,H/s,W/s].
+
+    An InputAdapter mirrors the window it crops, not the frame: NYU's border is uneven (7 columns left, 8
+    right), so a mirrored frame cropped afterwards would show the model another window, a white column in view.
+    """
+    if isinstance(model, InputAdapter):
+        return model(x, mirror=True)
+    return model(x.flip(-1)).flip(-1)
+
+
 def _depth_native(model: nn.Module, x: Tensor, flip_average: bool) -> Tensor:
     """Padded images float[B,3,H,W] -> metres float[B,1,H/s,W/s], optionally flip-averaged."""
     depth = model.head.to_depth(model(x))
     if flip_average:
         # DenseDepth's evaluate: mean of pred(x) and the un-mirrored pred(mirror(x)), in metres.
-        flipped = model.head.to_depth(model(x.flip(-1))).flip(-1)
-        depth = 0.5 * (depth + flipped)
+        depth = 0.5 * (depth + model.head.to_depth(_mirrored(model, x)))
     return depth
 
 

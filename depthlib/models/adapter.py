@@ -61,8 +61,13 @@ class InputAdapter(nn.Module):
         self.output_stride = model.output_stride
         self.input_multiple = 1 if self.input_size is not None else model.input_multiple
 
-    def forward(self, x: Tensor) -> Tensor:
-        """RGB float[B,3,H,W] in [0,1] -> raw float[B,1,ceil(H/s),ceil(W/s)] of the wrapped model's head."""
+    def forward(self, x: Tensor, mirror: bool = False) -> Tensor:
+        """RGB float[B,3,H,W] in [0,1] -> raw float[B,1,ceil(H/s),ceil(W/s)] of the wrapped model's head.
+
+        mirror=True: the prediction of the mirrored window, mirrored back (flip averaging's second pass). The
+        window is mirrored after the crop: NYU's border is uneven (7 columns left, 8 right), so mirroring the
+        whole frame first would show the model another window, a white border column in view.
+        """
         h, w = x.shape[-2:]
         framed = self.border_frame is None or (h, w) == self.border_frame
         t, b, l, r = self.border if framed else (0, 0, 0, 0)
@@ -70,7 +75,7 @@ class InputAdapter(nn.Module):
         size = self.input_size or inner.shape[-2:]
         if tuple(inner.shape[-2:]) != tuple(size):
             inner = F.interpolate(inner, size=size, mode="bilinear", antialias=True, align_corners=False)
-        raw = self.model(inner)
+        raw = self.model(inner.flip(-1)).flip(-1) if mirror else self.model(inner)
         return place(raw, (h, w), (t, b, l, r), self.output_stride)
 
     def extra_repr(self) -> str:
