@@ -46,6 +46,9 @@ class Callback:
     def on_train_end(self, state: TrainState) -> None:
         """Once, when fit returns normally."""
 
+    def teardown(self, state: TrainState) -> None:
+        """Once, however fit ends (after on_train_end, or when training raises): release files and processes."""
+
 
 class TensorBoardLogger(Callback):
     """Scalars (train/loss, train/lr every log_every steps; epoch metrics) and prediction images.
@@ -83,8 +86,8 @@ class TensorBoardLogger(Callback):
                                    dataformats="NHWC")
         self.writer.flush()
 
-    def on_train_end(self, state: TrainState) -> None:
-        """Close the event file."""
+    def teardown(self, state: TrainState) -> None:
+        """Close the event file (flushing it), also when training raised."""
         if self.writer is not None:
             self.writer.close()
             self.writer = None

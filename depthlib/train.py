@@ -217,7 +217,14 @@ class _Run:
                      f"step {self.step}{started}")
 
     def run(self) -> History:
-        """Epochs from the resume point; returns (and writes) the History."""
+        """Epochs from the resume point; returns (and writes) the History. Callbacks' teardown runs however it ends."""
+        with contextlib.ExitStack() as stack:
+            for cb in self.callbacks:
+                stack.callback(cb.teardown, self.state)
+            return self._epochs()
+
+    def _epochs(self) -> History:
+        """on_train_start, the epochs (paused by max_steps), on_train_end, history files."""
         for cb in self.callbacks:
             cb.on_train_start(self.state)
         start = self.epoch

@@ -216,6 +216,25 @@ def test_tensorboard_scalars_and_prediction_images(tmp_path):
     assert len(imgs) == 2 and (imgs[0].width, imgs[0].height) == (2 * 3 * 12, 12)
 
 
+def test_tensorboard_event_file_is_closed_when_training_raises(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from depthlib.callbacks import Callback, TensorBoardLogger
+
+    class Boom(Callback):
+        def on_step_end(self, state):
+            if state.step == 2:
+                raise RuntimeError("boom at step 2")
+
+    tb = TensorBoardLogger()
+    with pytest.raises(RuntimeError, match="boom at step 2"):
+        fit(tiny_model(), SynthDepth(4), None, cfg(tmp_path, epochs=2), [tb, Boom()])
+    assert tb.writer is None  # closed: the file handle released, what it logged flushed
+    acc = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2]
+
+
 def test_train_cli_runs_fit_on_the_prepared_sets(tmp_path, monkeypatch, capsys):
     from depthlib import train_cli, workbook
 
