@@ -27,7 +27,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from . import distributed as D
@@ -128,6 +128,7 @@ class _Run:
         self.loader = make_loader(SeededSamples(train) if keyed else train, batch_size=cfg.batch_size, shuffle=False,
                                   num_workers=cfg.num_workers, seed=cfg.seed + info.rank, pin_memory=self.pin,
                                   sampler=SampleSeeds(self.sampler, cfg.seed) if keyed else self.sampler)
+        self.val_loader: DataLoader | None = None
         self.n_batches = math.ceil(len(self.sampler) / cfg.batch_size)
         # The schedule spans every epoch; max_steps only pauses the run (resuming continues the curve).
         self.total_steps = cfg.epochs * math.ceil(self.n_batches / cfg.grad_accum)
@@ -219,9 +220,15 @@ class _Run:
     def run(self) -> History:
         """Epochs from the resume point; returns (and writes) the History. Callbacks' teardown runs however it ends."""
         with contextlib.ExitStack() as stack:
+            stack.callback(self._release_loaders)
             for cb in self.callbacks:
                 stack.callback(cb.teardown, self.state)
             return self._epochs()
+
+    def _release_loaders(self) -> None:
+        """Drop the loaders, so their persistent workers exit now, also after a raise (whose traceback, kept by a
+        notebook, holds this run)."""
+        self.loader, self.val_loader = None, None  # type: ignore[assignment]
 
     def _epochs(self) -> History:
         """on_train_start, the epochs (paused by max_steps), on_train_end, history files."""
@@ -268,8 +275,8 @@ class _Run:
         bar = tqdm(total=n, initial=skip, desc=f"epoch {epoch + 1}/{cfg.epochs}", dynamic_ncols=True,
                    disable=not (cfg.progress and self.info.is_main))
         acc = torch.zeros((), device=self.device)
-        with bar:
-            for i, batch in enumerate(self._waited(self.loader), start=skip):
+        with bar, contextlib.closing(self._waited(self.loader)) as batches:  # closed: a raise keeps no iterator alive
+            for i, batch in enumerate(batches, start=skip):
                 first = (i // accum) * accum
                 size = min(accum, n - first)
                 final = i + 1 == first + size
@@ -347,11 +354,12 @@ class _Run:
         """val_loss, val_abs_rel, val_delta1, val_rmse over the whole val set (summed over ranks)."""
         if self.val is None or len(self.val) == 0:  # type: ignore[arg-type]
             return {}, {}
-        shard = Subset(self.val, D.contiguous_shard(len(self.val), self.info))  # type: ignore[arg-type]
-        loader = make_loader(shard, batch_size=self.cfg.batch_size, shuffle=False,
-                             num_workers=self.cfg.num_workers, pin_memory=self.pin)
+        if self.val_loader is None:  # one for the run: its workers (persistent) start at the first validation
+            shard = Subset(self.val, D.contiguous_shard(len(self.val), self.info))  # type: ignore[arg-type]
+            self.val_loader = make_loader(shard, batch_size=self.cfg.batch_size, shuffle=False,
+                                          num_workers=self.cfg.num_workers, pin_memory=self.pin)
         self.core.eval()
-        sums, preview = validation_sums(self.core, loader, self.loss_fn, precision=self.cfg.precision,
+        sums, preview = validation_sums(self.core, self.val_loader, self.loss_fn, precision=self.cfg.precision,
                                         device=self.device, channels_last=self.cfg.channels_last,
                                         non_blocking=self.pin, preview=self.info.is_main)
         D.all_reduce_sum(sums, self.info)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 
 import pytest
 import torch
@@ -233,6 +234,43 @@ def test_tensorboard_event_file_is_closed_when_training_raises(tmp_path):
     acc = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"scalars": 0})
     acc.Reload()
     assert [e.step for e in acc.Scalars("train/loss")] == [1, 2]
+
+
+class _Pids(SynthDepth):
+    def __getitem__(self, i):
+        return {**super().__getitem__(i), "pid": torch.tensor(os.getpid())}
+
+
+@pytest.mark.timeout(120)
+def test_loader_workers_start_once_a_run_and_stop_with_it(tmp_path, monkeypatch):
+    # Validation built a loader per epoch: num_workers processes started and stopped every epoch.
+    from depthlib import train, train_step
+    from depthlib.callbacks import Callback
+
+    pids: dict[str, set[int]] = {"train": set(), "val": set()}
+    for mod, kind in ((train, "train"), (train_step, "val")):
+        def recording(batch, *a, _real=mod.batch_to, _kind=kind, **k):
+            pids[_kind].update(batch["pid"].tolist())
+            return _real(batch, *a, **k)
+        monkeypatch.setattr(mod, "batch_to", recording)
+    fit(tiny_model(), _Pids(4), _Pids(2, seed=1), cfg(tmp_path / "a", epochs=3, num_workers=1))
+    assert len(pids["train"]) == len(pids["val"]) == 1 and os.getpid() not in pids["train"] | pids["val"]
+    for pid in pids["train"] | pids["val"]:  # gone (and reaped) when fit returns
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+    class Boom(Callback):
+        def on_step_end(self, state):
+            if state.epoch == 1:
+                raise RuntimeError("boom in epoch 2")
+
+    pids = {"train": set(), "val": set()}
+    with pytest.raises(RuntimeError, match="boom") as raised:  # `raised` keeps the traceback, as a notebook does
+        fit(tiny_model(), _Pids(4), _Pids(2, seed=1), cfg(tmp_path / "b", epochs=3, num_workers=1), [Boom()])
+    assert raised.traceback and len(pids["train"]) == len(pids["val"]) == 1
+    for pid in pids["train"] | pids["val"]:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
 
 
 def test_train_cli_runs_fit_on_the_prepared_sets(tmp_path, monkeypatch, capsys):
