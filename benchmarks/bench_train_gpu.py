@@ -64,11 +64,12 @@ class HostSamples(torch.utils.data.Dataset):
 
 
 class Timer(Callback):
-    """Wall time between the end of optimiser step `warmup` and the last step, device-synchronised."""
+    """Wall time between the end of optimiser step `warmup` and the last step, device-synchronised, and the
+    part of it fit spent waiting for the loader (TrainState.data_wait_s)."""
 
     def __init__(self, device: torch.device, warmup: int) -> None:
         self.device, self.warmup = device, warmup
-        self.t0 = self.t1 = 0.0
+        self.t0 = self.t1 = self.wait0 = self.wait_s = 0.0
         self.steps = 0
 
     def _sync(self) -> float:
@@ -78,15 +79,18 @@ class Timer(Callback):
 
     def on_step_end(self, state: TrainState) -> None:
         if state.step == self.warmup:
-            self.t0 = self._sync()
+            self.t0, self.wait0 = self._sync(), state.data_wait_s
         elif state.step > self.warmup:
             self.t1, self.steps = self._sync(), state.step - self.warmup
+            self.wait_s = state.data_wait_s - self.wait0
 
 
-def bench_train(args: argparse.Namespace, name: str, device: torch.device) -> dict[str, Any]:
-    """images/s and peak memory of fit for one configuration."""
+def bench_train(args: argparse.Namespace, name: str, device: torch.device,
+                data: torch.utils.data.Dataset | None = None) -> dict[str, Any]:
+    """images/s, peak memory and loader wait (% of the timed wall) of fit for one configuration; `data`: samples
+    of at least (warmup + steps) x batch frames (default: HostSamples, which costs the loader nothing)."""
     steps = args.warmup + args.steps
-    data = HostSamples(steps * args.batch, args.height, args.width)
+    data = HostSamples(steps * args.batch, args.height, args.width) if data is None else data
     model = create_model(args.model, **json.loads(args.model_kwargs))
     timer = Timer(device, args.warmup)
     if device.type == "cuda":
@@ -98,7 +102,8 @@ def bench_train(args: argparse.Namespace, name: str, device: torch.device) -> di
         fit(model, data, None, cfg, [timer])
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
     return {"config": name, "images_per_s": timer.steps * args.batch / (timer.t1 - timer.t0),
-            "step_ms": 1000 * (timer.t1 - timer.t0) / timer.steps, "peak_gib": peak}
+            "step_ms": 1000 * (timer.t1 - timer.t0) / timer.steps, "peak_gib": peak,
+            "wait_pct": 100 * timer.wait_s / (timer.t1 - timer.t0)}
 
 
 def bench_loader(args: argparse.Namespace) -> dict[str, Any]:
