@@ -326,8 +326,8 @@ def _checkpoints(plan: dict[str, Any], folder: Path) -> list[tuple[str, Path, st
     else:
         p = {**notebook_parameters(ROOT / "notebooks" / "02_train.ipynb"), **make_plan("sample", only=["02"]).steps["02_train"]}
         data = workbook.data_settings(DataConfig(image_size=tuple(p["image_size"]), border_crop=p["border_crop"]))
-        path = save_checkpoint(folder / "sample_fresh.pt", model=create_model(p["model"], **{**p["model_kwargs"], "pretrained": False}),
-                               extra={"train_config": {"data": data}})
+        model = create_model(p["model"], **{**p["model_kwargs"], "pretrained": False})
+        path = save_checkpoint(folder / "sample_fresh.pt", model=model, extra={"train_config": {"data": data}})
         out.append(("sample recipe, fresh", path, f"`{SAMPLE_CKPT}` absent (made by `make pipeline`): a fresh "
                     f"{p['model']} {p['model_kwargs']['encoder']} model of the sample recipe, random init, {data}"))
     kw = plan["model_kwargs"]
@@ -448,8 +448,9 @@ def pipeline_command(plan: dict[str, Any]) -> list[str]:
     sets = [*plan["sizes"]["pipeline_sets"], *(f"{nb}:device={plan['device']}" for nb in ("02", "03", "04"))]
     if not plan["toy"] and not plan["pretrained"]:
         sets.append("02:model_kwargs=" + literal({**plan["model_kwargs"], "pretrained": False}))
-    return [sys.executable, "-m", "depthlib.pipeline", "--profile", plan["profile"], "--run-name", str(Path(plan["workdir"]) / "runs"),
-            "--only", "01", "02", "03", "04", *[a for s in sets for a in ("--set", s)]]
+    return [sys.executable, "-m", "depthlib.pipeline", "--profile", plan["profile"],
+            "--run-name", str(Path(plan["workdir"]) / "runs"), "--only", "01", "02", "03", "04",
+            *[a for s in sets for a in ("--set", s)]]
 
 
 def _history(out_dir: Path) -> list[dict[str, Any]]:
@@ -558,7 +559,8 @@ def rows_section(names: list[str], plan: dict[str, Any], plan_path: Path, timeou
     while pending:
         left = deadline - time.monotonic()
         if left < 5:
-            rows.update({n: {"row": n, "status": "skipped", "error": "the section's share of the time budget ran out"} for n in pending})
+            why = "the section's share of the time budget ran out"
+            rows.update({n: {"row": n, "status": "skipped", "error": why} for n in pending})
             break
         jsonl = res / "rows.jsonl"
         jsonl.unlink(missing_ok=True)
@@ -700,13 +702,15 @@ def render(results: dict[str, Any], plan: dict[str, Any], machine: dict[str, Any
     names = {"train": ["fp32", "bf16", "bf16+cl"], "loader": ["loader"], "compile": ["bf16+cl+compile"]}
     for sec, rows in names.items():
         got = results.get(sec, {})
-        for r in got.get("rows") or [{"row": n, "status": got.get("status", "not run"), "error": got.get("error", "")} for n in rows]:
+        unrun = [{"row": n, "status": got.get("status", "not run"), "error": got.get("error", "")} for n in rows]
+        for r in got.get("rows") or unrun:
             if r["status"] == "ok":
                 x = f"{r['images_per_s'] / fp32['images_per_s']:.2f}" if fp32 else "-"
                 L.append(f"| {ROWS[r['row']]} | {r['images_per_s']:.1f} | {x} | {r['step_ms']:.1f} | {r['peak_gib']:.2f} | "
                          f"{r['wait_pct']:.1f} | {r['workers']} | {r['setup_s']:.0f} | ok |")
             else:
-                L.append(f"| {ROWS[r['row']]} | | | | | | | | **{r['status'].upper()}**: {r['error']}".replace("\n", " / ") + " |")
+                why = r["error"].replace("\n", " / ")
+                L.append(f"| {ROWS[r['row']]} | | | | | | | | **{r['status'].upper()}**: {why} |")
     L += [""]
     L += pipeline_md(results, plan) + predict_md(results, plan) + ["## Several GPUs (DDP)", ""] + _status(results.get("ddp", {}))
     d = results.get("ddp", {})
@@ -714,7 +718,8 @@ def render(results: dict[str, Any], plan: dict[str, Any], machine: dict[str, Any
         one = _row(results, "bf16+cl")
         L += [f"torchrun over {d['world_size']} cards, bf16 + channels_last, batch {s['batch']} per card: "
               f"{d['images_per_s']:.1f} images/s in all"
-              + (f", {d['images_per_s'] / one['images_per_s'] / d['world_size']:.0%} of {d['world_size']}x one card" if one else "")
+              + (f", {d['images_per_s'] / one['images_per_s'] / d['world_size']:.0%} of {d['world_size']}x one card"
+                 if one else "")
               + f"; peak {d['peak_gib']:.2f} GiB on card 0.", ""]
     return "\n".join(L) + "\n"
 
@@ -732,7 +737,8 @@ def pipeline_md(results: dict[str, Any], plan: dict[str, Any]) -> list[str]:
     if p.get("status") == "ok":
         times = lambda d: ", ".join(f"{k} {v:.0f} s" for k, v in sorted(d.items()))  # noqa: E731
         L += [f"- Run 1: {times(p['run1_times'])}; then SIGKILL of all its {p['killed_processes']} processes (the pipeline, "
-              f"its kernel, their loader workers) {p['into_epoch2_s']:.1f} s into 02's epoch 2 (epoch 1 took {p['epoch1_s']:.1f} s), "
+              f"its kernel, their loader workers) {p['into_epoch2_s']:.1f} s into 02's epoch 2 "
+              f"(epoch 1 took {p['epoch1_s']:.1f} s), "
               f"with last.pt at epoch {p['kill_epoch']}, step {p['kill_step']}.",
               f"- Run 2, the same command: {times(p['run2_times'])} (exit {p['run2_rc']}). 01 reused the prepared file: "
               f"{p['prepared_reused']}. 02 said \"{p['notice']}\"; epoch 1's history row kept (not retrained): "
@@ -757,7 +763,8 @@ def predict_md(results: dict[str, Any], plan: dict[str, Any]) -> list[str]:
               "max diff, TF32 off |", "|---|---|---|---|---|---|---|---|"]
         for m in r["models"]:
             off = f"{m['max_diff_no_tf32_m']:.2e}" if "max_diff_no_tf32_m" in m else "-"
-            L.append(f"| {m['label']} | {m['made']} | {m['dev_fps']:.1f} | {m['cpu_fps']:.2f} | {m['dev_fps'] / m['cpu_fps']:.1f} | "
+            L.append(f"| {m['label']} | {m['made']} | {m['dev_fps']:.1f} | {m['cpu_fps']:.2f} | "
+                     f"{m['dev_fps'] / m['cpu_fps']:.1f} | "
                      f"{m['max_diff_m']:.2e} | {m['median_diff_m']:.2e} | {off} |")
         L.append("")
     return L
@@ -814,7 +821,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--toy", action="store_true", help="toy sizes for a CPU rehearsal (needs --out)")
     ap.add_argument("--out", default=str(DEFAULT_OUT), help="the results file (default benchmarks/RESULTS_gpu.md)")
     ap.add_argument("--json", default="", help="also write the raw results here")
-    ap.add_argument("--budget-s", type=float, default=480.0, help="wall-time budget; optional rows that would not fit are skipped")
+    ap.add_argument("--budget-s", type=float, default=480.0,
+                    help="wall-time budget in s (default 8 min); optional rows that would not fit are skipped")
     ap.add_argument("--workdir", default="", help="work folder (default: a temporary one, removed at the end)")
     ap.add_argument("--skip", default="", help=f"comma-separated sections not to run, of {','.join(SECTIONS)}")
     ap.add_argument("--ddp-procs", type=int, default=-1, help="DDP processes (default: the number of cards when several)")
@@ -860,6 +868,10 @@ def main(argv: list[str] | None = None) -> int:
     if set(skip) - set(SECTIONS):
         ap.error(f"--skip: unknown section(s) {sorted(set(skip) - set(SECTIONS))}; the sections are {','.join(SECTIONS)}")
     budget, results = Budget(a.budget_s, sizes.estimates, skip), {}
+    missing = sorted({m for ms in NEEDS.values() for m in ms if importlib.util.find_spec(m) is None})
+    if missing:
+        print(f"[gpu_check] not installed: {', '.join(missing)}; the sections needing them will be FAILED. Fix: "
+              "pip install -e . (or wheels of them and their dependencies)", flush=True)
     command = shlex.join(["python", os.path.relpath(__file__, ROOT), *(sys.argv[1:] if argv is None else argv)])
 
     def write() -> None:
