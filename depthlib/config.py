@@ -6,7 +6,9 @@ defaults so that notebooks, the pipeline runner and checkpoints agree on them.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -126,6 +128,19 @@ def fits_default(value: Any, default: Any) -> bool:
     if isinstance(default, tuple):
         return isinstance(value, (list, tuple))
     return isinstance(value, type(default))
+
+
+def parse_setting(text: str) -> Any:
+    """A value typed on a command line: a Python literal (True, [1, 2]), else JSON, the spelling of TOML profiles and
+    of --dry-run (true, false, {"pretrained": true}), else the text itself (cuda, checkpoints/run)."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError):
+        pass
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
 
 
 def from_dict(cls: type[T], d: dict[str, Any]) -> T:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import fits_default
+from .config import fits_default, parse_setting
 from .errors import ConfigError
 from .lock import LockError, hold_lock
 from .notices import notices_in
@@ -130,11 +130,7 @@ def make_plan(profile: str, *, run_name: str | None = None, only: list[str] | No
         if nb not in names:
             raise ConfigError(f"--set {item}: {nb} is not part of this run (--only {' '.join(only or [])}); "
                               f"add it to --only or drop the override.")
-        try:
-            value = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            value = raw
-        extra.setdefault(nb, {})[key] = value  # "02:" and "02_train:" name the same notebook: both apply, in order
+        extra.setdefault(nb, {})[key] = parse_setting(raw)  # "02:" and "02_train:" name the same notebook: both apply, in order
     all_declared = set().union(*declared.values()) if declared else set()
     stray = sorted(set(common) - all_declared)
     if stray:
@@ -236,8 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="+", default=None, metavar="NB",
                     help="run only these notebooks, by name or number (e.g. 02 03)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="NB:NAME=VALUE",
-                    help="override one parameter of a notebook named by name or number, e.g. --set 02:epochs=3 "
-                         "(repeatable; later settings of the same name win)")
+                    help="override one parameter of a notebook named by name or number, e.g. --set 02:epochs=3 or "
+                         "--set 03:freeze_encoder_bn=true (values as --dry-run prints them, or Python literals; "
+                         "repeatable; later settings of the same name win)")
     ap.add_argument("--fresh", action="store_true",
                     help="start training over (resume=False in 02 and 03), replacing their earlier checkpoints")
     ap.add_argument("--dry-run", action="store_true", help="print the resolved parameters and stop")
