@@ -29,7 +29,7 @@ from .config import fits_default, parse_setting
 from .errors import ConfigError
 from .lock import LockError, hold_lock
 from .notices import notices_in
-from .paths import project_root, resolve
+from .paths import display_path, project_root, resolve
 
 NOTEBOOKS = ("01_data_prep", "02_train", "03_finetune", "04_evaluate", "05_explore")
 
@@ -42,6 +42,7 @@ class Plan:
     run_dir: Path
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
+    skipped: str = ""   # why notebooks that --only names do not run (the profile's [pipeline] skip), if any do not
 
 
 def notebook_parameters(path: Path) -> dict[str, Any]:
@@ -69,9 +70,14 @@ def notebook_named(name: str, what: str) -> str:
                       f"or its number ({', '.join(nb[:2] for nb in NOTEBOOKS)}).")
 
 
+def profile_path(name: str) -> Path:
+    """notebooks/profiles/<name>.toml, or `name` itself when it is a path to a .toml file."""
+    return Path(name) if name.endswith(".toml") else project_root() / "notebooks" / "profiles" / f"{name}.toml"
+
+
 def load_profile(name: str) -> dict[str, Any]:
     """Read notebooks/profiles/<name>.toml (or a path to a .toml file)."""
-    p = Path(name) if name.endswith(".toml") else project_root() / "notebooks" / "profiles" / f"{name}.toml"
+    p = profile_path(name)
     if not p.is_file():
         known = sorted(x.stem for x in (project_root() / "notebooks" / "profiles").glob("*.toml"))
         raise ConfigError(f"profile {name!r} not found at {p}; known profiles: {known}.")
@@ -115,6 +121,10 @@ def make_plan(profile: str, *, run_name: str | None = None, only: list[str] | No
         raise ConfigError(f"--only needs at least one notebook: a name ({', '.join(NOTEBOOKS)}) or its number (01-05).")
     wanted = None if only is None else {notebook_named(n, f"--only {n}") for n in only}
     names = [n for n in NOTEBOOKS if (wanted is None or n in wanted) and n not in skip]
+    skips = (f"profile {profile!r} skips {{}} ([pipeline] skip = {json.dumps(sorted(skip))} in "
+             f"{display_path(profile_path(profile))})")
+    if wanted and wanted & skip:
+        plan.skipped = skips.format(", ".join(sorted(wanted & skip)))
     declared: dict[str, dict[str, Any]] = {}
     for nb in NOTEBOOKS:
         path = project_root() / "notebooks" / f"{nb}.ipynb"
@@ -127,6 +137,8 @@ def make_plan(profile: str, *, run_name: str | None = None, only: list[str] | No
         if not eq or not key:
             raise ConfigError(f"override {item!r} must look like NOTEBOOK:name=value (e.g. 02_train:epochs=3)")
         nb = notebook_named(target, f"--set {item}")
+        if nb in skip:
+            raise ConfigError(f"--set {item}: {skips.format(nb)}; drop the override, or use a profile that runs it.")
         if nb not in names:
             raise ConfigError(f"--set {item}: {nb} is not part of this run (--only {' '.join(only or [])}); "
                               f"add it to --only or drop the override.")
@@ -245,6 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"[pipeline] error: {e}", file=sys.stderr)
         return 2
+    if plan.skipped and not plan.steps:
+        print(f"[pipeline] error: --only {' '.join(a.only)}: {plan.skipped}: nothing to run.", file=sys.stderr)
+        return 2
+    if plan.skipped:
+        print(f"[pipeline] note: {plan.skipped}; running the rest of --only.", file=sys.stderr)
     if a.dry_run:
         print(json.dumps(plan.steps, indent=2))
         return 0

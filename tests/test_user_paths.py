@@ -22,3 +22,16 @@ def test_set_takes_values_as_dry_run_prints_them(capsys):
         assert make_plan("own", overrides=[f"03:freeze_encoder_bn={text}"]).steps["03_finetune"]["freeze_encoder_bn"] is value
     assert main(["--profile", "own", "--set", "03:freeze_encoder_bn=yes", "--dry-run"]) == 2
     assert "'freeze_encoder_bn' must be bool" in capsys.readouterr().err
+
+
+# a --set for a notebook the profile skips blamed --only
+
+def test_a_notebook_the_profile_skips_is_named_with_the_skip(capsys):
+    assert main(["--profile", "own", "--set", "02:epochs=1", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "--set 02:epochs=1: profile 'own' skips 02_train ([pipeline] skip" in err and "--only" not in err, err
+    assert main(["--profile", "own", "--only", "02", "--dry-run"]) == 2      # a run of nothing at all
+    assert "profile 'own' skips 02_train" in capsys.readouterr().err
+    assert main(["--profile", "own", "--only", "02", "03", "--dry-run"]) == 0
+    out, err = capsys.readouterr()
+    assert list(json.loads(out)) == ["03_finetune"] and "profile 'own' skips 02_train" in err
