@@ -115,7 +115,7 @@ def make_plan(profile: str, *, run_name: str | None = None, only: list[str] | No
     if unknown_tables:
         raise ConfigError(f"profile {profile!r}: unknown table(s) {unknown_tables}; use [common] or one of {list(NOTEBOOKS)}.")
     skip = _skipped(profile, prof.get("pipeline", {}))
-    plan = Plan(profile=profile, run_dir=resolve(Path("runs") / (run_name or profile)))
+    plan = Plan(profile=profile, run_dir=resolve(Path("runs") / (run_name or profile_path(profile).stem)))
     plan.outputs = dict(prof.get("outputs", {}))
     if only is not None and not only:
         raise ConfigError(f"--only needs at least one notebook: a name ({', '.join(NOTEBOOKS)}) or its number (01-05).")
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry: python -m depthlib.pipeline [--profile sample] [--only 02 03] [--set 02_train:epochs=3]."""
     ap = argparse.ArgumentParser(prog="python -m depthlib.pipeline", description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="sample", help="profile name in notebooks/profiles/ or a .toml path")
-    ap.add_argument("--run-name", default=None, help="folder under runs/ for executed notebooks (default: profile)")
+    ap.add_argument("--run-name", default=None, help="folder under runs/ for executed notebooks (default: the profile's name)")
     ap.add_argument("--only", nargs="+", default=None, metavar="NB",
                     help="run only these notebooks, by name or number (e.g. 02 03)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="NB:NAME=VALUE",

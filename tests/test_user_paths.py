@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+from depthlib.paths import project_root
 from depthlib.pipeline import main, make_plan
 
 
@@ -35,3 +36,9 @@ def test_a_notebook_the_profile_skips_is_named_with_the_skip(capsys):
     assert main(["--profile", "own", "--only", "02", "03", "--dry-run"]) == 0
     out, err = capsys.readouterr()
     assert list(json.loads(out)) == ["03_finetune"] and "profile 'own' skips 02_train" in err
+
+
+def test_a_profile_given_as_a_toml_path_runs_into_runs_its_name(tmp_path):
+    profile = tmp_path / "mine.toml"
+    profile.write_text("[02_train]\nepochs = 2\n")
+    assert make_plan(str(profile)).run_dir == project_root() / "runs" / "mine"     # it was the .toml file itself
