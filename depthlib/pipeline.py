@@ -9,7 +9,8 @@ name a notebook by name or number (02_train or 02); both spellings of one notebo
 and a notebook that does not exist (or, for --set, is not part of the run) is refused. Executed copies
 go to runs/<run>/; the first failing notebook stops the run, keeps its executed copy and names the cell.
 Notices a notebook printed (depthlib.notices: "resumed ...", "nothing to train ...") are repeated here.
-Training resumes what its out_dir holds; `--fresh` starts 02 and 03 over.
+Training resumes what its out_dir holds; `--fresh` starts 02 and 03 over. Ctrl-C stops a run with one line
+and exit status 130; the same command resumes it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import ast
 import contextlib
 import json
+import signal
 import sys
 import time
 import tomllib
@@ -272,6 +274,15 @@ def main(argv: list[str] | None = None) -> int:
     except LockError as e:
         print(f"[pipeline] error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C lands in papermill's event loop; its traceback says nothing a user needs. The kernel (a session of
+        # its own, so the terminal's SIGINT never reached it) is shut down at exit by nbclient's atexit hook: a second
+        # Ctrl-C meanwhile would only add a traceback to it.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        again = ("re-run the same command to start over, or without --fresh to resume from the last checkpoint"
+                 if a.fresh else "re-run the same command to resume")
+        print(f"[pipeline] interrupted: {again}", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -5,9 +5,99 @@ starts: the command line, the shipped profiles and notebooks, the embedded sampl
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import pytest
+
+from conftest import ROOT, SAMPLE
 from depthlib.paths import project_root
 from depthlib.pipeline import main, make_plan
+
+INTERRUPTED = "[pipeline] interrupted: re-run the same command to resume"
+
+
+def _project(tmp_path: Path, notebooks: Path = ROOT / "notebooks") -> Path:
+    """An empty project root: `notebooks`, the checkout's code and embedded sample, no outputs of earlier runs."""
+    root = tmp_path / "project"
+    (root / "data").mkdir(parents=True)
+    for part, target in (("notebooks", notebooks), ("depthlib", ROOT / "depthlib"), ("data/sample", SAMPLE)):
+        (root / part).symlink_to(target, target_is_directory=True)
+    return root
+
+
+def _pipeline(root: Path, *args: str, **popen: object) -> subprocess.Popen:
+    """`python -m depthlib.pipeline ARGS` started in `root` (its project root), output as text pipes."""
+    env = {**os.environ, "DEPTH_WORKBOOK_ROOT": str(root), "PYTHONUNBUFFERED": "1"}
+    popen = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen}
+    return subprocess.Popen([sys.executable, "-m", "depthlib.pipeline", *args], cwd=root, env=env, text=True, **popen)
+
+
+def _finished(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def _waiting_notebook(folder: Path) -> Path:
+    """notebooks/01_data_prep.ipynb that prints a line and a notice, writes its pid to `ready`, then waits for `go`."""
+    import nbformat
+
+    params = nbformat.v4.new_code_cell('ready: str = ""\ngo: str = ""')
+    params.metadata["tags"] = ["parameters"]
+    body = nbformat.v4.new_code_cell(
+        "import os, pathlib, time\nfrom depthlib.notices import notice\n\n"
+        "print('epoch 14/60: done')\nnotice('resumed from last.pt: epoch 14 of 60')\n"
+        "pathlib.Path(ready).write_text(str(os.getpid()))\n"
+        "while go and not pathlib.Path(go).exists():\n    time.sleep(0.1)")
+    nb = nbformat.v4.new_notebook(cells=[params, body])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    folder.mkdir(parents=True)
+    nbformat.write(nb, folder / "01_data_prep.ipynb")
+    return folder
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    t0 = time.monotonic()
+    while not path.is_file():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() - t0 < timeout, f"{path} did not appear"
+        time.sleep(0.1)
+
+
+def _gone(pid: int, timeout: float = 20) -> bool:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+# Ctrl-C during a notebook: a 17-frame papermill/asyncio traceback and no line of the project's own
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_notebook_prints_one_line_and_exits_130(tmp_path):
+    root = _project(tmp_path, _waiting_notebook(tmp_path / "notebooks"))
+    ready, profile = tmp_path / "ready", tmp_path / "wait.toml"
+    profile.write_text(f'[01_data_prep]\nready = "{ready}"\ngo = "{tmp_path / "never"}"\n')
+    proc = _pipeline(root, "--profile", str(profile), "--run-name", "wait", start_new_session=True)
+    try:
+        _wait_for(ready, proc)
+        os.killpg(proc.pid, signal.SIGINT)          # a terminal's Ctrl-C: the foreground process group
+        rc, out, err = _finished(proc, timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert rc == 130, (rc, err)
+    assert err.strip().splitlines()[-1] == INTERRUPTED and err.count("interrupted") == 1, err
+    assert "Traceback" not in out + err and "KeyboardInterrupt" not in out + err, err
+    assert _gone(int(ready.read_text())), "the notebook's kernel outlived the pipeline"
 
 
 # --set 03:freeze_encoder_bn=true, the spelling the profiles and --dry-run print, was refused
