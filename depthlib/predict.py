@@ -15,11 +15,26 @@ from .models.adapter import InputAdapter
 MIN_SIDE = 8
 
 
+def images_from_rgb(rgb: Tensor) -> Tensor:
+    """Decoded RGB uint8 [B,H,W,3] -> float[B,3,H,W] in [0,1], the images predict takes."""
+    return rgb.permute(0, 3, 1, 2).float() / 255.0
+
+
 def _pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
     """Replicate-pad float[B,3,H,W] at the bottom/right up to multiples of `multiple`."""
     h, w = x.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
-    return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
+    # Non-negative operands (ONNX's integer ops truncate); a traced size pads always (a zero pad is a copy).
+    ph, pw = (multiple - h % multiple) % multiple, (multiple - w % multiple) % multiple
+    if isinstance(ph, int) and isinstance(pw, int) and not (ph or pw):
+        return x
+    return F.pad(x, (0, pw, 0, ph), mode="replicate")
+
+
+def _top_left(x: Tensor, h: int, w: int) -> Tensor:
+    """x[..., :h, :w] -> float[..., h, w]. As index_select, torch.export traces it for any H, W: a slice would need it
+    to prove h <= stride * ceil(h / stride), which its symbolic shapes cannot."""
+    rows, cols = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
+    return x.index_select(-2, rows).index_select(-1, cols)
 
 
 def _mirrored(model: nn.Module, x: Tensor) -> Tensor:
@@ -34,12 +49,28 @@ def _mirrored(model: nn.Module, x: Tensor) -> Tensor:
 
 
 def _depth_native(model: nn.Module, x: Tensor, flip_average: bool) -> Tensor:
-    """Padded images float[B,3,H,W] -> metres float[B,1,H/s,W/s], optionally flip-averaged."""
+    """Images float[B,3,H,W] -> metres float[B,1,ceil(Hp/s),ceil(Wp/s)] (Hp, Wp: padded), optionally flip-averaged."""
+    x = _pad_to_multiple(x, model.input_multiple)
+    if getattr(model, FAST_ATTR, {}).get("channels_last"):
+        x = x.contiguous(memory_format=torch.channels_last)
     depth = model.head.to_depth(model(x))
     if flip_average:
         # DenseDepth's evaluate: mean of pred(x) and the un-mirrored pred(mirror(x)), in metres.
         depth = 0.5 * (depth + model.head.to_depth(_mirrored(model, x)))
     return depth
+
+
+def depth_at_input_size(model: nn.Module, x: Tensor, *, flip_average: bool) -> Tensor:
+    """Images float[B,3,H,W] on the model's device and dtype -> metres float[B,1,H,W]: predict's arithmetic without
+    its checks, mode switch and inference_mode, so that torch.export traces it (depthlib.export's graph is this)."""
+    h, w = x.shape[-2:]
+    depth = _depth_native(model, x, flip_average)
+    stride = model.output_stride
+    if stride != 1:
+        # Back to the padded input grid (an integer factor, so pixel centres line up),
+        # then cut the padding off: the valid region is exactly H x W.
+        depth = F.interpolate(depth, scale_factor=stride, mode="bilinear", align_corners=False)
+    return _top_left(depth, h, w)
 
 
 def predict(
@@ -85,17 +116,9 @@ def predict(
     model.eval()
     try:
         with torch.inference_mode():
-            padded = _pad_to_multiple(x, model.input_multiple)
-            if getattr(model, FAST_ATTR, {}).get("channels_last"):
-                padded = padded.contiguous(memory_format=torch.channels_last)
-            depth = _depth_native(model, padded, flip_average)
             if out_size == "native":
-                return depth[..., : -(-h // stride), : -(-w // stride)]
-            if stride != 1:
-                # Back to the padded input grid (an integer factor, so pixel centres line up),
-                # then cut the padding off: the valid region is exactly H x W.
-                depth = F.interpolate(depth, scale_factor=stride, mode="bilinear", align_corners=False)
-            depth = depth[..., :h, :w]
+                return _depth_native(model, x, flip_average)[..., : -(-h // stride), : -(-w // stride)]
+            depth = depth_at_input_size(model, x, flip_average=flip_average)
             if out_size is not None and tuple(out_size) != (h, w):
                 depth = F.interpolate(depth, size=tuple(out_size), mode="bilinear", align_corners=False)
             return depth

@@ -9,10 +9,14 @@ The border crop belongs to one frame size: NYU's white border exists only in its
 training transform refuses the "nyu" crop on any other size). So the crop is replayed only on frames of
 exactly `border_frame` (H, W); any other image (a phone photo, a resized frame) has no such border and
 is resized whole. Building the adapter from a checkpoint is depthlib.inference's job.
+
+The adapter traces with torch.export for any H, W (depthlib.export): there the frame-size test is symbolic, so
+both windows go into the graph under torch.cond and the input's size picks one at run time, as it does here.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Sequence
 
 import torch
@@ -30,7 +34,8 @@ def place(raw: Tensor, frame: Sequence[int], border: Sequence[int], stride: int)
     output pixels, 8 frame columns) and stretch 625 columns over 624.
     """
     (h, w), (t, b, l, r) = frame, border
-    oh, ow = -(-h // stride), -(-w // stride)
+    # ceil(h / stride) with non-negative operands: ONNX's integer division truncates, so -(-h // stride) came out short
+    oh, ow = (h + stride - 1) // stride, (w + stride - 1) // stride
 
     def axis(n: int, size: int, lo: int, hi: int) -> Tensor:  # grid_sample's [-1, 1] spans the window's edges
         centre = stride * (torch.arange(n, dtype=torch.float64) + 0.5)
@@ -69,12 +74,19 @@ class InputAdapter(nn.Module):
         whole frame first would show the model another window, a white border column in view.
         """
         h, w = x.shape[-2:]
-        framed = self.border_frame is None or (h, w) == self.border_frame
-        t, b, l, r = self.border if framed else (0, 0, 0, 0)
+        framed = self.border_frame is None or (h == self.border_frame[0]) & (w == self.border_frame[1])
+        if isinstance(framed, bool):  # a size known here (not traced with a dynamic H, W)
+            return self._window(x, self.border if framed else (0, 0, 0, 0), mirror)
+        return torch.cond(framed, partial(self._window, border=self.border, mirror=mirror),
+                          partial(self._window, border=(0, 0, 0, 0), mirror=mirror), (x,))
+
+    def _window(self, x: Tensor, border: Sequence[int], mirror: bool) -> Tensor:
+        """forward with the crop `border` (top, bottom, left, right) decided."""
+        h, w = x.shape[-2:]
+        t, b, l, r = border
         inner = x[..., t : h - b, l : w - r]
-        size = self.input_size or inner.shape[-2:]
-        if tuple(inner.shape[-2:]) != tuple(size):
-            inner = F.interpolate(inner, size=size, mode="bilinear", antialias=True, align_corners=False)
+        if self.input_size is not None:  # at the window's own size this resize is exact (weights 1 and 0): no size test to trace
+            inner = F.interpolate(inner, size=self.input_size, mode="bilinear", antialias=True, align_corners=False)
         raw = self.model(inner.flip(-1)).flip(-1) if mirror else self.model(inner)
         return place(raw, (h, w), (t, b, l, r), self.output_stride)
 
