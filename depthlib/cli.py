@@ -19,7 +19,7 @@ import torch
 from .ahead import ahead
 from .atomic import atomic_path
 from .errors import ConfigError, DataError, DepthlibError
-from .export import DEFAULT_OPSET, MAX_SIDE, MIN_SIDE
+from .export import CROP_MIN_SIDE, DEFAULT_OPSET, MAX_SIDE, MIN_SIDE
 
 # NYU Depth V2 Kinect RGB camera (NYU toolbox camera_params.m), 640x480, 0-based pixel centres.
 NYU_INTRINSICS = (518.8579, 519.4696, 325.5824, 253.7362)
@@ -247,32 +247,28 @@ def _cmd_predict(a: argparse.Namespace) -> int:
 
 
 def _cmd_export(a: argparse.Namespace) -> int:
-    from .checkpoint import load_model
-    from .export import check_onnx, export_onnx, training_data
+    from .export import check_exported, export_onnx
+    from .inference import load_for_inference
 
     checkpoint = cli_path(a.checkpoint)
-    model = load_model(checkpoint, map_location="cpu")
-    data = training_data(checkpoint)
-    trained = data.get("image_size") or (240, 320)
+    model = load_for_inference(checkpoint)  # what `depthlib predict` runs: its crop, resize and padding go in the graph
+    trained = getattr(model, "input_size", None) or (240, 320)
     height, width = a.height or int(trained[0]), a.width or int(trained[1])
-    shape = f"fixed 1x3x{height}x{width} input" if a.no_dynamic else "dynamic batch and size: can take minutes on a CPU"
+    shape = (f"fixed 1x{height}x{width}x3 uint8 input" if a.no_dynamic
+             else "dynamic batch and size: can take minutes on a CPU")
     print(f"exporting {checkpoint} to ONNX ({shape})...", file=sys.stderr, flush=True)
     path = export_onnx(model, cli_path(a.out), height=height, width=width, flip_average=a.flip, opset=a.opset,
-                       dynamic=not a.no_dynamic, train_data=data)
-    msg = f"wrote {path}"
+                       dynamic=not a.no_dynamic)
+    msg = f"wrote {path}: uint8 RGB [B,H,W,3] -> depth in metres [B,1,H,W], as `depthlib predict" + \
+        ("`" if a.flip else " --no-flip`") + " (its steps are in the file's metadata_props)"
     if not a.no_check:
-        gen = torch.Generator().manual_seed(0)
-        batch = 1 if a.no_dynamic else 2          # a fixed graph takes exactly its example's shape
         try:
-            err = check_onnx(model, path, torch.rand(batch, 3, height, width, generator=gen), flip_average=a.flip)
+            err = check_exported(model, path, height=height, width=width, dynamic=not a.no_dynamic,
+                                 flip_average=a.flip)
         except BaseException:
             Path(path).unlink(missing_ok=True)    # a file that failed its check is not left behind as if it were good
             raise
-        msg += f" (ONNX Runtime matches PyTorch: max |diff| {err:.2g} m)"
-    if data:
-        msg += ("\nnote: the graph runs the network on the image as given; `depthlib predict` also replays the "
-                f"training input (border crop {data.get('border_crop', 'none')!r}, resize to {data.get('image_size')}). "
-                "The file's metadata_props say how.")
+        msg += f"\nONNX Runtime matches predict: max |diff| {err:.2g} m"
     print(msg)
     return 0
 
@@ -300,16 +296,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run most of the decoder in bfloat16 (CPUs with native bf16 only: avx512_bf16 / amx_bf16); "
                         "faster, depths within about a millimetre of float32")
     p.set_defaults(run=_cmd_predict)
-    e = sub.add_parser("export-onnx", help="export a checkpoint to ONNX and check it against ONNX Runtime")
+    e = sub.add_parser(
+        "export-onnx", help="export a checkpoint to ONNX as `predict` runs it, and check it against ONNX Runtime",
+        description="The graph takes `image` uint8[B,H,W,3] RGB as decoded (no normalisation) and returns `depth` "
+        "float32[B,1,H,W] in metres at the input's size: the checkpoint's border crop and resize, the padding and "
+        "(--flip) flip averaging are inside, so ONNX Runtime alone gives `depthlib predict`'s depth within 1 mm. The "
+        "NYU border crop applies to 640x480 inputs only, decided in the graph by the input's size, as predict does.")
     e.add_argument("--checkpoint", required=True, help="a depthlib checkpoint (.pt)")
     e.add_argument("--out", required=True, help="the .onnx file to write")
-    e.add_argument("--height", type=int, help=f"example input height, {MIN_SIDE}..{MAX_SIDE} (default: the training "
-                   "image size recorded in the checkpoint, else 240); the graph accepts any size in that range")
+    e.add_argument("--height", type=int, help="example input height (default: the training image size recorded in the "
+                   f"checkpoint, else 240); a dynamic graph accepts any H, W in {MIN_SIDE}..{MAX_SIDE} ({CROP_MIN_SIDE}.. "
+                   "with a border crop), a --no-dynamic one exactly this")
     e.add_argument("--width", type=int, help="example input width (default: as recorded, else 320)")
-    e.add_argument("--flip", action="store_true", help="bake flip averaging into the graph")
+    e.add_argument("--flip", action="store_true", help="bake flip averaging into the graph (as predict without --no-flip)")
     e.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
-    e.add_argument("--no-dynamic", action="store_true", help="fixed input size instead of dynamic batch/H/W")
-    e.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime comparison")
+    e.add_argument("--no-dynamic", action="store_true", help="fixed input 1 x HEIGHT x WIDTH x 3 instead of dynamic "
+                   "batch/H/W; the crop is decided for that size (--height 480 --width 640: NYU frames, cropped)")
+    e.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime comparison with predict")
     e.set_defaults(run=_cmd_export)
     return ap
 

@@ -1,16 +1,17 @@
-"""ONNX export of a depth model (torch.onnx.export, the torch.export-based exporter) and its check.
+"""ONNX export of what `depthlib predict` runs (torch.export, then torch.onnx), and its check against predict.
 
-The exported graph takes RGB float[B,3,H,W] in [0,1] (any H, W from MIN_SIDE to MAX_SIDE; batch, H and
-W are dynamic) and returns depth in metres float[B,1,H,W]: the ImageNet normalisation, the replicate
-padding to model.input_multiple and its removal, the head's conversion and the x`output_stride`
-bilinear upsampling are inside the graph, so a deployer needs no depthlib code and gets exactly
-depthlib.predict(model, x) of the bare network.
+The graph takes the image as decoded: `image` uint8[B,H,W,3] RGB (height x width x channel, as PIL,
+imageio and OpenCV after BGR->RGB give it) and returns `depth` float32[B,1,H,W] in metres at the
+input's size. It is depthlib.predict's own arithmetic (depthlib.predict.depth_at_input_size), traced:
+/ 255, the checkpoint's border crop and resize (depthlib.models.adapter.InputAdapter), the padding,
+the network with its ImageNet normalisation, the placement back on the input grid, the upsampling and
+(with flip_average) the flip averaging. So ONNX Runtime alone reproduces `depthlib predict` (within
+1e-5 m on the tiny test models; the check allows 1 mm).
 
-Not inside: the training crop / resize that `depthlib predict` replays from the checkpoint (see
-depthlib.inference). The graph runs the network on the image as given; to match `depthlib predict`
-on NYU frames, cut the NYU border and resize to the training size first (both recorded in the file's
-metadata_props, with the units and the input convention). `check_onnx` runs the file in ONNX Runtime
-and compares it with depthlib.predict.
+Shapes: a dynamic graph takes any batch and H, W in `min_side(model)`..MAX_SIDE; the NYU border crop,
+which belongs to 640x480 frames only, is decided in the graph by the input's size (an ONNX If), as
+predict decides it. A fixed graph (dynamic=False) takes exactly 1xHxWx3 and its crop decision is made
+for that size at export. The file's metadata_props state which, with the units and the steps.
 """
 
 from __future__ import annotations
@@ -22,67 +23,61 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .atomic import atomic_path
 from .errors import ConfigError, DepthlibError
 from .paths import resolve
+from .predict import depth_at_input_size, images_from_rgb
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "depth"
 DEFAULT_OPSET = 18
 MAX_SIDE = 4096  # upper bound of the dynamic H / W (torch.export needs a finite range)
 MIN_SIDE = 8     # as depthlib.predict.MIN_SIDE
+# A graph that carries a border crop traces its cropped window symbolically, which torch.export accepts only when the
+# window is at least 2 pixels for every size in the range (NYU: H > 13, W > 16): a round floor above that.
+CROP_MIN_SIDE = 32
+MAX_BATCH = 1024
+MM = 1e-3  # metres: how close to predict the export promises to be
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class ExportError(DepthlibError):
-    """The ONNX export failed, or ONNX Runtime disagrees with PyTorch."""
+    """The ONNX export failed, or ONNX Runtime disagrees with depthlib.predict."""
 
 
-class DepthOutput(nn.Module):
-    """Wraps a DepthModel: RGB float[B,3,H,W] in [0,1] -> metres float[B,1,H,W] (optionally flip-averaged)."""
+class PredictGraph(nn.Module):
+    """What the ONNX file computes: uint8 RGB [B,H,W,3] -> metres float[B,1,H,W], through depthlib.predict's path."""
 
     def __init__(self, model: nn.Module, flip_average: bool = False) -> None:
         super().__init__()
         self.model = model
         self.flip_average = flip_average
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Same arithmetic as depthlib.predict: replicate-pad to input_multiple, predict, upsample, cut the padding."""
-        h, w = x.shape[-2], x.shape[-1]
-        m = self.model.input_multiple
-        x = F.pad(x, (0, (m - w % m) % m, 0, (m - h % m) % m), mode="replicate")
-        depth = self.model.head.to_depth(self.model(x))
-        if self.flip_average:
-            depth = 0.5 * (depth + self.model.head.to_depth(self.model(x.flip(-1))).flip(-1))
-        s = self.model.output_stride
-        if s != 1:
-            depth = F.interpolate(depth, scale_factor=s, mode="bilinear", align_corners=False)
-        return depth[..., :h, :w]
+    def forward(self, rgb: Tensor) -> Tensor:
+        """uint8 [B,H,W,3] -> float[B,1,H,W] metres, as predict(model, images_from_rgb(rgb), flip_average)."""
+        return depth_at_input_size(self.model, images_from_rgb(rgb), flip_average=self.flip_average)
 
 
-def training_data(checkpoint: str | os.PathLike[str]) -> dict:
-    """The input settings the checkpoint's model was trained with (extra.train_config.data), {} if unrecorded."""
-    from .checkpoint import load_checkpoint
-
-    extra = load_checkpoint(checkpoint, map_location="cpu").get("extra") or {}
-    return dict((extra.get("train_config") or {}).get("data") or {})
+def _crop(model: nn.Module) -> tuple[tuple[int, int, int, int], tuple[int, int] | None] | None:
+    """(border (top, bottom, left, right), the frame size it applies to or None for every size), None without a crop."""
+    border = tuple(getattr(model, "border", ()) or ())
+    return (border, getattr(model, "border_frame", None)) if any(border) else None
 
 
-def training_size(checkpoint: str | os.PathLike[str]) -> tuple[int, int] | None:
-    """(H, W) the checkpoint's model was trained at (extra.train_config.data.image_size), None if unrecorded."""
-    size = training_data(checkpoint).get("image_size")
-    return None if not size else (int(size[0]), int(size[1]))
+def min_side(model: nn.Module) -> int:
+    """Smallest H and W of the dynamic graph of `model` (see CROP_MIN_SIDE)."""
+    return CROP_MIN_SIDE if _crop(model) else MIN_SIDE
 
 
-def _check_size(model: nn.Module, height: int, width: int) -> None:
-    if not (MIN_SIDE <= height <= MAX_SIDE and MIN_SIDE <= width <= MAX_SIDE):
+def _check_size(model: nn.Module, height: int, width: int, dynamic: bool) -> None:
+    lo = min_side(model) if dynamic else MIN_SIDE
+    if not (lo <= height <= MAX_SIDE and lo <= width <= MAX_SIDE):
         raise ConfigError(
-            f"export size {height}x{width} (HxW) is outside {MIN_SIDE}..{MAX_SIDE} pixels per side, the range the "
-            f"exported graph accepts. Fix: use e.g. --height {min(max(height, MIN_SIDE), MAX_SIDE)} "
-            f"--width {min(max(width, MIN_SIDE), MAX_SIDE)}; larger images can be resized down before the model."
+            f"export size {height}x{width} (HxW) is outside {lo}..{MAX_SIDE} pixels per side, the range the "
+            f"exported graph accepts. Fix: use e.g. --height {min(max(height, lo), MAX_SIDE)} "
+            f"--width {min(max(width, lo), MAX_SIDE)}; larger images can be resized down before the model."
         )
 
 
@@ -92,28 +87,58 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def onnx_metadata(model: nn.Module, *, train_data: dict | None = None, flip_average: bool = False) -> dict[str, str]:
-    """metadata_props of an exported file: units, input convention and the preprocessing left to the deployer."""
-    meta = {
-        "depthlib.output": f"{OUTPUT_NAME}: float[B,1,H,W], depth in metres (the same H, W as the input)",
+def _steps(model: nn.Module, flip_average: bool, fixed: tuple[int, int] | None) -> str:
+    """The graph's pre- and post-processing in words, in order."""
+    steps = ["divides by 255"]
+    crop = _crop(model)
+    if crop:
+        (t, b, l, r), frame = crop
+        where = "of every input" if frame is None else f"only when the input is {frame[0]}x{frame[1]} (HxW)"
+        if fixed is not None and frame is not None:
+            always = tuple(fixed) == tuple(frame)
+            where += f" (this fixed graph's input is {fixed[0]}x{fixed[1]}: it {'always' if always else 'never'} crops)"
+        steps.append(f"crops the border ({t} rows top, {b} bottom, {l} columns left, {r} right) {where}, as the "
+                     "checkpoint's training did")
+    size = getattr(model, "input_size", None)
+    if size:
+        steps.append(f"resizes to {size[0]}x{size[1]} (HxW, bilinear, antialiased), the training size")
+    else:
+        steps.append(f"replicate-pads the bottom and right to a multiple of {model.input_multiple} pixels")
+    steps.append("subtracts the ImageNet mean and divides by its std, runs the network and converts its output to metres")
+    if size:
+        steps.append(f"places that prediction back over the {'cropped window' if crop else 'image'} on the input "
+                     f"grid at 1/{model.output_stride} of its size (bilinear)")
+    if flip_average:
+        steps.append("averages it with the prediction of the mirrored window, mirrored back")
+    steps.append(f"upsamples x{model.output_stride} (bilinear) and cuts to the input's size")
+    return "in the graph: feed the image as decoded (uint8 RGB, no normalisation); the graph " + "; ".join(steps)
+
+
+def onnx_metadata(model: nn.Module, *, flip_average: bool = False, fixed: tuple[int, int] | None = None) -> dict[str, str]:
+    """metadata_props of the graph exported from `model` (as predict runs it): fixed (H, W), or None for dynamic."""
+    if fixed is None:
+        lo = min_side(model)
+        shape = (f"{INPUT_NAME}: uint8[B,H,W,3] RGB (not BGR), 0..255, height x width x channel; any batch "
+                 f"1..{MAX_BATCH} and H, W in {lo}..{MAX_SIDE}")
+    else:
+        shape = (f"{INPUT_NAME}: uint8[1,{fixed[0]},{fixed[1]},3] RGB (not BGR), 0..255, height x width x channel; "
+                 f"fixed: only this shape")
+    size = getattr(model, "input_size", None)
+    crop = _crop(model)
+    return {
+        "depthlib.input": shape,
+        "depthlib.output": f"{OUTPUT_NAME}: float32[B,1,H,W], depth in metres at the input's H, W",
         "depthlib.units": "metres",
-        "depthlib.input": f"{INPUT_NAME}: float[B,3,H,W], RGB (not BGR) in [0, 1], any H, W in {MIN_SIDE}..{MAX_SIDE}",
-        "depthlib.input_normalisation": "none needed: the graph subtracts the ImageNet mean and divides by its std",
+        "depthlib.preprocessing": _steps(model, flip_average, fixed),
+        "depthlib.equals": "depthlib predict (--no-flip unless flip_average is true) on the same image, within 1 mm",
+        "depthlib.shape": "dynamic" if fixed is None else "fixed",
         "depthlib.depth_range": f"{getattr(model.head, 'min_depth', '?')}..{getattr(model.head, 'max_depth', '?')} m",
         "depthlib.arch": str(getattr(model, "arch", type(model).__name__)),
         "depthlib.flip_average": str(bool(flip_average)).lower(),
+        "depthlib.training_image_size": "x".join(str(int(v)) for v in size) if size else "any",
+        "depthlib.border_crop": ("none" if not crop else f"{crop[0]} (top, bottom, left, right) on "
+                                 + ("every input" if crop[1] is None else f"{crop[1][0]}x{crop[1][1]} inputs")),
     }
-    if train_data:
-        size = train_data.get("image_size")
-        crop = train_data.get("border_crop", "none")
-        meta["depthlib.training_image_size"] = "x".join(str(int(v)) for v in size) if size else "any"
-        meta["depthlib.training_border_crop"] = str(crop)
-        meta["depthlib.preprocessing"] = (
-            "not in the graph: to match `depthlib predict`, "
-            + ("cut the NYU border (6 rows top and bottom, 7 columns left, 8 right) of 640x480 NYU frames, " if crop == "nyu" else "")
-            + (f"resize to {size[0]}x{size[1]} (HxW, bilinear, antialiased), run, then resize the depth back" if size else "")
-        ).rstrip(", ")
-    return meta
 
 
 def _add_metadata(path: Path, meta: dict[str, str]) -> None:
@@ -128,66 +153,101 @@ def _add_metadata(path: Path, meta: dict[str, str]) -> None:
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike[str], *, height: int = 240, width: int = 320,
-                flip_average: bool = False, opset: int = DEFAULT_OPSET, dynamic: bool = True,
-                train_data: dict | None = None) -> Path:
-    """Write `model` (eval mode, CPU) as ONNX at `path` atomically; example input float[1,3,height,width].
+                flip_average: bool = False, opset: int = DEFAULT_OPSET, dynamic: bool = True) -> Path:
+    """Write PredictGraph(model) as ONNX at `path` atomically: uint8 [B,H,W,3] -> metres float[B,1,H,W].
 
-    train_data: the checkpoint's recorded input settings (image_size, border_crop), stored in the
-    metadata with the units and input convention (see onnx_metadata).
+    model: what predict runs (depthlib.inference.load_for_inference's copy: an InputAdapter when the checkpoint
+    recorded its training input; a bare model runs as given). dynamic: any batch and H, W in
+    min_side(model)..MAX_SIDE; else exactly 1 x height x width x 3. The metadata describes the graph (onnx_metadata).
     """
-    _check_size(model, height, width)
+    _check_size(model, height, width, dynamic)
     model = copy.deepcopy(model).eval().cpu()  # the caller's model keeps its device and mode
-    wrapped = DepthOutput(model, flip_average=flip_average).eval()
-    example = (torch.rand(1, 3, height, width),)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    graph = PredictGraph(model, flip_average=flip_average).eval()
+    # A dynamic batch needs an example of 2: torch.export fixes a size-1 example dimension.
+    gen = torch.Generator().manual_seed(0)
+    example = (torch.randint(0, 256, (2 if dynamic else 1, height, width, 3), dtype=torch.uint8, generator=gen),)
     shapes = None
     if dynamic:
-        shapes = ({0: torch.export.Dim("batch", min=1, max=1024), 2: torch.export.Dim("height", min=MIN_SIDE, max=MAX_SIDE),
-                   3: torch.export.Dim("width", min=MIN_SIDE, max=MAX_SIDE)},)
+        lo = min_side(model)
+        shapes = ({0: torch.export.Dim("batch", min=1, max=MAX_BATCH), 1: torch.export.Dim("height", min=lo, max=MAX_SIDE),
+                   2: torch.export.Dim("width", min=lo, max=MAX_SIDE)},)
     out = resolve(path)
+    fix = "Fix: try --no-dynamic (fixed input size) or another --opset."
+    try:
+        # torch.export first, on its own: torch.onnx.export given the module falls back to a draft export that
+        # silently fixes what it cannot trace (it wrote a graph that lost a column on odd widths).
+        program = torch.export.export(graph, example, dynamic_shapes=shapes, strict=False)
+    except (RuntimeError, ValueError, TypeError) as e:
+        raise ExportError(f"{out}: torch.export of {getattr(model, 'arch', '?')} failed: {_first_line(e)}. {fix}") from e
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(out) as tmp_path:
-            tmp = str(tmp_path)
             try:
-                torch.onnx.export(wrapped, example, tmp, dynamo=True, input_names=[INPUT_NAME],
-                                  output_names=[OUTPUT_NAME], dynamic_shapes=shapes, opset_version=opset,
-                                  external_data=False, verbose=False)
-            except (RuntimeError, ValueError, TypeError) as e:  # torch.export / onnxscript failures
+                torch.onnx.export(program, example, str(tmp_path), dynamo=True, input_names=[INPUT_NAME],
+                                  output_names=[OUTPUT_NAME], opset_version=opset, external_data=False, verbose=False)
+            except (RuntimeError, ValueError, TypeError) as e:  # onnxscript's translation failures
                 raise ExportError(f"{out}: ONNX export of {getattr(model, 'arch', '?')} failed: {_first_line(e)}. "
-                                  "Fix: try --no-dynamic (fixed input size) or another --opset.") from e
-            _add_metadata(tmp_path, onnx_metadata(model, train_data=train_data, flip_average=flip_average))
+                                  f"{fix}") from e
+            fixed = None if dynamic else (height, width)
+            _add_metadata(tmp_path, onnx_metadata(model, flip_average=flip_average, fixed=fixed))
     except OSError as e:
         raise ExportError(f"{out}: could not be written ({e.strerror or e}); nothing partial was left there. "
                           "Fix: free disk space or choose another --out.") from e
     return out
 
 
-def run_onnx(path: str | os.PathLike[str], images: Tensor) -> Tensor:
-    """Run an exported file in ONNX Runtime (CPU): float[B,3,H,W] in [0,1] -> metres float[B,1,H,W]."""
+def run_onnx(path: str | os.PathLike[str], rgb: Tensor | np.ndarray) -> Tensor:
+    """Run an exported file in ONNX Runtime (CPU): uint8 RGB [B,H,W,3] -> metres float[B,1,H,W]."""
     import onnxruntime as ort
 
     p = resolve(path)
+    x = rgb.detach().cpu().numpy() if isinstance(rgb, Tensor) else np.asarray(rgb)
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] != 3:
+        raise ExportError(f"{p}: the graph takes uint8 [B,H,W,3] RGB, got {x.dtype} {list(x.shape)}. Fix: pass the "
+                          "decoded image as it is (e.g. np.array(PIL.Image.open(f).convert('RGB'))[None]).")
     if not p.is_file():
         raise ExportError(f"{p}: no such ONNX file. Fix: export one with `python -m depthlib export-onnx`.")
     session = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
-    x = images.detach().to("cpu", torch.float32).numpy()
     (y,) = session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(x)})
     return torch.from_numpy(y)
 
 
-def check_onnx(model: nn.Module, path: str | os.PathLike[str], images: Tensor, *, flip_average: bool = False,
-               atol: float = 1e-4) -> float:
-    """Max |ONNX Runtime - depthlib.predict| in metres over images float[B,3,H,W]; ExportError above atol."""
+def check_onnx(model: nn.Module, path: str | os.PathLike[str], rgb: Tensor | np.ndarray, *,
+               flip_average: bool = False, atol: float = MM) -> float:
+    """Max |ONNX Runtime - depthlib.predict| in metres on the same uint8 rgb [B,H,W,3]; ExportError above atol."""
     from .predict import predict
 
-    # The reference is the network that was exported (no BatchNorm folding: its rounding is not ONNX's error).
-    expected = predict(model, images.float(), flip_average=flip_average).float().cpu()
-    got = run_onnx(path, images)
+    x = torch.as_tensor(np.asarray(rgb))
+    got = run_onnx(path, x)
+    expected = predict(model, images_from_rgb(x), flip_average=flip_average).float().cpu()
     if got.shape != expected.shape:
-        raise ExportError(f"{resolve(path)}: ONNX output shape {tuple(got.shape)} != PyTorch {tuple(expected.shape)}. "
+        raise ExportError(f"{resolve(path)}: ONNX output shape {tuple(got.shape)} != predict's {tuple(expected.shape)}. "
                           "Fix: re-export with this depthlib version.")
     err = float((got - expected).abs().max())
     if not err <= atol:  # also catches NaN
-        raise ExportError(f"{resolve(path)}: ONNX Runtime differs from PyTorch by {err:.3g} m (> {atol:g}). "
-                          "Fix: re-export with another --opset, or report the operator that drifts.")
+        raise ExportError(f"{resolve(path)}: ONNX Runtime differs from predict by {err:.3g} m (> {atol:g}) on "
+                          f"{x.shape[1]}x{x.shape[2]} images. Fix: re-export with another --opset, or report the "
+                          "operator that drifts.")
     return err
+
+
+def check_sizes(model: nn.Module, height: int, width: int, dynamic: bool) -> list[tuple[int, int, int]]:
+    """(batch, H, W) inputs that check a graph: its example size; for a dynamic one also an odd size and, when it
+    carries a frame's crop, that frame size (the other branch of its crop decision)."""
+    if not dynamic:
+        return [(1, height, width)]
+    sizes = [(2, height, width), (1, min_side(model) + 19, min_side(model) + 37)]
+    crop = _crop(model)
+    if crop and crop[1] is not None and tuple(crop[1]) != (height, width):
+        sizes.append((1, *crop[1]))
+    return sizes
+
+
+def check_exported(model: nn.Module, path: str | os.PathLike[str], *, height: int, width: int, dynamic: bool,
+                   flip_average: bool = False) -> float:
+    """check_onnx on random uint8 images of each of check_sizes -> the largest difference from predict (metres)."""
+    gen = torch.Generator().manual_seed(0)
+    return max(check_onnx(model, path, torch.randint(0, 256, (b, h, w, 3), dtype=torch.uint8, generator=gen),
+                          flip_average=flip_average) for b, h, w in check_sizes(model, height, width, dynamic))

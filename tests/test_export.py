@@ -1,4 +1,4 @@
-"""ONNX export: ONNX Runtime gives depthlib.predict's depth within 1e-4 m on real frames and odd sizes."""
+"""ONNX export: ONNX Runtime alone, fed the RGB bytes a user has, gives `depthlib predict`'s depth within 1 mm."""
 
 from __future__ import annotations
 
@@ -8,86 +8,132 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from _tiny_checkpoint import tiny_checkpoint
 from depthlib.checkpoint import load_model
 from depthlib.cli import main
 from depthlib.errors import ConfigError
-from depthlib.export import ExportError, check_onnx, export_onnx, run_onnx, training_size
+from depthlib.export import ExportError, check_onnx, export_onnx, run_onnx
+from depthlib.inference import load_for_inference
 from depthlib.predict import predict
 
 ROOT = Path(__file__).resolve().parent.parent
-_DIRS = [ROOT / "data" / "sample" / "data" / "nyu2_test",
-         ROOT.parent / "shared" / "data" / "nyu_samples" / "densedepth_nyu2_test" / "data" / "nyu2_test"]
+FRAME = ROOT / "data" / "sample" / "data" / "nyu2_test" / "00000_colors.png"  # a real 640x480 NYU frame
+# Both record the same training size and differ only in the crop, so a graph that drops the crop differs only
+# on 640x480 frames.
+TRAINED = {crop: {"image_size": [64, 96], "border_crop": crop} for crop in ("nyu", "none")}
+MM = 1e-3  # metres: the export's promise, and predict's depth PNGs' unit
 
 
-@pytest.fixture(scope="module")
-def frames() -> torch.Tensor:
-    """Two real 640x480 NYU test frames as float[2,3,480,640] in [0,1]."""
-    for d in _DIRS:
-        files = sorted(d.glob("*_colors.png"))[:2]
-        if len(files) == 2:
-            rgb = np.stack([np.array(Image.open(f).convert("RGB")) for f in files])
-            return torch.from_numpy(rgb).permute(0, 3, 1, 2).float() / 255.0
-    pytest.skip(f"no NYU sample frames in {[str(d) for d in _DIRS]}")
+def _rgb() -> dict[str, np.ndarray]:
+    """uint8 [1,H,W,3] images as a user has them: the NYU frame as decoded, and an odd-sized real region of it."""
+    frame = np.array(Image.open(FRAME).convert("RGB"))
+    return {"frame 480x640": frame[None], "odd 251x333": np.ascontiguousarray(frame[None, 10:261, 20:353])}
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(checkpoint, model.onnx) written through the CLI, which also runs its own ONNX Runtime check."""
-    d = tmp_path_factory.mktemp("onnx")
-    ck = tiny_checkpoint(d / "tiny.pt", data={"image_size": [64, 96], "border_crop": "nyu"})
-    assert main(["export-onnx", "--checkpoint", str(ck), "--out", str(d / "model.onnx"),
-                 "--height", "64", "--width", "64"]) == 0
-    return ck, d / "model.onnx"
+def _predict(checkpoint: Path, rgb: np.ndarray, flip: bool) -> np.ndarray:
+    """What `depthlib predict` computes for uint8 rgb [B,H,W,3]: metres [B,1,H,W]."""
+    x = torch.from_numpy(rgb).permute(0, 3, 1, 2).float() / 255.0
+    return predict(load_for_inference(checkpoint), x, flip_average=flip).numpy()
 
 
-@pytest.mark.slow  # one torch.export-based ONNX export: ~10-30 s on 2 busy cores
-def test_onnx_matches_pytorch_on_sample_frames(exported: tuple[Path, Path], frames: torch.Tensor) -> None:
-    ck, onnx_path = exported
-    model = load_model(ck)
-    # Exported at 64x64, run at 480x640 with a batch of 2: batch, H and W are dynamic.
-    got = run_onnx(onnx_path, frames)
-    assert got.shape == (2, 1, 480, 640)
-    assert 0.1 <= float(got.min()) and float(got.max()) <= 10.0 and float(got.std()) > 0.01
-    want = predict(model, frames, flip_average=False)
-    assert float((got - want).abs().max()) <= 1e-4
-    assert check_onnx(model, onnx_path, frames) <= 1e-4
+def _onnxruntime(path: Path, rgb: np.ndarray) -> np.ndarray:
+    """The file run by ONNX Runtime alone, no depthlib code: uint8 [B,H,W,3] -> metres [B,1,H,W]."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (name,) = [i.name for i in session.get_inputs()]
+    return session.run(None, {name: rgb})[0]
 
 
-@pytest.mark.slow  # one torch.export-based ONNX export: ~10-30 s on 2 busy cores
-def test_onnx_on_arbitrary_sizes_pads_and_crops_inside_the_graph(exported: tuple[Path, Path],
-                                                                 frames: torch.Tensor) -> None:
-    ck, onnx_path = exported
-    model = load_model(ck)
-    for h, w in ((250, 333), (61, 451), (8, 9)):  # none a multiple of the model's input_multiple (4)
-        x = F.interpolate(frames[:1], size=(h, w), mode="bilinear", align_corners=False, antialias=True)
-        got = run_onnx(onnx_path, x)
-        want = predict(model, x, flip_average=False)
-        assert got.shape == want.shape == (1, 1, h, w)  # 451 stays 451
-        assert float((got - want).abs().max()) <= 1e-4
-
-
-@pytest.mark.slow  # reuses the export above
-def test_onnx_metadata_states_units_input_and_training_preprocessing(exported: tuple[Path, Path]) -> None:
+def _metadata(path: Path) -> dict[str, str]:
     import onnx
 
-    meta = {p.key: p.value for p in onnx.load(str(exported[1])).metadata_props}
+    return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+
+
+@pytest.fixture(scope="module")
+def graphs(tmp_path_factory: pytest.TempPathFactory):
+    """get(crop, flip) -> (checkpoint, dynamic model.onnx), each exported once, through the CLI as the README says
+    (which also runs its own ONNX Runtime check)."""
+    d = tmp_path_factory.mktemp("onnx")
+    made: dict[tuple[str, bool], tuple[Path, Path]] = {}
+
+    def get(crop: str, flip: bool) -> tuple[Path, Path]:
+        if (crop, flip) not in made:
+            ck = d / f"{crop}.pt"
+            if not ck.exists():
+                tiny_checkpoint(ck, data=TRAINED[crop])
+            out = d / f"{crop}_flip{int(flip)}.onnx"
+            assert main(["export-onnx", "--checkpoint", str(ck), "--out", str(out)] + ["--flip"] * flip) == 0
+            made[crop, flip] = ck, out
+        return made[crop, flip]
+
+    return get
+
+
+@pytest.mark.slow  # one torch.export-based ONNX export per case: ~10-20 s each on 2 busy cores
+@pytest.mark.parametrize("flip", [False, True], ids=["no-flip", "flip"])
+@pytest.mark.parametrize("crop", ["nyu", "none"])
+def test_onnx_runtime_alone_equals_predict(graphs, crop: str, flip: bool) -> None:
+    ck, path = graphs(crop, flip)
+    for what, rgb in _rgb().items():
+        got, want = _onnxruntime(path, rgb), _predict(ck, rgb, flip)
+        assert got.shape == want.shape == (1, 1, *rgb.shape[1:3]), what
+        assert float(want.std()) > 0.01, what  # the tiny model's depth varies, so a misplaced pixel shows
+        err = float(np.abs(got - want).max())
+        assert err <= MM, f"{crop}, flip={flip}, {what}: ONNX Runtime differs from predict by {err:.4g} m"
+
+
+@pytest.mark.slow  # reuses the exports above
+def test_dynamic_metadata_describes_the_graph(graphs) -> None:
+    _, path = graphs("nyu", False)
+    meta = _metadata(path)
     assert meta["depthlib.units"] == "metres"
-    assert "RGB" in meta["depthlib.input"] and "[0, 1]" in meta["depthlib.input"]
-    assert "ImageNet" in meta["depthlib.input_normalisation"]
-    assert meta["depthlib.training_image_size"] == "64x96" and meta["depthlib.training_border_crop"] == "nyu"
-    assert "not in the graph" in meta["depthlib.preprocessing"] and "64x96" in meta["depthlib.preprocessing"]
+    assert meta["depthlib.input"].startswith("image: uint8[B,H,W,3] RGB")
+    assert "H, W in 32..4096" in meta["depthlib.input"]
+    # followed by hand, the old recipe (crop, resize, run, resize back) missed predict by up to 77 mm: now the
+    # graph does it all and the metadata says so, and what it does
+    prep = meta["depthlib.preprocessing"]
+    assert prep.startswith("in the graph: feed the image as decoded")
+    for step in ("divides by 255", "6 rows top", "only when the input is 480x640", "64x96", "ImageNet", "to the input's size"):
+        assert step in prep, step
+    assert "mirror" not in prep and meta["depthlib.flip_average"] == "false"
+    assert "mirror" in _metadata(graphs("nyu", True)[1])["depthlib.preprocessing"]
+    assert "crop" not in _metadata(graphs("none", False)[1])["depthlib.preprocessing"]
 
 
-@pytest.mark.slow  # one torch.export-based ONNX export: ~10-30 s on 2 busy cores
-def test_check_onnx_catches_a_different_model(exported: tuple[Path, Path], tmp_path: Path) -> None:
-    _, onnx_path = exported
-    other = load_model(tiny_checkpoint(tmp_path / "other.pt", seed=1))
-    with pytest.raises(ExportError, match="differs from PyTorch"):
-        check_onnx(other, onnx_path, torch.rand(1, 3, 32, 32))
+@pytest.mark.slow  # reuses the exports above
+def test_check_onnx_compares_with_predict_on_the_same_input(graphs) -> None:
+    ck, nyu = graphs("nyu", False)
+    _, none = graphs("none", False)
+    frame, odd = _rgb().values()
+    model = load_for_inference(ck)
+    assert check_onnx(model, nyu, frame) <= MM
+    assert check_onnx(model, none, odd) <= MM  # off NYU's frame size the two graphs agree
+    with pytest.raises(ExportError, match="differs from predict"):
+        check_onnx(model, none, frame)  # a graph without the crop
+    other = load_for_inference(tiny_checkpoint(ck.parent / "other.pt", seed=1, data=TRAINED["nyu"]))
+    with pytest.raises(ExportError, match="differs from predict"):
+        check_onnx(other, nyu, odd)
+
+
+@pytest.mark.slow  # one fixed-shape export: a few seconds
+def test_fixed_graph_states_its_shape_and_crops_the_nyu_frame(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # --no-dynamic wrote "any H, W in 8..4096" into a graph fixed at one shape
+    ck = tiny_checkpoint(tmp_path / "t.pt", data=TRAINED["nyu"])
+    out = tmp_path / "fixed.onnx"
+    assert main(["export-onnx", "--checkpoint", str(ck), "--out", str(out), "--no-dynamic",
+                 "--height", "480", "--width", "640"]) == 0
+    printed = capsys.readouterr()
+    assert "fixed 1x480x640x3 uint8 input" in printed.err and "ONNX Runtime matches predict" in printed.out
+    meta = _metadata(out)
+    assert meta["depthlib.input"].startswith("image: uint8[1,480,640,3] RGB") and "any" not in meta["depthlib.input"]
+    assert "only this shape" in meta["depthlib.input"]
+    assert "6 rows top" in meta["depthlib.preprocessing"]
+    rgb = _rgb()["frame 480x640"]
+    assert float(np.abs(_onnxruntime(out, rgb) - _predict(ck, rgb, False)).max()) <= MM
 
 
 def test_export_refuses_sizes_outside_the_graph_range(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -100,7 +146,14 @@ def test_export_refuses_sizes_outside_the_graph_range(tmp_path: Path, capsys: py
     assert "4096" in err and "\x1b" not in err and "Traceback" not in err
     assert not list(tmp_path.glob("*.onnx"))
     with pytest.raises(ExportError, match="no such ONNX file"):
-        run_onnx(tmp_path / "missing.onnx", torch.rand(1, 3, 8, 8))
+        run_onnx(tmp_path / "missing.onnx", np.zeros((1, 8, 8, 3), np.uint8))
+
+
+def test_run_onnx_refuses_float_images_with_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"")
+    with pytest.raises(ExportError, match=r"uint8 \[B,H,W,3\].*Fix: pass the decoded image"):
+        run_onnx(path, torch.rand(1, 3, 32, 32))
 
 
 def test_export_disk_full_names_the_file_and_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -112,31 +165,5 @@ def test_export_disk_full_names_the_file_and_leaves_nothing(tmp_path: Path, monk
 
     monkeypatch.setattr(torch.onnx, "export", disk_full)
     with pytest.raises(ExportError, match=r"model\.onnx: could not be written \(No space left on device\)"):
-        export_onnx(model, tmp_path / "out" / "model.onnx", height=32, width=32)
+        export_onnx(model, tmp_path / "out" / "model.onnx", height=32, width=32, dynamic=False)
     assert not list((tmp_path / "out").iterdir())
-
-
-def test_training_size_comes_from_the_checkpoint(tmp_path: Path) -> None:
-    assert training_size(tiny_checkpoint(tmp_path / "a.pt")) is None
-    ck = tiny_checkpoint(tmp_path / "b.pt", data={"image_size": [192, 256], "border_crop": "nyu"})
-    assert training_size(ck) == (192, 256)
-
-
-@pytest.mark.slow
-def test_flip_averaged_fixed_size_export(tmp_path: Path, frames: torch.Tensor) -> None:
-    model = load_model(tiny_checkpoint(tmp_path / "t.pt"))
-    x = F.interpolate(frames[:1], size=(64, 96), mode="bilinear", align_corners=False, antialias=True)
-    path = export_onnx(model, tmp_path / "flip.onnx", height=64, width=96, flip_average=True, dynamic=False)
-    assert check_onnx(model, path, x, flip_average=True) <= 1e-4
-    assert float((run_onnx(path, x) - predict(model, x, flip_average=False)).abs().max()) > 1e-4
-
-
-@pytest.mark.slow
-def test_cli_fixed_size_export_checks_with_its_own_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # --no-dynamic was checked with a batch of 2 against its batch-1 graph: an ONNX Runtime traceback, every time,
-    # and the file left behind.
-    ck = tiny_checkpoint(tmp_path / "t.pt", data={"image_size": [64, 96], "border_crop": "nyu"})
-    assert main(["export-onnx", "--checkpoint", str(ck), "--out", str(tmp_path / "fixed.onnx"), "--no-dynamic"]) == 0
-    out = capsys.readouterr()
-    assert "ONNX Runtime matches PyTorch" in out.out and "fixed 1x3x64x96 input" in out.err
-    assert run_onnx(tmp_path / "fixed.onnx", torch.rand(1, 3, 64, 96)).shape[0] == 1
