@@ -8,7 +8,9 @@ notebooks the profile has no use for (e.g. `own` fine-tunes an existing model, s
 name a notebook by name or number (02_train or 02); both spellings of one notebook apply, in order,
 and a notebook that does not exist (or, for --set, is not part of the run) is refused. Executed copies
 go to runs/<run>/; the first failing notebook stops the run, keeps its executed copy and names the cell.
-Notices a notebook printed (depthlib.notices: "resumed ...", "nothing to train ...") are repeated here.
+The lines a notebook prints show as it prints them (an epoch's progress bar as one line; notices of
+depthlib.notices, "resumed ...", "nothing to train ...", as [pipeline] lines); `--quiet` shows only the notices,
+after each notebook.
 Training resumes what its out_dir holds; `--fresh` starts 02 and 03 over. Ctrl-C stops a run with one line
 and exit status 130; the same command resumes it.
 """
@@ -30,7 +32,7 @@ from typing import Any
 from .config import fits_default, parse_setting
 from .errors import ConfigError
 from .lock import LockError, hold_lock
-from .notices import notices_in
+from .notices import NotebookLines, notices_in
 from .paths import display_path, project_root, resolve
 
 NOTEBOOKS = ("01_data_prep", "02_train", "03_finetune", "04_evaluate", "05_explore")
@@ -182,9 +184,12 @@ def output_folders(plan: Plan) -> list[Path]:
     return sorted(folders)
 
 
-def run(plan: Plan, *, progress: bool = True, log_output: bool = False) -> Plan:
+def run(plan: Plan, *, progress: bool = True, log_output: bool = False, stream: bool = True) -> Plan:
     """Execute the plan's notebooks in order; raise SystemExit naming the failing notebook and cell.
 
+    stream: show each line a notebook prints as it prints it (depthlib.notices.NotebookLines: an epoch's progress
+    bar as one line, a notice as a [pipeline] line); otherwise only the notices, once the notebook has run.
+    log_output: papermill's own log of every output instead (each progress redraw, displayed values).
     Holds a lock (LOCK_NAME, with this pid) in every output folder while it runs: a second run of the
     same profile is refused with depthlib.lock.LockError instead of training into the same out_dir.
     """
@@ -193,10 +198,10 @@ def run(plan: Plan, *, progress: bool = True, log_output: bool = False) -> Plan:
             before = locks.enter_context(hold_lock(folder / LOCK_NAME, f"the output folder of profile {plan.profile!r}"))
             if before:
                 print(f"[pipeline] took over {folder / LOCK_NAME} from a run that ended without releasing it ({before})")
-        return _run_locked(plan, progress=progress, log_output=log_output)
+        return _run_locked(plan, progress=progress, log_output=log_output, stream=stream and not log_output)
 
 
-def _run_locked(plan: Plan, *, progress: bool, log_output: bool) -> Plan:
+def _run_locked(plan: Plan, *, progress: bool, log_output: bool, stream: bool) -> Plan:
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
@@ -209,16 +214,23 @@ def _run_locked(plan: Plan, *, progress: bool, log_output: bool) -> Plan:
         t0 = time.perf_counter()
         print(f"[pipeline] {nb}: running -> {dst.relative_to(project_root()) if dst.is_relative_to(project_root()) else dst}",
               flush=True)
+        shown = (NotebookLines(nb, sys.stdout), NotebookLines(nb, sys.stdout)) if stream else (None, None)
         try:
             pm.execute_notebook(str(src), str(dst), parameters=params, kernel_name="python3", progress_bar=progress,
-                                log_output=log_output, cwd=str(project_root()), kernel_manager_class=PipelineKernelManager)
+                                log_output=log_output, stdout_file=shown[0], stderr_file=shown[1],
+                                cwd=str(project_root()), kernel_manager_class=PipelineKernelManager)
         except PapermillExecutionError as e:
             raise SystemExit(
                 f"[pipeline] {nb} FAILED in cell {e.cell_index} (execution count {e.exec_count}): {e.ename}: {e.evalue}\n"
                 f"[pipeline] executed copy kept at {dst}; later notebooks were not run."
             ) from None
-        for msg in notices_in(json.loads(dst.read_text())):
-            print(f"[pipeline] {nb}: {msg}", flush=True)
+        finally:
+            for lines in shown:
+                if lines is not None:
+                    lines.close()
+        if not stream:  # streamed, they have been shown already
+            for msg in notices_in(json.loads(dst.read_text())):
+                print(f"[pipeline] {nb}: {msg}", flush=True)
         print(f"[pipeline] {nb}: done in {time.perf_counter() - t0:.0f} s", flush=True)
     for what, where in plan.outputs.items():
         print(f"[pipeline] {what}: {resolve(where)}")
@@ -252,7 +264,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fresh", action="store_true",
                     help="start training over (resume=False in 02 and 03), replacing their earlier checkpoints")
     ap.add_argument("--dry-run", action="store_true", help="print the resolved parameters and stop")
-    ap.add_argument("--log-output", action="store_true", help="stream the notebooks' output to this terminal")
+    ap.add_argument("--quiet", action="store_true",
+                    help="do not show the lines the notebooks print as they run (notices still follow each notebook)")
+    ap.add_argument("--log-output", action="store_true",
+                    help="show papermill's log of every notebook output instead: each progress-bar redraw, displayed values")
     a = ap.parse_args(argv)
     try:
         plan = make_plan(a.profile, run_name=a.run_name, only=a.only, overrides=a.overrides, fresh=a.fresh)
@@ -270,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.log_output:
         _show_papermill_log()
     try:
-        run(plan, log_output=a.log_output)
+        run(plan, log_output=a.log_output, stream=not a.quiet)
     except LockError as e:
         print(f"[pipeline] error: {e}", file=sys.stderr)
         return 2

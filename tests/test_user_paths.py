@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -132,3 +134,49 @@ def test_a_profile_given_as_a_toml_path_runs_into_runs_its_name(tmp_path):
     profile = tmp_path / "mine.toml"
     profile.write_text("[02_train]\nepochs = 2\n")
     assert make_plan(str(profile)).run_dir == project_root() / "runs" / "mine"     # it was the .toml file itself
+
+
+# a notebook's lines and the resume notice appeared only when the notebook finished
+
+def _lines(stream) -> "queue.Queue[str]":
+    """The lines of a text stream, as they come, read by a thread."""
+    q: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in stream:
+            q.put(line.rstrip("\n"))
+    threading.Thread(target=pump, daemon=True).start()
+    return q
+
+
+@pytest.mark.slow
+def test_a_notebooks_lines_and_notices_stream_while_it_runs_and_quiet_silences_them(tmp_path):
+    root = _project(tmp_path, _waiting_notebook(tmp_path / "notebooks"))
+    ready, go, profile = tmp_path / "ready", tmp_path / "go", tmp_path / "wait.toml"
+    profile.write_text(f'[01_data_prep]\nready = "{ready}"\ngo = "{go}"\n')
+    proc = _pipeline(root, "--profile", str(profile), "--run-name", "wait", stderr=subprocess.DEVNULL)
+    try:
+        lines, seen = _lines(proc.stdout), []
+        _wait_for(ready, proc)
+        t0 = time.monotonic()                 # the notebook now waits for `go`: what it printed is shown already
+        while "[pipeline] 01_data_prep: resumed from last.pt: epoch 14 of 60" not in seen:
+            assert time.monotonic() - t0 < 30, f"not streamed while the notebook runs: {seen}"
+            try:
+                seen.append(lines.get(timeout=1))
+            except queue.Empty:
+                pass
+        assert "  epoch 14/60: done" in seen
+        go.touch()
+        assert proc.wait(timeout=60) == 0
+        time.sleep(0.5)
+        while not lines.empty():
+            seen.append(lines.get())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert sum("epoch 14 of 60" in ln for ln in seen) == 1, seen        # not repeated when the notebook ends
+
+    profile.write_text(f'[01_data_prep]\nready = "{tmp_path / "ready2"}"\n')
+    rc, out, err = _finished(_pipeline(root, "--profile", str(profile), "--run-name", "wait", "--quiet"))
+    assert rc == 0, err
+    assert "epoch 14/60" not in out and out.count("resumed from last.pt: epoch 14 of 60") == 1, out   # after it ran
