@@ -363,6 +363,20 @@ def hole_filling_figure(source: FrameSource, indices: Sequence[int], *, method: 
     return None
 
 
+def training_loss_fell(history: Any) -> bool:
+    """Whether the epoch-mean training loss of a History fell from its first epoch to its last (02's check).
+
+    A run of one epoch has nothing to compare (its first and last steps are single batches, too noisy to judge):
+    True, and a printed note says the check was skipped.
+    """
+    losses = history["train_loss"]
+    if len(losses) < 2:
+        print(f"training loss not checked: a run of {'one epoch' if losses else 'no finished epoch'} has no earlier "
+              "epoch to compare with (2 or more epochs are checked)")
+        return True
+    return losses[-1] < losses[0]
+
+
 def all_finite(values: Sequence[float]) -> bool:
     """True when no value is NaN or infinite (e.g. a history column)."""
     return bool(np.isfinite(np.asarray(values, dtype=float)).all())

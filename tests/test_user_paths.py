@@ -16,7 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from _tiny_checkpoint import tiny_checkpoint
 from conftest import ROOT, SAMPLE
+from depthlib import workbook
+from depthlib.checkpoint import load_checkpoint
+from depthlib.data import open_source
 from depthlib.paths import project_root
 from depthlib.pipeline import main, make_plan
 
@@ -79,6 +83,35 @@ def _gone(pid: int, timeout: float = 20) -> bool:
             return True
         time.sleep(0.2)
     return False
+
+
+# --set 02:epochs=1 --fresh: the loss check compared the only epoch with itself, after best.pt had been replaced
+
+def _prepare_ci(root: Path) -> None:
+    """data/prepared/ci.h5 as 01 writes it for the ci profile (the sample frames, split by the sample's file)."""
+    prep = make_plan("ci", only=["01"]).steps["01_data_prep"]
+    src = open_source(prep["source"], str(SAMPLE), **prep["source_options"])
+    labels = workbook.split_labels(src, split_file=str(SAMPLE / "splits.csv"))
+    workbook.prepare(src, str(root / prep["prepared_path"]), labels=labels)
+
+
+@pytest.mark.slow
+def test_02_trains_one_epoch_and_fresh_keeps_the_old_model_until_training_replaces_it(tmp_path):
+    root = _project(tmp_path)
+    _prepare_ci(root)
+    out = root / "checkpoints" / "ci" / "train"
+    old = tiny_checkpoint(out / "best.pt").read_bytes()      # an earlier run's model
+    args = ["--profile", "ci", "--only", "02", "--fresh", "--set", "02:epochs=1", "--set", "02:control_out_dir=''"]
+
+    rc, _, err = _finished(_pipeline(root, *args, "--set", "02:prepared_path='data/prepared/none.h5'"))
+    assert rc == 1 and "02_train FAILED" in err, err[-2000:]   # before training started: nothing replaced
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt"] and (out / "best.pt").read_bytes() == old
+
+    rc, stdout, err = _finished(_pipeline(root, *args))
+    assert rc == 0, err[-3000:]
+    best = load_checkpoint(out / "best.pt")
+    assert best["arch"] == "densedepth" and best["epoch"] == 1
+    assert "  training loss not checked: a run of one epoch has no earlier epoch to compare with" in stdout, stdout
 
 
 # Ctrl-C during a notebook: a 17-frame papermill/asyncio traceback and no line of the project's own
