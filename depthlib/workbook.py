@@ -367,12 +367,13 @@ def training_loss_fell(history: Any) -> bool:
     """Whether the epoch-mean training loss of a History fell from its first epoch to its last (02's check).
 
     A run of one epoch has nothing to compare (its first and last steps are single batches, too noisy to judge):
-    True, and a printed note says the check was skipped.
+    True, and a printed note says the check was skipped. Rows without a training loss (fit's "epoch 0", the starting
+    weights validated before a fine-tuning step) are not epochs of training.
     """
-    losses = history["train_loss"]
+    losses = [row["train_loss"] for row in history.epochs if "train_loss" in row]
     if len(losses) < 2:
-        print(f"training loss not checked: a run of {'one epoch' if losses else 'no finished epoch'} has no earlier "
-              "epoch to compare with (2 or more epochs are checked)")
+        why = "a run of one epoch has no earlier epoch to compare with" if losses else "no epoch of training finished"
+        print(f"training loss not checked: {why} (2 or more epochs are checked)")
         return True
     return losses[-1] < losses[0]
 

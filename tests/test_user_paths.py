@@ -114,6 +114,16 @@ def test_02_trains_one_epoch_and_fresh_keeps_the_old_model_until_training_replac
     assert "  training loss not checked: a run of one epoch has no earlier epoch to compare with" in stdout, stdout
 
 
+def test_the_loss_check_compares_epochs_of_training_only(capsys):
+    from depthlib.history import History
+
+    start = {"epoch": 0, "val_loss": 1.0}     # fit's epoch 0: the starting weights, validated before any step
+    assert workbook.training_loss_fell(History(epochs=[start, {"epoch": 1, "train_loss": 0.5}]))
+    assert "a run of one epoch has no earlier epoch" in capsys.readouterr().out
+    assert workbook.training_loss_fell(History(epochs=[start, {"train_loss": 0.5}, {"train_loss": 0.4}]))
+    assert not workbook.training_loss_fell(History(epochs=[{"train_loss": 0.5}, {"train_loss": 0.6}]))
+
+
 # Ctrl-C during a notebook: a 17-frame papermill/asyncio traceback and no line of the project's own
 
 @pytest.mark.slow
