@@ -89,17 +89,50 @@ def _floats(text: str, n: int, what: str, example: str) -> tuple[float, ...]:
     return vals
 
 
-def expand_images(args: Sequence[str]) -> list[Path]:
-    """Image files named by `args`: files, folders (their image files, sorted) and glob patterns (sorted)."""
+def check_intrinsics(k: Sequence[float], what: str) -> tuple[float, float, float, float]:
+    """(fx, fy, cx, cy) pixels as floats; ConfigError naming `what` unless the focal lengths are positive and all finite.
+
+    A zero focal length divides by zero in backproject: every point of the cloud would be NaN or infinite.
+    """
+    if len(k) != 4:
+        raise ConfigError(f"{what}: intrinsics are 4 numbers FX,FY,CX,CY in pixels, got {len(k)}.")
+    fx, fy, cx, cy = (float(v) for v in k)
+    if not (fx > 0 and fy > 0 and all(math.isfinite(v) for v in (fx, fy, cx, cy))):
+        raise ConfigError(f"{what}: the focal lengths FX, FY must be positive pixels and every value finite, got "
+                          f"fx={fx:g}, fy={fy:g}, cx={cx:g}, cy={cy:g}. Fix: your camera's calibration, e.g. "
+                          "--intrinsics 518.9,519.5,325.6,253.7 (NYU's Kinect at 640x480), or leave --intrinsics out "
+                          "for NYU's, scaled to each image.")
+    return fx, fy, cx, cy
+
+
+def _decoded(path: Path) -> np.ndarray:
+    """RGB uint8 [H,W,3] of an input image, upright; DataError naming the file when it is smaller than predict takes."""
+    from .data.io import read_rgb
+    from .predict import MIN_SIDE as SMALLEST
+
+    rgb = read_rgb(path, photo=True)
+    h, w = rgb.shape[:2]
+    if min(h, w) < SMALLEST:
+        raise DataError(path, f"its {w}x{h} pixels (WxH) are too small; the minimum is {SMALLEST}x{SMALLEST}.",
+                        "use a larger image (the model was trained on whole room-scale frames), or leave this one out.")
+    return rgb
+
+
+def expand_images(args: Sequence[str]) -> tuple[list[Path], list[str]]:
+    """Image files named by `args`: files, folders (their image files, sorted) and glob patterns (sorted)
+    -> (images, the entries of the folders that are not image files: "notes.txt", "sub/")."""
     paths: list[Path] = []
+    others: list[str] = []
     for a in args:
         p = cli_path(a)
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            entries = sorted(p.iterdir())
+            found = [f for f in entries if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
             if not found:
                 raise DataError(p, f"is a folder without image files ({', '.join(IMAGE_SUFFIXES)}).",
                                 "name the images, or a folder that holds some.")
             paths += found
+            others += [f"{f.name}/" if f.is_dir() else f.name for f in entries if f not in found]
         elif p.is_file():
             paths.append(p)
         elif glob.has_magic(a):
@@ -109,7 +142,14 @@ def expand_images(args: Sequence[str]) -> list[Path]:
             paths += found
         else:
             raise DataError(p, "no such image file or folder.", "check the path (relative to the working directory).")
-    return paths
+    return paths, others
+
+
+def skipped_line(others: Sequence[str], shown: int = 8) -> str:
+    """One line counting the folder entries predict leaves alone, naming the first `shown`."""
+    n = len(others)
+    names = ", ".join(others[:shown]) + (f" and {n - shown} more" if n > shown else "")
+    return f"skipped {n} {'entry that is not an image' if n == 1 else 'entries that are not images'}: {names}"
 
 
 def check_cmap(cmap: str) -> None:
@@ -197,7 +237,6 @@ def predict_images(images: Sequence[str], *, checkpoint: str, out: str, ply: boo
     """
     from tqdm import tqdm
 
-    from .data.io import read_rgb
     from .distributed import resolve_device
     from .inference import load_for_inference
     from .predict import predict
@@ -205,7 +244,11 @@ def predict_images(images: Sequence[str], *, checkpoint: str, out: str, ply: boo
     check_cmap(cmap)
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}.")
-    paths = expand_images(images)
+    if intrinsics is not None:
+        intrinsics = check_intrinsics(intrinsics, "intrinsics")
+    paths, others = expand_images(images)
+    if others:
+        print(skipped_line(others), file=sys.stderr)
     stems = [p.stem for p in paths]
     dup = sorted({s for s in stems if stems.count(s) > 1})
     if dup:
@@ -225,8 +268,7 @@ def predict_images(images: Sequence[str], *, checkpoint: str, out: str, ply: boo
                         "choose another --out folder.") from e
     written: list[Path] = []
     with tqdm(total=len(paths), desc="predict", unit="image", disable=not progress) as bar:
-        for group in _same_size_batches(zip(paths, ahead(lambda p: read_rgb(p, photo=True), paths, threads=1, name="decode")),
-                                        batch_size):
+        for group in _same_size_batches(zip(paths, ahead(_decoded, paths, threads=1, name="decode")), batch_size):
             x = torch.stack([torch.from_numpy(np.array(rgb)).permute(2, 0, 1) for _, rgb in group]).float().div_(255.0)
             h, w = group[0][1].shape[:2]
             depths = predict(model, x.to(dev), flip_average=flip_average, out_size=(h, w))[:, 0].float().cpu().numpy()
@@ -238,7 +280,8 @@ def predict_images(images: Sequence[str], *, checkpoint: str, out: str, ply: boo
 
 
 def _cmd_predict(a: argparse.Namespace) -> int:
-    k = None if a.intrinsics is None else _floats(a.intrinsics, 4, "--intrinsics", "518.9,519.5,325.6,253.7")
+    k = None if a.intrinsics is None else check_intrinsics(
+        _floats(a.intrinsics, 4, "--intrinsics", "518.9,519.5,325.6,253.7"), f"--intrinsics {a.intrinsics}")
     files = predict_images(a.images, checkpoint=a.checkpoint, out=a.out, ply=a.ply, intrinsics=k,
                            flip_average=not a.no_flip, device=a.device, cmap=a.cmap,
                            depth_range=parse_range(a.range), batch_size=a.batch_size, bf16=a.bf16)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from _tiny_checkpoint import tiny_checkpoint
 from conftest import ROOT, SAMPLE
@@ -223,3 +224,31 @@ def test_a_notebooks_lines_and_notices_stream_while_it_runs_and_quiet_silences_t
     rc, out, err = _finished(_pipeline(root, "--profile", str(profile), "--run-name", "wait", "--quiet"))
     assert rc == 0, err
     assert "epoch 14/60" not in out and out.count("resumed from last.pt: epoch 14 of 60") == 1, out   # after it ran
+
+
+# predict: a 7x7 image stopped it unnamed, a zero focal length gave a cloud of NaN points, a folder's other entries
+# were skipped without a word
+
+def test_predict_names_a_too_small_image_refuses_a_zero_focal_length_and_counts_what_it_skips(tmp_path, capsys):
+    from depthlib.cli import main as cli
+
+    ckpt = tiny_checkpoint(tmp_path / "tiny.pt")
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    frame = Image.open(SAMPLE / "data" / "nyu2_test" / "00000_colors.png").convert("RGB")
+    frame.resize((64, 48)).save(photos / "a.png")
+    frame.resize((7, 7)).save(photos / "b.png")
+    frame.resize((64, 48)).save(photos / "c.jpg")
+    (photos / "notes.txt").write_text("taken on Tuesday")
+
+    assert cli(["predict", str(photos), "--checkpoint", str(ckpt), "--out", str(tmp_path / "out")]) == 2
+    out, err = capsys.readouterr()
+    assert f"{photos / 'b.png'}: its 7x7 pixels (WxH) are too small; the minimum is 8x8" in err, err
+    assert "skipped 2 entries that are not images: notes.txt, sub/" in err, err
+
+    for k in ("0,500,320,240", "500,-1,320,240", "nan,500,320,240"):
+        assert cli(["predict", str(photos / "a.png"), "--checkpoint", str(ckpt), "--out", str(tmp_path / "ply"),
+                    "--ply", "--intrinsics", k]) == 2
+        err = capsys.readouterr().err
+        assert f"--intrinsics {k}: the focal lengths FX, FY must be positive pixels" in err, err
+    assert not (tmp_path / "ply").exists()
