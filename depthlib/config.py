@@ -65,7 +65,9 @@ class TrainConfig:
     compile: bool = False
     freeze_encoder: bool = False
     freeze_encoder_bn: bool = False     # keep the encoder's (ImageNet) BatchNorm statistics while its weights train
-    select: str = "val_loss"            # best.pt: "val_loss" (lowest), or "last" (a fixed schedule: the final epoch)
+    # best.pt: "val_loss" (lowest; with init_from the starting weights are validated first, as epoch 0, and stay
+    # best.pt unless an epoch beats them), or "last" (a fixed schedule: the final epoch)
+    select: str = "val_loss"
     seed: int = 0
     deterministic: bool = False
     out_dir: str = "checkpoints/run"    # best.pt / last.pt / history.{csv,json}

@@ -207,7 +207,7 @@ class _Run:
             set_rng_state(ex["rng"])
         if self.epoch >= self.cfg.epochs or (self.cfg.max_steps and self.step >= self.cfg.max_steps):
             h = self.history
-            best = f"best epoch {h.best_epoch}, loss {h.best_val_loss:.4f}" if h.best_epoch >= 1 else "no epoch validated"
+            best = f"best epoch {h.best_epoch}, loss {h.best_val_loss:.4f}" if h.best_epoch >= 0 else "no epoch validated"
             n = self.cfg.epochs
             why = f"its {n} epoch{'s' * (n != 1)}" if self.epoch >= n else f"max_steps={self.cfg.max_steps}"
             self._notice(f"{path}: this run already finished {why} ({best}): nothing to train. To train again from "
@@ -235,6 +235,8 @@ class _Run:
         for cb in self.callbacks:
             cb.on_train_start(self.state)
         start = self.epoch
+        if self._judges_the_start():
+            self._epoch_zero()
         done = bool(self.cfg.max_steps and self.step >= self.cfg.max_steps)
         for epoch in range(start, self.cfg.epochs if not done else start):
             self.epoch = self.state.epoch = epoch
@@ -252,9 +254,29 @@ class _Run:
                 break
         for cb in self.callbacks:
             cb.on_train_end(self.state)
+        if self.history.best_epoch == 0 and len(self.history) > 1 and not self.history.stopped_early:
+            self._notice(f"fine-tuning never beat the weights it started from on the validation frames (val loss "
+                         f"{self.history.epochs[0]['val_loss']:.4f} at epoch 0, best after it "
+                         f"{min(self.history['val_loss'][1:]):.4f}): {self.out_dir / 'best.pt'} is {self.cfg.init_from} "
+                         "unchanged. Fix: a lower lr, freeze_encoder_bn=True, or more frames.")
         if self.info.is_main:
             self.history.save(self.out_dir)
         return self.history
+
+    def _judges_the_start(self) -> bool:
+        """Fine-tuning picked by val loss, fresh: the starting weights are a candidate for best.pt (epoch 0)."""
+        return (bool(self.cfg.init_from) and self.cfg.select == "val_loss" and self.val is not None
+                and len(self.val) > 0 and self.step == 0 and not self.history.epochs)  # type: ignore[arg-type]
+
+    def _epoch_zero(self) -> None:
+        """Validate the weights init_from gave, before any step: history row epoch 0, and best.pt until beaten."""
+        metrics, _ = self._validate()
+        row = {"epoch": 0, "step": 0, "lr": self.opt.param_groups[0]["lr"], **metrics, "loss_name": self.cfg.loss}
+        self.history.epochs.append(row)
+        self.history.best_val_loss, self.history.best_epoch = row["val_loss"], 0
+        self._save("best.pt", 0, 0, weights_only=True,
+                   model=None if self.wise_init is None else interpolate_weights(self.core, self.wise_init, self.cfg.wise_alpha))
+        self._say(f"epoch 0 (the weights of {self.cfg.init_from}): val loss {row['val_loss']:.4f}")
 
     def _paused(self) -> None:
         """Say where max_steps left the LR schedule, which spans the run's epochs."""

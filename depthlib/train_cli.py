@@ -108,8 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
 def summary(history: Any, cfg: TrainConfig) -> str:
     """One line on how the run ended: its best epoch, or why no epoch was validated."""
     where = f"outputs in {resolve(cfg.out_dir)}"
-    if history.best_epoch >= 1:
-        return f"best epoch {history.best_epoch}: loss {history.best_val_loss:.4f}; {where}"
+    if history.best_epoch >= 0:
+        start = " (the starting weights: no epoch beat them)" if history.best_epoch == 0 else ""
+        return f"best epoch {history.best_epoch}{start}: loss {history.best_val_loss:.4f}; {where}"
     if history.stopped_early == "max_steps":
         return (f"stopped by max_steps={cfg.max_steps} before the first epoch ended: no validation yet, so no best.pt; "
                 f"last.pt (step {cfg.max_steps}) resumes the run; {where}")

@@ -104,7 +104,7 @@ def test_finetune_frozen_encoder_and_resume_continue_steps_and_lr(tmp_path):
     assert [r[0] for r in rec1.rows + rec2.rows] == [r[0] for r in rec_full.rows] == list(range(1, 9))
     assert [r[2] for r in rec1.rows + rec2.rows] == pytest.approx([r[2] for r in rec_full.rows])
     assert [r[1] for r in rec1.rows + rec2.rows] == pytest.approx([r[1] for r in rec_full.rows], rel=1e-5)
-    assert len(h2) == 2 and h2["step"] == [4, 8]
+    assert h2["epoch"] == [0, 1, 2] and h2["step"] == [0, 4, 8]   # epoch 0: init_from's weights validated
     rec3 = Recorder()  # re-running a finished run trains nothing and returns its history
     assert fit(create_model("unet", width=4, depth=2), SynthDepth(8, hw=32), None, cfg(tmp_path / "ft", **kw),
                [rec3]).epochs == h2.epochs and rec3.rows == []
@@ -441,7 +441,7 @@ def test_train_cli_says_how_a_run_stopped_by_max_steps_ended(sample_dir, tmp_pat
             "max_steps=1", f"out_dir={tmp_path / 'b'}", "device=cpu", "progress=false"]
     assert train_cli.main(argv) == 0
     out = capsys.readouterr().out
-    said = out.split("; outputs in ")[0]      # the run folder's name (pytest-1xx) may hold anything
+    said = out.split("; outputs in ")[-2].split("\n")[-1]   # the summary line, less its folder (pytest-1xx may hold anything)
     assert "stopped by max_steps=1 before the first epoch ended" in said and "-1" not in said and "inf" not in said
     assert (tmp_path / "b" / "last.pt").is_file() and not (tmp_path / "b" / "best.pt").exists()
     assert train_cli.main(["--prepared", prepared, "--data", "split=train"]) == 2
@@ -532,3 +532,26 @@ def test_train_cli_refuses_a_setting_of_the_wrong_type_by_name():
     assert train.lr == 1 and train.out_dir == "2024" and train.epochs == 3
     data, _, _ = configs(data=["border_crop=[6,6,7,7]"])
     assert list(data.border_crop) == [6, 6, 7, 7]
+
+
+def test_fine_tuning_that_only_gets_worse_keeps_the_weights_it_started_from(tmp_path, capsys):
+    # Issue 25: a fine-tune picked by val loss validates its starting weights first (epoch 0); best.pt is them
+    # until an epoch beats them, and a run that never does says so.
+    torch.manual_seed(0)
+    start = create_model("unet", width=4, depth=2)
+    fit(start, SynthDepth(8, hw=32), None, cfg(tmp_path / "pre", epochs=3, lr=1e-2))   # a model that learnt something
+    init = tmp_path / "pre" / "best.pt"
+    val = SynthDepth(2, hw=32, seed=1)
+    ruined = fit(create_model("unet", width=4, depth=2), SynthDepth(8, hw=32), val,
+                 cfg(tmp_path / "bad", init_from=str(init), epochs=2, lr=50.0, progress=False))
+    assert [r["epoch"] for r in ruined.epochs] == [0, 1, 2] and "train_loss" not in ruined.epochs[0]
+    assert ruined.best_epoch == 0 and min(ruined["val_loss"][1:]) > ruined["val_loss"][0]
+    kept = load_checkpoint(tmp_path / "bad" / "best.pt")
+    assert kept["epoch"] == 0 and all(torch.equal(v, load_checkpoint(init)["model"][k]) for k, v in kept["model"].items())
+    assert "never beat the weights it started from" in capsys.readouterr().out
+    better = fit(create_model("unet", width=4, depth=2), SynthDepth(8, hw=32), val,
+                 cfg(tmp_path / "good", init_from=str(init), epochs=2, lr=1e-2, progress=False))
+    assert better.epochs[0]["epoch"] == 0 and (better.best_epoch >= 1) == (min(better["val_loss"][1:]) < better["val_loss"][0])
+    fixed = fit(create_model("unet", width=4, depth=2), SynthDepth(8, hw=32), val,    # select="last": no epoch 0
+                cfg(tmp_path / "last", init_from=str(init), epochs=1, select="last", progress=False))
+    assert [r["epoch"] for r in fixed.epochs] == [1]
