@@ -17,11 +17,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from _own_data import resized, write_tum_folder
 from _tiny_checkpoint import tiny_checkpoint
 from conftest import ROOT, SAMPLE
 from depthlib import workbook
 from depthlib.checkpoint import load_checkpoint
 from depthlib.data import open_source
+from depthlib.errors import DataError
 from depthlib.paths import project_root
 from depthlib.pipeline import main, make_plan
 
@@ -252,3 +254,15 @@ def test_predict_names_a_too_small_image_refuses_a_zero_focal_length_and_counts_
         err = capsys.readouterr().err
         assert f"--intrinsics {k}: the focal lengths FX, FY must be positive pixels" in err, err
     assert not (tmp_path / "ply").exists()
+
+
+# the missing depth_scale message gave only the Python spelling, not the TOML of the profile the README edits
+
+def test_a_capture_without_depth_scale_is_told_both_spellings(tmp_path):
+    dd = open_source("densedepth", str(SAMPLE), split="test")
+    write_tum_folder(tmp_path / "capture", [("room", *resized(dd[i], (64, 48))) for i in range(2)])
+    with pytest.raises(DataError) as e:
+        open_source("pairs", str(tmp_path / "capture"), files="*/associations.txt")
+    msg = str(e.value)
+    assert "in the profile's [01_data_prep], source_options = { depth_scale = 0.001 }" in msg, msg   # own.toml's line
+    assert "source_options={'depth_scale': 0.001}" in msg and "never read in a guessed unit" in msg, msg

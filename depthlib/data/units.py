@@ -61,12 +61,17 @@ def is_integer(raw: np.ndarray) -> bool:
     return bool(np.issubdtype(raw.dtype, np.integer))
 
 
+# How to declare a unit, in both places a user does: a profile (TOML) and Python (a notebook's source_options).
+DECLARE_MM = ("e.g. for millimetres: in the profile's [01_data_prep], source_options = { depth_scale = 0.001 }; "
+              "in Python, source_options={'depth_scale': 0.001} (open_source('pairs', path, depth_scale=0.001))")
+
+
 def undeclared_scale_error(where: str, raw: np.ndarray, invalid: InvalidSpec) -> DataError:
     """The refusal for integer depth without depth_scale: the stored range and what each common scale makes of it."""
     vals = raw[stored_valid(raw, invalid)]
     if vals.size == 0:
         return DataError(where, f"integer depth ({raw.dtype}) has no valid value to show, and no depth_scale is declared.",
-                         "declare depth_scale (metres per stored unit) in the source options.")
+                         f"declare depth_scale (metres per stored unit), {DECLARE_MM}.")
     lo, med, hi = (float(x) for x in np.percentile(vals, [0, 50, 100]))
     lines = [f"depth_scale={s:.6g} ({what}) -> median {med * s:.3g} m"
              for s, what in UNIT_CANDIDATES if PLAUSIBLE_MEDIAN_M[0] <= med * s <= PLAUSIBLE_MEDIAN_M[1]]
@@ -74,8 +79,8 @@ def undeclared_scale_error(where: str, raw: np.ndarray, invalid: InvalidSpec) ->
         where,
         f"integer depth ({raw.dtype}) in undeclared units: stored values {lo:g}..{hi:g}, median {med:g} "
         f"({vals.size} non-zero pixels). Likely choices: {'; '.join(lines) or 'none of the common scales'}.",
-        "declare the unit your sensor or dataset documents, as metres per stored unit, e.g. "
-        "source_options={'depth_scale': 0.001} for millimetres; depth is never read in a guessed unit.",
+        f"declare the unit your sensor or dataset documents, as metres per stored unit, {DECLARE_MM}; depth is never "
+        "read in a guessed unit.",
     )
 
 
