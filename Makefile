@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PROFILE ?= sample
 PYTEST_ARGS ?=
 
-.PHONY: pipeline test test-fast venv browser-deps bench clean-runs
+.PHONY: pipeline test test-fast test-kernels venv browser-deps bench clean-runs
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,9 +29,16 @@ browser-deps:
 pipeline: $(STAMP)
 	$(PY) -m depthlib.pipeline --profile $(PROFILE)
 
-## The whole test suite (slow and browser tests included, as CI runs it).
+## The whole test suite (slow and browser tests included, as CI runs it), then the fast suite again under the
+## kernels other CPUs get: torch picks AVX2, AVX-512 or AMX kernels by CPU, and float32 sums differ between them.
 test: $(STAMP) browser-deps
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q --durations=15 $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-kernels
+
+## The fast suite under an AVX2-only CPU's kernels, then under torch's portable (no SIMD dispatch) kernels.
+test-kernels: $(STAMP)
+	ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 $(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	ATEN_CPU_CAPABILITY=default $(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 ## Only the fast part.
 test-fast: $(STAMP)

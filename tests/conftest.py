@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
@@ -25,3 +28,61 @@ def shared_nyu() -> Path:
     if not SHARED_NYU.is_dir():
         pytest.skip(f"shared NYU samples not found at {SHARED_NYU} (present in CI and developer checkouts)")
     return SHARED_NYU
+
+
+def fresh_project(root: Path) -> Path:
+    """An empty project root at `root`: the checkout's notebooks, code and embedded sample, no outputs of any run."""
+    (root / "data").mkdir(parents=True)
+    for part in ("notebooks", "depthlib", "data/sample"):  # depthlib: the kernel (cwd = root) imports this code
+        (root / part).symlink_to(ROOT / part, target_is_directory=True)
+    (root / "README.md").write_text((ROOT / "README.md").read_text())
+    return root
+
+
+@contextlib.contextmanager
+def project_at(root: Path) -> Iterator[Path]:
+    """Resolve every relative path (here and in the notebooks' kernels) from `root` while inside."""
+    before = os.environ.get("DEPTH_WORKBOOK_ROOT")
+    os.environ["DEPTH_WORKBOOK_ROOT"] = str(root)
+    try:
+        yield root
+    finally:
+        if before is None:
+            os.environ.pop("DEPTH_WORKBOOK_ROOT", None)
+        else:
+            os.environ["DEPTH_WORKBOOK_ROOT"] = before
+
+
+# What `make pipeline` runs, but for the scratch control's length: the control trains from random weights after
+# 02's model and touches nothing 03-05 read, and 20 epochs of it cost a third of the run. 2 epochs keep every code
+# path (its checkpoint, 04's four-way table and require_beat_control) at a tenth of the cost.
+SAMPLE_RUN_OVERRIDES = ("02:control_epochs=2",)
+
+
+@pytest.fixture(scope="session")
+def sample_project(tmp_path_factory) -> Path:
+    """`make pipeline` once per test session, in a fresh project root -> that root.
+
+    The sample profile's five notebooks on the embedded frames, as a new user runs them (README block, figures,
+    checkpoints, executed notebooks, all under the root); what they printed is in <root>/pipeline.log. Every test of
+    the model a user has after the demo (transfer, own data, the pipeline's outputs) shares this one run.
+    """
+    from depthlib.pipeline import make_plan, run
+
+    root = fresh_project(tmp_path_factory.mktemp("sample_project") / "project")
+    log = io.StringIO()
+    with project_at(root), contextlib.redirect_stdout(log):
+        run(make_plan("sample", overrides=list(SAMPLE_RUN_OVERRIDES)), progress=False)
+    (root / "pipeline.log").write_text(log.getvalue())
+    return root
+
+
+def pytest_report_header(config) -> str:
+    """Which CPU kernels this run uses: results differ between them, so a report says which it had."""
+    flags = ""
+    with contextlib.suppress(OSError):
+        line = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags"))
+        flags = " ".join(f for f in line.split() if f.startswith(("avx512f", "avx512_bf16", "amx", "avx2")))
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "")
+    return (f"torch {torch.__version__} CPU kernels: {torch.backends.cpu.get_cpu_capability()}"
+            f"{f', oneDNN at most {isa}' if isa else ''}; CPU flags: {flags or 'unknown'}")

@@ -10,7 +10,7 @@ import tomllib
 import pytest
 from PIL import Image
 
-from conftest import ROOT
+from conftest import ROOT, SAMPLE_RUN_OVERRIDES, project_at
 from depthlib.errors import ConfigError
 from depthlib.metrics import METRIC_NAMES
 from depthlib.pipeline import NOTEBOOKS, make_plan, notebook_parameters, run
@@ -115,18 +115,6 @@ def test_failing_notebook_stops_the_run_and_names_the_cell(tmp_path):
     assert (tmp_path / "run" / "03_finetune.ipynb").is_file()  # the executed copy is kept
 
 
-@pytest.fixture()
-def fresh_root(tmp_path, monkeypatch):
-    """An empty project root: the checkout's notebooks, code and embedded sample, no outputs of earlier runs."""
-    root = tmp_path / "project"
-    (root / "data").mkdir(parents=True)
-    for part in ("notebooks", "depthlib", "data/sample"):  # depthlib: the kernel (cwd = root) imports this code
-        (root / part).symlink_to(ROOT / part, target_is_directory=True)
-    (root / "README.md").write_text((ROOT / "README.md").read_text())
-    monkeypatch.setenv("DEPTH_WORKBOOK_ROOT", str(root))  # every relative path, here and in the kernels
-    return root
-
-
 def _metrics_are_plausible(name: str, m: dict) -> None:
     assert m["n_images"] == 5 and m["n_pixels"] == 5 * 440 * 592, name  # the densedepth crop of 5 frames
     assert all(math.isfinite(m[k]) for k in METRIC_NAMES), (name, m)
@@ -135,19 +123,19 @@ def _metrics_are_plausible(name: str, m: dict) -> None:
 
 
 @pytest.mark.slow
-def test_ci_profile_runs_every_notebook_in_a_fresh_root(fresh_root, capsys):
-    """Every notebook runs on a root with no earlier outputs (nothing to resume), and what it writes holds up."""
+def test_sample_profile_runs_every_notebook_in_a_fresh_root(sample_project, capsys):
+    """`make pipeline` in a root with no earlier outputs (nothing to resume), and what it writes holds up."""
     from depthlib.evaluate import EvalResult
     from depthlib.report import comparison_table
     from depthlib.workbook import README_END, README_START
 
-    plan = run(make_plan("ci", overrides=["04:update_readme=True"]), progress=False)
-    out = capsys.readouterr().out
+    root = sample_project
+    out = (root / "pipeline.log").read_text()
     assert "already finished" not in out and "resumed" not in out  # trained from scratch
-    outputs = tomllib.loads((ROOT / "notebooks/profiles/ci.toml").read_text())["outputs"]
-    assert all((fresh_root / outputs[k]).exists() for k in outputs)
-    assert sorted(p.name for p in (fresh_root / "runs/ci").glob("*.ipynb")) == sorted(f"{nb}.ipynb" for nb in plan.steps)
-    figs = fresh_root / outputs["figures"]
+    outputs = tomllib.loads((ROOT / "notebooks/profiles/sample.toml").read_text())["outputs"]
+    assert all((root / outputs[k]).exists() for k in outputs)
+    assert sorted(p.name for p in (root / "runs/sample").glob("*.ipynb")) == sorted(f"{nb}.ipynb" for nb in NOTEBOOKS)
+    figs = root / outputs["figures"]
     for f in ("01_frames.png", "01_holes.png", "02_train_samples.png", "02_train_curves.png", "03_finetune_curves.png",
               "04_predictions_test.png", "04_predictions_train.png", "04_compare_test.png", "milestone.png",
               "05_explore.png"):
@@ -156,28 +144,30 @@ def test_ci_profile_runs_every_notebook_in_a_fresh_root(fresh_root, capsys):
     assert not (ROOT / "notebooks" / "figures").exists()  # figures resolve from the root, not the notebook's folder
 
     # training: the requested epochs, finite losses, each stage from its own start
-    h2 = json.loads((fresh_root / "checkpoints/ci/train/history.json").read_text())
-    h3 = json.loads((fresh_root / "checkpoints/ci/finetune/history.json").read_text())
-    assert [r["epoch"] for r in h2["epochs"]] == [1, 2, 3] and [r["epoch"] for r in h3["epochs"]] == [1]
+    steps = make_plan("sample", overrides=list(SAMPLE_RUN_OVERRIDES)).steps
+    h2 = json.loads((root / "checkpoints/sample/train/history.json").read_text())
+    h3 = json.loads((root / "checkpoints/sample/finetune/history.json").read_text())
+    assert [r["epoch"] for r in h2["epochs"]] == list(range(1, steps["02_train"]["epochs"] + 1))
+    assert [r["epoch"] for r in h3["epochs"]][-1] == steps["03_finetune"]["epochs"]
     assert all(math.isfinite(r["train_loss"]) and math.isfinite(r["val_loss"]) and r["loss_name"] == "silog_grad"
-               for r in h2["epochs"] + h3["epochs"])
+               for r in h2["epochs"] + h3["epochs"] if "train_loss" in r)
 
     # evaluation: plausible numbers for each model, and every table regenerated from them by the code
-    metrics = json.loads((fresh_root / outputs["metrics"]).read_text())
+    metrics = json.loads((root / outputs["metrics"]).read_text())
     assert set(metrics) == {"previous", "current", "scratch control", "mean-depth baseline"}
     for name, r in metrics.items():
-        assert r["protocol"] == "densedepth" and r["source"] == "data/prepared/ci.h5", name
+        assert r["protocol"] == "densedepth" and r["source"] == "data/prepared/sample.h5", name
         _metrics_are_plausible(name, r["metrics"])
     assert metrics["previous"]["metrics"] != metrics["current"]["metrics"]  # 03 changed the weights
     table = comparison_table({n: EvalResult.from_dict(r) for n, r in metrics.items()})
     assert f"{metrics['current']['metrics']['abs_rel']:.4f}" in table
-    assert (fresh_root / outputs["metrics_table"]).read_text() == f"### Metric depth, 5 held-out frames\n\n{table}\n"
-    readme, before = (fresh_root / "README.md").read_text(), (ROOT / "README.md").read_text()
+    assert (root / outputs["metrics_table"]).read_text().startswith(f"### Metric depth, 5 held-out frames\n\n{table}\n")
+    readme, before = (root / "README.md").read_text(), (ROOT / "README.md").read_text()
     block = readme.split(README_START, 1)[1].split(README_END, 1)[0]
-    assert table.strip() in block and "![milestone](figures/ci/milestone.png)" in block
+    assert table.strip() in block and "![milestone](figures/sample/milestone.png)" in block
     assert readme.split(README_START)[0] == before.split(README_START)[0]  # nothing else of the README changed
     assert readme.split(README_END)[1] == before.split(README_END)[1]
-    shown = json.loads((fresh_root / "runs/ci/04_evaluate.ipynb").read_text())
+    shown = json.loads((root / "runs/sample/04_evaluate.ipynb").read_text())
     markdown = ["".join(o["data"]["text/markdown"]) for c in shown["cells"] for o in c.get("outputs", [])
                 if "text/markdown" in o.get("data", {})]
     # rendered in Lab, each table under its heading
@@ -185,9 +175,11 @@ def test_ci_profile_runs_every_notebook_in_a_fresh_root(fresh_root, capsys):
     assert any(t.startswith("### Relative depth (scale_shift aligned)") and "| metric |" in t for t in markdown)
 
     # running 02 again: the finished run stands and the pipeline says so
-    run(make_plan("ci", only=["02"]), progress=False)
+    with project_at(root):
+        run(make_plan("sample", only=["02"], overrides=list(SAMPLE_RUN_OVERRIDES)), progress=False)
     again = capsys.readouterr().out
-    assert "[pipeline] 02_train: " in again and "already finished its 3 epochs" in again and "--fresh" in again
+    assert "[pipeline] 02_train: " in again and f"already finished its {steps['02_train']['epochs']} epochs" in again
+    assert "--fresh" in again
 
 
 def test_readme_results_are_what_the_code_makes_of_the_committed_metrics(tmp_path):

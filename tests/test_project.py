@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import subprocess
+import sys
 import tomllib
 
+import torch
 import yaml
 
 from conftest import ROOT, SAMPLE
@@ -58,3 +62,21 @@ def test_lint_clean():
     ruff = [sys.executable, "-m", "ruff", "check", "--quiet", "depthlib", "tests", "benchmarks"]
     r = subprocess.run(ruff, cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+_ONEDNN_PROBE = ("import torch\n"
+                 "torch.nn.functional.conv2d(torch.rand(2, 64, 64, 64), torch.rand(64, 64, 3, 3))\n")
+
+
+def test_the_cpu_kernels_asked_for_are_the_ones_in_use():
+    """`make test` reruns the fast suite as an AVX2-only CPU and with torch's portable kernels: the settings take effect."""
+    asked = os.environ.get("ATEN_CPU_CAPABILITY", "")
+    if asked:
+        assert torch.backends.cpu.get_cpu_capability() == asked.upper(), asked
+    # oneDNN (convolutions) names the instruction set it dispatches to when ONEDNN_VERBOSE is on
+    env = dict(os.environ, ONEDNN_VERBOSE="1")
+    out = subprocess.run([sys.executable, "-c", _ONEDNN_PROBE], env=env, capture_output=True, text=True, timeout=120).stdout
+    isa = re.search(r"cpu,isa:([^,\n]+)", out)
+    assert isa, out[-2000:]
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() == "AVX2":
+        assert "AVX2" in isa.group(1) and "512" not in isa.group(1) and "AMX" not in isa.group(1), isa.group(1)
