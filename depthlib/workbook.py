@@ -21,6 +21,7 @@ from .data.frame import FrameSource
 from .data.prepared import PreparedDataset, write_prepared
 from .data.prepared_loader import PreparedTorchDataset
 from .data.holes import with_holes_filled  # noqa: F401  (a notebook step)
+from .data.select import check_split  # noqa: F401  (a notebook step)
 from .data.transforms import build_transforms
 from .errors import ConfigError, DataError
 from .inference import REPLAYABLE_CROPS, load_for_inference

@@ -4,6 +4,7 @@ starts: the command line, the shipped profiles and notebooks, the embedded sampl
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import queue
@@ -25,7 +26,7 @@ from depthlib.checkpoint import load_checkpoint
 from depthlib.data import open_source
 from depthlib.errors import DataError
 from depthlib.paths import project_root
-from depthlib.pipeline import main, make_plan
+from depthlib.pipeline import main, make_plan, notebook_parameters
 
 INTERRUPTED = "[pipeline] interrupted: re-run the same command to resume"
 
@@ -266,3 +267,46 @@ def test_a_capture_without_depth_scale_is_told_both_spellings(tmp_path):
     msg = str(e.value)
     assert "in the profile's [01_data_prep], source_options = { depth_scale = 0.001 }" in msg, msg   # own.toml's line
     assert "source_options={'depth_scale': 0.001}" in msg and "never read in a guessed unit" in msg, msg
+
+
+# issue 25 item 5: the hash split of 8 scenes sent 62 % of the frames to test without a word
+
+def _sample_as_capture(folder: Path) -> None:
+    """The 34 sample frames as a TUM capture, a folder per sample scene (its own name), 64x48, 1/5000 m PNGs."""
+    with (SAMPLE / "splits.csv").open() as f:
+        scene = {r["name"]: r["scene"] for r in csv.DictReader(f)}
+    dd = open_source("densedepth", str(SAMPLE), split="test")
+    write_tum_folder(folder, [(scene[dd.names[i]], *resized(dd[i], (64, 48))) for i in range(len(dd))])
+
+
+@pytest.mark.slow
+def test_own_profile_refuses_a_hash_split_that_sends_most_frames_to_test(tmp_path):
+    root = _project(tmp_path)
+    _sample_as_capture(root / "data" / "own")
+    options = {"depth_scale": 0.0002, "files": "*/associations.txt"}
+    rc, _, err = _finished(_pipeline(root, "--profile", "own", "--only", "01", "--set", f"01:source_options={json.dumps(options)}",
+                                     "--set", "01:val_frac=0.2", "--set", "01:test_frac=0.2", "--set", "01:seed=0"))
+    assert rc == 1 and "01_data_prep FAILED" in err, err[-3000:]
+    assert "the scene-hash split puts 21 of the 34 selected frames (62 %) in test (2 of 8 scenes)" in err, err[-3000:]
+    for fix in ("split_file", "val_frac", "test_frac", "allow_uneven_split = true"):
+        assert fix in err, fix
+    assert not (root / "data" / "prepared" / "own.h5").exists()
+    assert notebook_parameters(ROOT / "notebooks" / "01_data_prep.ipynb")["allow_uneven_split"] is False
+
+
+def test_a_split_is_checked_on_the_frames_selected_and_can_be_accepted():
+    src = open_source("densedepth", str(SAMPLE), split="test")
+    hashed = workbook.split_labels(src, val_frac=0.2, test_frac=0.2, seed=0)
+    everything = list(range(len(src)))
+    with pytest.raises(DataError, match=r"62 %\) in test"):
+        workbook.check_split(src, hashed, everything)
+    assert workbook.check_split(src, hashed, everything, allow_uneven=True) == {"train": 9, "val": 4, "test": 21}
+    filed = workbook.split_labels(src, split_file=str(SAMPLE / "splits.csv"))
+    assert workbook.check_split(src, filed, everything, split_file="data/sample/splits.csv") == \
+        {"train": 27, "val": 2, "test": 5}
+    train_only, _ = workbook.select(src, scenes=sorted({s for s, k in zip(src.scenes, filed) if k == "train"}))
+    with pytest.raises(DataError, match=r"no frames in val \(the selection keeps none of its scenes: run00045\)"):
+        workbook.check_split(src, filed, train_only, split_file="data/sample/splits.csv")
+    no_val = workbook.split_labels(src, val_frac=0.0, test_frac=0.0)
+    with pytest.raises(DataError, match=r"no frames in val \(no scene is labelled so\)"):
+        workbook.check_split(src, no_val, everything)

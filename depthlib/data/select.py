@@ -3,6 +3,7 @@
 Whole scenes are kept or dropped (a fraction of *frames* would put near-twins on both sides of a split);
 the stride thins each scene's frames in source order (raw sequences run at ~30 fps, so neighbours are
 near-duplicates). The returned record goes into the prepared dataset's ``selection`` attribute.
+check_split then refuses a train/val/test split of the selected frames that would train on little or nothing.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any, Sequence
 
 from ..errors import DataError
 from ..paths import display_path
-from .dataset import scene_hash
+from .dataset import SPLITS, scene_hash
 from .frame import Frame, FrameSource, stored_jpeg
 
 
@@ -63,6 +64,44 @@ def select_frames(source: FrameSource, *, scenes: Sequence[str] | None = None, s
     record = {"source_path": display_path(source.path), "n_source": len(frame_scenes), "scenes": keep,
               "scene_fraction": scene_fraction, "stride": stride, "seed": seed}
     return Selection(indices, record)
+
+
+def check_split(source: FrameSource, labels: Sequence[str], indices: Sequence[int], *, split_file: str = "",
+                allow_uneven: bool = False) -> dict[str, int]:
+    """Frames per split among the selected `indices` of `source` (labels: one split per source frame) -> counts.
+
+    Refuses (DataError, unless allow_uneven) a split that leaves train or val without frames, or test where the
+    labels have some, and, for a split by scene hash (no split_file), one that puts more than half the selected
+    frames in val or in test: the hash counts scenes, not frames, so a few large scenes land anywhere (8 scenes
+    once sent 62 % of the frames to test).
+    """
+    scenes = source.scenes
+    counts = dict.fromkeys(SPLITS, 0)
+    split_scenes: dict[str, set[str]] = {s: set() for s in SPLITS}
+    for i in indices:
+        counts[labels[i]] += 1
+        split_scenes[labels[i]].add(scenes[i])
+    if allow_uneven:
+        return counts
+    how = f"the split of {split_file}" if split_file else "the scene-hash split"
+    problems = []
+    for split in SPLITS:
+        if counts[split] == 0 and (split in ("train", "val") or split in labels):
+            lost = sorted({scenes[i] for i, s in enumerate(labels) if s == split})
+            why = (f"the selection keeps none of its scenes: {', '.join(lost[:5])}{' ...' if len(lost) > 5 else ''}"
+                   if lost else "no scene is labelled so")
+            problems.append(f"no frames in {split} ({why})")
+    n, n_scenes = len(indices), len(set().union(*split_scenes.values()))
+    for split in ([] if split_file else ["val", "test"]):
+        if 2 * counts[split] > n:
+            problems.append(f"{counts[split]} of the {n} selected frames ({100 * counts[split] / n:.0f} %) in {split} "
+                            f"({len(split_scenes[split])} of {n_scenes} scenes), more than half")
+    if problems:
+        raise DataError(source.path, f"{how} puts {'; '.join(problems)}.",
+                        "write a split_file (a name,scene,split CSV with one row per frame), or change val_frac / "
+                        "test_frac or seed (a hash split counts scenes, not frames), or the selection (scenes, "
+                        "scene_fraction, stride); allow_uneven_split = true keeps this split.")
+    return counts
 
 
 class SubsetSource:
