@@ -34,8 +34,8 @@ def notices_in(notebook: Mapping[str, Any]) -> list[str]:
 
 class NotebookLines:
     """A notebook's stdout or stderr as papermill hands it over while the notebook runs (its stdout_file /
-    stderr_file), shown on `out` a whole line at a time: a progress bar's redraws (carriage returns) collapse to
-    its last state, so a training epoch is one line, and a notice becomes "[pipeline] <notebook>: <notice>"."""
+    stderr_file), shown on `out` a whole line at a time: a text progress bar's redraws (carriage returns) collapse
+    to its last state, one line per bar, and a notice becomes "[pipeline] <notebook>: <notice>"."""
 
     def __init__(self, notebook: str, out: TextIO) -> None:
         self.notebook, self.out, self.pending = notebook, out, ""

@@ -8,7 +8,7 @@ notebooks the profile has no use for (e.g. `own` fine-tunes an existing model, s
 name a notebook by name or number (02_train or 02); both spellings of one notebook apply, in order,
 and a notebook that does not exist (or, for --set, is not part of the run) is refused. Executed copies
 go to runs/<run>/; the first failing notebook stops the run, keeps its executed copy and names the cell.
-The lines a notebook prints show as it prints them (an epoch's progress bar as one line; notices of
+The lines a notebook prints show as it prints them (a text progress bar as its last state; notices of
 depthlib.notices, "resumed ...", "nothing to train ...", as [pipeline] lines); `--quiet` shows only the notices,
 after each notebook.
 Training resumes what its out_dir holds; `--fresh` starts 02 and 03 over. Ctrl-C stops a run with one line
@@ -146,7 +146,7 @@ def make_plan(profile: str, *, run_name: str | None = None, only: list[str] | No
         if nb not in names:
             raise ConfigError(f"--set {item}: {nb} is not part of this run (--only {' '.join(only or [])}); "
                               f"add it to --only or drop the override.")
-        extra.setdefault(nb, {})[key] = parse_setting(raw)  # "02:" and "02_train:" name the same notebook: both apply, in order
+        extra.setdefault(nb, {})[key] = parse_setting(raw)  # "02:" and "02_train:" name one notebook: both apply, in order
     all_declared = set().union(*declared.values()) if declared else set()
     stray = sorted(set(common) - all_declared)
     if stray:
@@ -187,8 +187,8 @@ def output_folders(plan: Plan) -> list[Path]:
 def run(plan: Plan, *, progress: bool = True, log_output: bool = False, stream: bool = True) -> Plan:
     """Execute the plan's notebooks in order; raise SystemExit naming the failing notebook and cell.
 
-    stream: show each line a notebook prints as it prints it (depthlib.notices.NotebookLines: an epoch's progress
-    bar as one line, a notice as a [pipeline] line); otherwise only the notices, once the notebook has run.
+    stream: show each line a notebook prints as it prints it (depthlib.notices.NotebookLines: a text progress bar
+    as one line, a notice as a [pipeline] line); otherwise only the notices, once the notebook has run.
     log_output: papermill's own log of every output instead (each progress redraw, displayed values).
     Holds a lock (LOCK_NAME, with this pid) in every output folder while it runs: a second run of the
     same profile is refused with depthlib.lock.LockError instead of training into the same out_dir.

@@ -284,8 +284,8 @@ def test_own_profile_refuses_a_hash_split_that_sends_most_frames_to_test(tmp_pat
     root = _project(tmp_path)
     _sample_as_capture(root / "data" / "own")
     options = {"depth_scale": 0.0002, "files": "*/associations.txt"}
-    rc, _, err = _finished(_pipeline(root, "--profile", "own", "--only", "01", "--set", f"01:source_options={json.dumps(options)}",
-                                     "--set", "01:val_frac=0.2", "--set", "01:test_frac=0.2", "--set", "01:seed=0"))
+    sets = [f"01:source_options={json.dumps(options)}", "01:val_frac=0.2", "01:test_frac=0.2", "01:seed=0"]  # the trial's
+    rc, _, err = _finished(_pipeline(root, "--profile", "own", "--only", "01", *(x for s in sets for x in ("--set", s))))
     assert rc == 1 and "01_data_prep FAILED" in err, err[-3000:]
     assert "the scene-hash split puts 21 of the 34 selected frames (62 %) in test (2 of 8 scenes)" in err, err[-3000:]
     for fix in ("split_file", "val_frac", "test_frac", "allow_uneven_split = true"):
