@@ -65,38 +65,97 @@ def save_figure(fig: plt.Figure, path: str | os.PathLike[str], dpi: int = 100) -
     return out
 
 
-def depth_grid(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, titles: Sequence[str] | None = None,
-               vmax: float | None = None, cmap: str = "magma_r", path: str | os.PathLike[str] | None = None,
-               suptitle: str = "") -> plt.Figure:
-    """One row per frame, one column per key of `columns` ("image" or any depth key), shared depth scale per row.
+def short_name(name: str, max_chars: int) -> str:
+    """`name` in at most max_chars characters, cut from the left so its end (the frame) stays: "…/scene/frame_0001".
 
-    Each row maps keys to tensors/arrays; "valid" (optional) marks ground-truth holes in the "depth" column;
-    "name" (optional) labels the row.
+    Whole path components are kept where they fit; a last component longer than that keeps its end.
+    """
+    name = str(name)
+    if len(name) <= max_chars:
+        return name
+    parts = name.split("/")
+    kept = parts[-1]
+    for part in reversed(parts[:-1]):
+        if len(part) + 1 + len(kept) + 2 > max_chars:  # room for the "…/" in front
+            break
+        kept = f"{part}/{kept}"
+    if len(kept) + 2 <= max_chars:
+        return f"…/{kept}"
+    return "…" + name[-(max_chars - 1):]
+
+
+def percentile_range(depth: Any, valid: Any = None, percentiles: tuple[float, float] = (2.0, 98.0)) -> tuple[float, float]:
+    """(lo, hi) metres: the given percentiles of the valid, finite pixels of `depth` [H,W] or [1,H,W]; (0, 1) without any.
+
+    Percentiles rather than min / max (or 0 m) so a few far or near pixels do not flatten the rest of the room.
+    """
+    d = _np(depth).astype(np.float64).squeeze()
+    m = np.isfinite(d) if valid is None else (_np(valid).squeeze().astype(bool) & np.isfinite(d))
+    if not m.any():
+        return 0.0, 1.0
+    lo, hi = (float(v) for v in np.percentile(d[m], percentiles))
+    return lo, max(hi, lo + 1e-3)  # a flat frame still gets a range
+
+
+def depth_grid(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, titles: Sequence[str] | None = None,
+               fixed_range: tuple[float, float] | None = None, percentiles: tuple[float, float] = (2.0, 98.0),
+               cmap: str = "magma_r", path: str | os.PathLike[str] | None = None, suptitle: str = "") -> plt.Figure:
+    """One row per frame, one column per key of `columns` ("image" or any depth key), one depth range per row.
+
+    Each row maps keys to tensors/arrays [H,W] / [1,H,W] (the image [3,H,W] or uint8 [H,W,3]); "valid" (optional)
+    marks ground-truth holes (magenta) in the "depth" column; "name" (optional) labels the row, shortened from
+    the left. A row's depth panels share one colour range, `percentiles` of its ground truth ("depth", else its
+    first depth column), shown by one colour bar at the row's end; `fixed_range` (lo, hi) m fixes it for every row instead.
     """
     titles = list(titles or columns)
     fig, axes = plt.subplots(len(rows), len(columns), figsize=(2.6 * len(columns), 2.0 * len(rows)), squeeze=False)
+    colours = matplotlib.colormaps[cmap].with_extremes(bad=np.array(HOLE_COLOUR) / 255)
+    depth_keys = [c for c in columns if c != "image"]
     for r, row in enumerate(rows):
-        depths = [_np(row[c]) for c in columns if c != "image"]
-        hi = vmax if vmax is not None else max(float(np.nanmax(d)) for d in depths)
+        if fixed_range is not None:
+            lo, hi = fixed_range
+        elif depth_keys:
+            ref = "depth" if "depth" in depth_keys else depth_keys[0]
+            lo, hi = percentile_range(row[ref], row.get("valid") if ref == "depth" else None, percentiles)
+        im = None
         for c, key in enumerate(columns):
             ax = axes[r][c]
             if key == "image":
                 ax.imshow(to_rgb_uint8(row[key]))
             else:
-                ax.imshow(colorize(row[key], 0.0, hi, cmap, valid=row.get("valid") if key == "depth" else None))
+                d = _np(row[key]).astype(np.float32).squeeze()
+                hole = ~np.isfinite(d)
+                if key == "depth" and row.get("valid") is not None:
+                    hole |= ~_np(row["valid"]).squeeze().astype(bool)
+                im = ax.imshow(np.ma.masked_array(d, hole), cmap=colours, vmin=lo, vmax=hi, interpolation="nearest")
             ax.set_xticks([]); ax.set_yticks([])  # noqa: E702
             if r == 0:
                 ax.set_title(titles[c], fontsize=9)
-        axes[r][0].set_ylabel(str(row.get("name", "")), fontsize=8)
-        if len(depths):  # one depth scale per row, shown once at its end
-            sm = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0.0, hi), cmap=cmap)
-            fig.colorbar(sm, ax=axes[r][-1], fraction=0.046, pad=0.02).set_label("m", fontsize=8)
+        if im is not None:  # the row's one depth range, beside its last panel and as tall (the axes box hugs an imshow)
+            bar = fig.colorbar(im, cax=axes[r][-1].inset_axes((1.04, 0.0, 0.06, 1.0)), extend="both")
+            bar.set_label("depth (m)", fontsize=8)
+            bar.ax.tick_params(labelsize=7)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
+    for r, row in enumerate(rows):  # vertical: the length does not change the margin tight_layout makes
+        axes[r][0].set_ylabel(str(row.get("name", "")), fontsize=8)
     fig.tight_layout()
+    for r, row in enumerate(rows):
+        _fit_row_label(axes[r][0], str(row.get("name", "")))
     if path is not None:
         save_figure(fig, path)
     return fig
+
+
+def _fit_row_label(ax: plt.Axes, name: str, fontsize: float = 8) -> None:
+    """Label a row with `name`, shortened from the left until it is no taller than the row's first panel."""
+    renderer = ax.figure.canvas.get_renderer()
+    ax.apply_aspect()  # the panel as drawn: an imshow shrinks the axes box to the image's aspect
+    room = ax.get_window_extent(renderer).height
+    for n in range(len(name), 0, -1):
+        label = ax.set_ylabel(short_name(name, n), fontsize=fontsize)
+        if label.get_window_extent(renderer).height <= room:
+            return
 
 
 def curves(history: Sequence[Mapping[str, Any]], keys: Sequence[str] = ("train_loss", "val_loss"), *,

@@ -49,3 +49,39 @@ def test_epoch_axis_has_whole_numbers_only() -> None:
     fig.canvas.draw()
     ticks = [t for t in fig.axes[0].get_xticks() if 1 <= t <= 5]
     assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
+def _ramp_row(lo: float, hi: float, name: str = "f") -> dict[str, object]:
+    """A row whose ground truth ramps lo..hi m (a hole in one corner) and whose prediction is 0.5 m too far."""
+    depth = np.linspace(lo, hi, 40 * 30, dtype=np.float32).reshape(1, 30, 40)
+    valid = np.ones_like(depth, bool)
+    valid[0, :3, :3] = False
+    return {"image": np.zeros((3, 30, 40), np.float32), "depth": depth, "valid": valid, "pred": depth + 0.5,
+            "name": name}
+
+
+def test_depth_colours_span_each_rows_ground_truth() -> None:
+    # Coloured from 0 m, a room 2-4 m deep came out nearly one colour (figures/sample/milestone.png).
+    rows = [_ramp_row(2.0, 4.0), _ramp_row(5.0, 9.0)]
+    fig = viz.depth_grid(rows, ["image", "depth", "pred"])
+    for r, row in enumerate(rows):
+        gt = np.asarray(row["depth"])[np.asarray(row["valid"])]
+        want = tuple(np.percentile(gt, [2, 98]))
+        depth_axes = fig.axes[3 * r + 1: 3 * r + 3]  # ground truth and prediction share the row's range
+        assert [ax.images[0].get_clim() for ax in depth_axes] == [pytest.approx(want)] * 2, r
+    bars = [bar for ax in fig.axes for bar in ax.child_axes if bar.get_ylabel() == "depth (m)"]
+    assert len(bars) == len(rows)  # one colour bar per row, labelled
+
+
+def test_long_frame_names_keep_their_end() -> None:
+    name = "rgbd_dataset_freiburg1_desk/rgb/1305031452.791720"
+    fig = viz.depth_grid([_ramp_row(2.0, 4.0, name)], ["image", "depth"])
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    label = ax.yaxis.label
+    assert label.get_text().startswith("\u2026") and label.get_text().endswith("/1305031452.791720")
+    renderer = fig.canvas.get_renderer()
+    assert label.get_window_extent(renderer).height <= ax.get_window_extent(renderer).height  # not clipped
+    assert viz.short_name("scene/frame_0001", 30) == "scene/frame_0001"
+    assert viz.short_name("a_very_long_scene_name/frame_0001", 20) == "\u2026/frame_0001"
+    assert viz.short_name("frame_" + "9" * 30, 12) == "\u2026" + "9" * 11
