@@ -399,6 +399,9 @@ class _Run:
                "train_loss": self.loss_sum / max(1, self.loss_n), **metrics, "loss_name": self.cfg.loss,
                "train_seconds": t0 - self.t_epoch, "val_seconds": time.perf_counter() - t0}
         self.history.epochs.append(row)
+        val = f", val loss {row['val_loss']:.4f}" if "val_loss" in row else ""
+        self._say(f"epoch {epoch + 1}/{self.cfg.epochs}: train loss {row['train_loss']:.4f}{val} "
+                  f"({row['train_seconds'] + row['val_seconds']:.0f} s)")   # a line the pipeline streams as it comes
         score = row.get("val_loss", row["train_loss"])
         # select="last": a fixed schedule, so a handful of validation frames never picks the model.
         improved = score < self.history.best_val_loss or self.cfg.select == "last"

@@ -312,7 +312,7 @@ def test_log_output_shows_what_the_notebooks_print(monkeypatch, capsys):
 
     from depthlib import pipeline
 
-    def fake_run(plan, log_output):
+    def fake_run(plan, log_output, stream):
         logging.getLogger("papermill").info("a line a notebook printed")
 
     monkeypatch.setattr(pipeline, "run", fake_run)
