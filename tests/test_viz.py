@@ -85,3 +85,31 @@ def test_long_frame_names_keep_their_end() -> None:
     assert viz.short_name("scene/frame_0001", 30) == "scene/frame_0001"
     assert viz.short_name("a_very_long_scene_name/frame_0001", 20) == "\u2026/frame_0001"
     assert viz.short_name("frame_" + "9" * 30, 12) == "\u2026" + "9" * 11
+
+
+def _cells(nb: str) -> list[dict[str, object]]:
+    import json
+
+    return json.loads((Path(__file__).resolve().parent.parent / "notebooks" / nb).read_text())["cells"]
+
+
+def test_every_grid_04_draws_has_a_heading() -> None:
+    # 04's training-frame grid had none: it looked like the held-out grid above it.
+    import ast
+
+    code = "\n".join("".join(c["source"]) for c in _cells("04_evaluate.ipynb") if c["cell_type"] == "code")
+    grids = [n for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Call)
+             and isinstance(n.func, ast.Attribute) and n.func.attr == "depth_grid"]
+    assert len(grids) >= 3
+    for call in grids:
+        heading = [k.value for k in call.keywords if k.arg == "suptitle"]
+        assert heading and not (isinstance(heading[0], ast.Constant) and not heading[0].value), ast.unparse(call)
+
+
+def test_04_says_what_the_scratch_control_is_where_it_first_appears() -> None:
+    cells = _cells("04_evaluate.ipynb")
+    first = next(i for i, c in enumerate(cells) if "control" in "".join(c["source"]))
+    told = " ".join("".join(c["source"]) for c in cells[:first + 1] if c["cell_type"] == "markdown").lower()
+    assert "scratch control" in told, "04 uses the scratch control before its text says what it is"
+    for words in ("same architecture", "random weights", "as many steps", "imagenet weights buy"):
+        assert words in " ".join(told.split()), words
