@@ -19,7 +19,7 @@ import torch
 from .ahead import ahead
 from .atomic import atomic_path
 from .errors import ConfigError, DataError, DepthlibError
-from .export import CROP_MIN_SIDE, DEFAULT_OPSET, MAX_SIDE, MIN_SIDE
+from .export import DEFAULT_OPSET, MAX_SIDE, MIN_SIDE
 
 # NYU Depth V2 Kinect RGB camera (NYU toolbox camera_params.m), 640x480, 0-based pixel centres.
 NYU_INTRINSICS = (518.8579, 519.4696, 325.5824, 253.7362)
@@ -348,8 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--checkpoint", required=True, help="a depthlib checkpoint (.pt)")
     e.add_argument("--out", required=True, help="the .onnx file to write")
     e.add_argument("--height", type=int, help="example input height (default: the training image size recorded in the "
-                   f"checkpoint, else 240); a dynamic graph accepts any H, W in {MIN_SIDE}..{MAX_SIDE} ({CROP_MIN_SIDE}.. "
-                   "with a border crop), a --no-dynamic one exactly this")
+                   f"checkpoint, else 240); a dynamic graph accepts any H, W in {MIN_SIDE}..{MAX_SIDE}, a --no-dynamic "
+                   "one exactly this")
     e.add_argument("--width", type=int, help="example input width (default: as recorded, else 320)")
     e.add_argument("--flip", action="store_true", help="bake flip averaging into the graph (as predict without --no-flip)")
     e.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")

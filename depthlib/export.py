@@ -8,7 +8,7 @@ the network with its ImageNet normalisation, the placement back on the input gri
 (with flip_average) the flip averaging. So ONNX Runtime alone reproduces `depthlib predict` (within
 1e-5 m on the tiny test models; the check allows 1 mm).
 
-Shapes: a dynamic graph takes any batch and H, W in `min_side(model)`..MAX_SIDE; the NYU border crop,
+Shapes: a dynamic graph takes any batch and H, W in MIN_SIDE..MAX_SIDE, as predict; the NYU border crop,
 which belongs to 640x480 frames only, is decided in the graph by the input's size (an ONNX If), as
 predict decides it. A fixed graph (dynamic=False) takes exactly 1xHxWx3 and its crop decision is made
 for that size at export. The file's metadata_props state which, with the units and the steps.
@@ -35,9 +35,6 @@ OUTPUT_NAME = "depth"
 DEFAULT_OPSET = 18
 MAX_SIDE = 4096  # upper bound of the dynamic H / W (torch.export needs a finite range)
 MIN_SIDE = 8     # as depthlib.predict.MIN_SIDE
-# A graph that carries a border crop traces its cropped window symbolically, which torch.export accepts only when the
-# window is at least 2 pixels for every size in the range (NYU: H > 13, W > 16): a round floor above that.
-CROP_MIN_SIDE = 32
 MAX_BATCH = 1024
 MM = 1e-3  # metres: how close to predict the export promises to be
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -66,18 +63,12 @@ def _crop(model: nn.Module) -> tuple[tuple[int, int, int, int], tuple[int, int] 
     return (border, getattr(model, "border_frame", None)) if any(border) else None
 
 
-def min_side(model: nn.Module) -> int:
-    """Smallest H and W of the dynamic graph of `model` (see CROP_MIN_SIDE)."""
-    return CROP_MIN_SIDE if _crop(model) else MIN_SIDE
-
-
-def _check_size(model: nn.Module, height: int, width: int, dynamic: bool) -> None:
-    lo = min_side(model) if dynamic else MIN_SIDE
-    if not (lo <= height <= MAX_SIDE and lo <= width <= MAX_SIDE):
+def _check_size(height: int, width: int) -> None:
+    if not (MIN_SIDE <= height <= MAX_SIDE and MIN_SIDE <= width <= MAX_SIDE):
         raise ConfigError(
-            f"export size {height}x{width} (HxW) is outside {lo}..{MAX_SIDE} pixels per side, the range the "
-            f"exported graph accepts. Fix: use e.g. --height {min(max(height, lo), MAX_SIDE)} "
-            f"--width {min(max(width, lo), MAX_SIDE)}; larger images can be resized down before the model."
+            f"export size {height}x{width} (HxW) is outside {MIN_SIDE}..{MAX_SIDE} pixels per side, the range the "
+            f"exported graph accepts. Fix: use e.g. --height {min(max(height, MIN_SIDE), MAX_SIDE)} "
+            f"--width {min(max(width, MIN_SIDE), MAX_SIDE)}; larger images can be resized down before the model."
         )
 
 
@@ -117,9 +108,8 @@ def _steps(model: nn.Module, flip_average: bool, fixed: tuple[int, int] | None) 
 def onnx_metadata(model: nn.Module, *, flip_average: bool = False, fixed: tuple[int, int] | None = None) -> dict[str, str]:
     """metadata_props of the graph exported from `model` (as predict runs it): fixed (H, W), or None for dynamic."""
     if fixed is None:
-        lo = min_side(model)
         shape = (f"{INPUT_NAME}: uint8[B,H,W,3] RGB (not BGR), 0..255, height x width x channel; any batch "
-                 f"1..{MAX_BATCH} and H, W in {lo}..{MAX_SIDE}")
+                 f"1..{MAX_BATCH} and H, W in {MIN_SIDE}..{MAX_SIDE}")
     else:
         shape = (f"{INPUT_NAME}: uint8[1,{fixed[0]},{fixed[1]},3] RGB (not BGR), 0..255, height x width x channel; "
                  f"fixed: only this shape")
@@ -158,9 +148,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike[str], *, height: int =
 
     model: what predict runs (depthlib.inference.load_for_inference's copy: an InputAdapter when the checkpoint
     recorded its training input; a bare model runs as given). dynamic: any batch and H, W in
-    min_side(model)..MAX_SIDE; else exactly 1 x height x width x 3. The metadata describes the graph (onnx_metadata).
+    MIN_SIDE..MAX_SIDE; else exactly 1 x height x width x 3. The metadata describes the graph (onnx_metadata).
     """
-    _check_size(model, height, width, dynamic)
+    _check_size(height, width)
     model = copy.deepcopy(model).eval().cpu()  # the caller's model keeps its device and mode
     for p in model.parameters():
         p.requires_grad_(False)
@@ -170,9 +160,12 @@ def export_onnx(model: nn.Module, path: str | os.PathLike[str], *, height: int =
     example = (torch.randint(0, 256, (2 if dynamic else 1, height, width, 3), dtype=torch.uint8, generator=gen),)
     shapes = None
     if dynamic:
-        lo = min_side(model)
-        shapes = ({0: torch.export.Dim("batch", min=1, max=MAX_BATCH), 1: torch.export.Dim("height", min=lo, max=MAX_SIDE),
-                   2: torch.export.Dim("width", min=lo, max=MAX_SIDE)},)
+        # DYNAMIC, not a named Dim: a named Dim refuses any guard its range does not prove, and symbolic shapes
+        # cannot prove some that hold for every size (1 % (2 * ceil(W / 4)) != 0 in a padded U-Net's output).
+        # The same goes for the crop branch's window on sizes it never sees (H - 12 != 1). Whatever is traced wrongly
+        # shows in check_exported, which runs the graph at several sizes.
+        side = torch.export.Dim.DYNAMIC(min=MIN_SIDE, max=MAX_SIDE)
+        shapes = ({0: torch.export.Dim.DYNAMIC(min=1, max=MAX_BATCH), 1: side, 2: side},)
     out = resolve(path)
     fix = "Fix: try --no-dynamic (fixed input size) or another --opset."
     try:
@@ -209,7 +202,9 @@ def run_onnx(path: str | os.PathLike[str], rgb: Tensor | np.ndarray) -> Tensor:
                           "decoded image as it is (e.g. np.array(PIL.Image.open(f).convert('RGB'))[None]).")
     if not p.is_file():
         raise ExportError(f"{p}: no such ONNX file. Fix: export one with `python -m depthlib export-onnx`.")
-    session = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: its notes on initializers it drops are not the user's business
+    session = ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"])
     (y,) = session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(x)})
     return torch.from_numpy(y)
 
@@ -238,7 +233,7 @@ def check_sizes(model: nn.Module, height: int, width: int, dynamic: bool) -> lis
     carries a frame's crop, that frame size (the other branch of its crop decision)."""
     if not dynamic:
         return [(1, height, width)]
-    sizes = [(2, height, width), (1, min_side(model) + 19, min_side(model) + 37)]
+    sizes = [(2, height, width), (1, 61, 83)]
     crop = _crop(model)
     if crop and crop[1] is not None and tuple(crop[1]) != (height, width):
         sizes.append((1, *crop[1]))
