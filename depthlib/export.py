@@ -4,7 +4,7 @@ The graph takes the image as decoded: `image` uint8[B,H,W,3] RGB (height x width
 imageio and OpenCV after BGR->RGB give it) and returns `depth` float32[B,1,H,W] in metres at the
 input's size. It is depthlib.predict's own arithmetic (depthlib.predict.depth_at_input_size), traced:
 / 255, the checkpoint's border crop and resize (depthlib.models.adapter.InputAdapter), the padding,
-the network with its ImageNet normalisation, the placement back on the input grid, the upsampling and
+the network with its encoder's normalisation, the placement back on the input grid, the upsampling and
 (with flip_average) the flip averaging. So ONNX Runtime alone reproduces `depthlib predict` (within
 1e-5 m on the tiny test models; the check allows 1 mm).
 
@@ -28,13 +28,12 @@ from torch import Tensor, nn
 from .atomic import atomic_path
 from .errors import ConfigError, DepthlibError
 from .paths import resolve
-from .predict import depth_at_input_size, images_from_rgb
+from .predict import MIN_SIDE, depth_at_input_size, images_from_rgb, predict
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "depth"
 DEFAULT_OPSET = 18
 MAX_SIDE = 4096  # upper bound of the dynamic H / W (torch.export needs a finite range)
-MIN_SIDE = 8     # as depthlib.predict.MIN_SIDE
 MAX_BATCH = 1024
 MM = 1e-3  # metres: how close to predict the export promises to be
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -95,12 +94,16 @@ def _steps(model: nn.Module, flip_average: bool, fixed: tuple[int, int] | None) 
         steps.append(f"resizes to {size[0]}x{size[1]} (HxW, bilinear, antialiased), the training size")
     else:
         steps.append(f"replicate-pads the bottom and right to a multiple of {model.input_multiple} pixels")
-    steps.append("subtracts the ImageNet mean and divides by its std, runs the network and converts its output to metres")
+    net = getattr(model, "model", model)
+    if hasattr(net, "mean") and hasattr(net, "std"):
+        mean, std = ([round(v, 4) for v in t.flatten().tolist()] for t in (net.mean, net.std))
+        steps.append(f"normalises with the encoder's mean {mean} and std {std}")
+    steps.append("runs the network and converts its output to metres")
     if size:
         steps.append(f"places that prediction back over the {'cropped window' if crop else 'image'} on the input "
                      f"grid at 1/{model.output_stride} of its size (bilinear)")
     if flip_average:
-        steps.append("averages it with the prediction of the mirrored window, mirrored back")
+        steps.append(f"averages it with the prediction of the mirrored {'window' if crop else 'image'}, mirrored back")
     steps.append(f"upsamples x{model.output_stride} (bilinear) and cuts to the input's size")
     return "in the graph: feed the image as decoded (uint8 RGB, no normalisation); the graph " + "; ".join(steps)
 
@@ -212,8 +215,6 @@ def run_onnx(path: str | os.PathLike[str], rgb: Tensor | np.ndarray) -> Tensor:
 def check_onnx(model: nn.Module, path: str | os.PathLike[str], rgb: Tensor | np.ndarray, *,
                flip_average: bool = False, atol: float = MM) -> float:
     """Max |ONNX Runtime - depthlib.predict| in metres on the same uint8 rgb [B,H,W,3]; ExportError above atol."""
-    from .predict import predict
-
     x = torch.as_tensor(np.asarray(rgb))
     got = run_onnx(path, x)
     expected = predict(model, images_from_rgb(x), flip_average=flip_average).float().cpu()

@@ -114,7 +114,8 @@ def test_dynamic_metadata_describes_the_graph(graphs) -> None:
     # graph does it all and the metadata says so, and what it does
     prep = meta["depthlib.preprocessing"]
     assert prep.startswith("in the graph: feed the image as decoded")
-    for step in ("divides by 255", "6 rows top", "only when the input is 480x640", "64x96", "ImageNet", "to the input's size"):
+    for step in ("divides by 255", "6 rows top", "only when the input is 480x640", "64x96", "mean [0.485, 0.456, 0.406]",
+                 "to the input's size"):
         assert step in prep, step
     assert "mirror" not in prep and meta["depthlib.flip_average"] == "false"
     assert "mirror" in _metadata(graphs("nyu", True)[1])["depthlib.preprocessing"]
