@@ -19,7 +19,7 @@ from matplotlib import font_manager
 from PIL import Image, ImageDraw, ImageFont
 
 from .data.frame import Frame
-from .viz import to_rgb_uint8
+from .viz import percentile_range, to_rgb_uint8
 
 COLUMNS = 4
 SPLITS = {"train": "train split: seen in training", "val": "val split: not trained on (monitored)",
@@ -36,11 +36,12 @@ def split_text(split: str | None) -> str:
 
 
 def ground_truth_range(frame: Frame) -> tuple[float, float]:
-    """(lo, hi) metres of the frame's valid ground truth, widened to 0.1 m steps; (0, 10) without any."""
-    d = frame.depth[frame.valid]
-    if d.size == 0:
+    """(lo, hi) metres: 2nd-98th percentiles of the frame's valid ground truth (as depthlib.viz's grids), widened
+    to 0.1 m steps; (0, 10) without any. A few far pixels (a window) no longer flatten the room."""
+    if not frame.valid.any():
         return 0.0, 10.0
-    lo, hi = float(np.floor(d.min() * 10) / 10), float(np.ceil(d.max() * 10) / 10)
+    p_lo, p_hi = percentile_range(frame.depth, frame.valid)
+    lo, hi = float(np.floor(p_lo * 10) / 10), float(np.ceil(p_hi * 10) / 10)
     return lo, max(hi, lo + 0.1)
 
 
@@ -58,6 +59,7 @@ class Layout:
     w: int
     rows: int
     frame_hw: tuple[int, int]   # (H, W) of the frame the panels show
+    blank: tuple[int, ...] = ()  # panels (row-major index) with nothing drawn: no frame pixel there
 
     @property
     def legend_h(self) -> int:
@@ -79,6 +81,8 @@ class Layout:
         H, W = self.size
         px, py = fx * W, fy * H
         if not (0 <= px < W and 0 <= py < self.rows * self.h):
+            return None
+        if int(py // self.h) * COLUMNS + int(px // self.w) in self.blank:
             return None
         fh, fw = self.frame_hw
         x = int((px % self.w) * fw / self.w)
@@ -116,11 +120,15 @@ def _fmt(v: float) -> str:
 
 
 def compose(panels: list[tuple[str, np.ndarray]], layout: Layout, *, marker: tuple[float, float] | None,
-            depth: tuple[float, float, str], err_max: float, error_cmap: str, has_error: bool = True) -> np.ndarray:
+            depth: tuple[float, float, str], err_max: float, error_cmap: str, has_error: bool = True,
+            difference: str | None = None) -> np.ndarray:
     """uint8 [H,W,3] picture: `panels` ((title, uint8 [h,w,3]); "" title = blank) and the colour bars under them.
 
     marker (sx, sy) is the pixel's position inside a panel, drawn on every titled panel; `depth` is
-    (lo, hi, cmap) of the depth panels and err_max the +- range of the signed error panels.
+    (lo, hi, cmap) of the depth panels and err_max the +- range of the signed error panels. Each bar sits
+    under the bottom row's panel it belongs to; `difference` (the caption of a second row's second panel,
+    e.g. "current \u2212 previous (m)") gives that panel its own +- err_max bar, and the depth bar moves to
+    the third column, under the predictions.
     """
     H, W = layout.size
     h, w, size = layout.h, layout.w, layout.text_size
@@ -138,22 +146,26 @@ def compose(panels: list[tuple[str, np.ndarray]], layout: Layout, *, marker: tup
     lo, hi, cmap = depth
     y = layout.rows * h + 6
     mid = (lo + hi) / 2
-    _colour_bar(canvas, (w + 8, y, 3 * w - 8), cmap, lo, hi, [(lo, f"{_fmt(lo)} m"), (mid, f"{_fmt(mid)} m"),
-                                                               (hi, f"{_fmt(hi)} m")], "depth (m)", size)
+    e = err_max
+    signed = [(-e, f"\u2212{_fmt(e)}"), (0.0, "0"), (e, f"+{_fmt(e)} m")]
+    if difference:
+        _colour_bar(canvas, (w + 8, y, 2 * w - 8), error_cmap, -e, e, signed, difference, size)
+    _colour_bar(canvas, ((2 if difference else 1) * w + 8, y, 3 * w - 8), cmap, lo, hi,
+                [(lo, f"{_fmt(lo)} m"), (mid, f"{_fmt(mid)} m"), (hi, f"{_fmt(hi)} m")], "depth (m)", size)
     if has_error:
-        e = err_max
-        _colour_bar(canvas, (3 * w + 8, y, 4 * w - 8), error_cmap, -e, e,
-                    [(-e, f"\u2212{_fmt(e)}"), (0.0, "0"), (e, f"+{_fmt(e)} m")],
+        _colour_bar(canvas, (3 * w + 8, y, 4 * w - 8), error_cmap, -e, e, signed,
                     "pred \u2212 gt: \u2212 too near, + too far", size)
     return np.asarray(canvas)
 
 
 def static_figure(frame: Frame, rgb_title: str, rows: Sequence[tuple[str, np.ndarray, Mapping[str, float]]], *,
-                  depth: tuple[float, float, str], err_max: float, error_cmap: str) -> Any:
+                  depth: tuple[float, float, str], err_max: float, error_cmap: str,
+                  pixels: str = "its valid pixels, no crop") -> Any:
     """matplotlib Figure of the view: per (label, prediction [H,W] m, metrics) row: prediction and its error map.
 
-    The first row adds the RGB (titled `rgb_title`) and the ground truth, later rows the difference
-    to the first prediction. Each depth / error panel has its own colour bar, as tall as the picture.
+    The first row adds the RGB (titled `rgb_title`) and the ground truth (its title says the metrics' `pixels`),
+    later rows the difference to the first prediction. Each depth / error panel has its own colour bar, as tall
+    as the picture.
     """
     import matplotlib.pyplot as plt
 
@@ -164,10 +176,12 @@ def static_figure(frame: Frame, rgb_title: str, rows: Sequence[tuple[str, np.nda
     gt = np.where(frame.valid, frame.depth, np.nan)
     depth_kw, err_kw = dict(cmap=cmap, vmin=lo, vmax=hi), dict(cmap=error_cmap, vmin=-e, vmax=e)
     bars = {"depth": "depth (m)", "error": "pred \u2212 gt (m)\n\u2212 too near, + too far", "diff": "difference (m)"}
+    if len(rows) > 1:
+        bars["diff"] = f"{rows[0][0]} \u2212 {rows[1][0]} (m)"
     first = rows[0]
     for r, (label, pred, m) in enumerate(rows):
         scores = f"\u03b41 {m['delta1']:.3f}  AbsRel {m['abs_rel']:.3f}\nRMSE {m['rmse']:.3f} m  log10 {m['log10']:.3f}"
-        truth = ("ground truth\nmetrics: its valid pixels, no crop", gt, depth_kw, "depth")
+        truth = (f"ground truth\nmetrics: {pixels}", gt, depth_kw, "depth")
         left = ([(rgb_title, to_rgb_uint8(frame.rgb), {}, ""), truth] if r == 0
                 else [None, (f"{first[0]} \u2212 {label}", first[1] - pred, err_kw, "diff")])
         cells = [*left, (f"{label}\n{scores}", pred, depth_kw, "depth"), (f"{label}: pred \u2212 gt", pred - gt, err_kw, "error")]

@@ -8,7 +8,8 @@ extension), so a small script in an HTML widget forwards a click's position to a
 widget; this works in JupyterLab 4 and Notebook 7 as installed. Predictions are computed when first
 shown and kept in an LRU cache, so returning to a frame or toggling the comparison is instant.
 Without a frontend (papermill) everything still runs, and `save_static(path)` writes the current
-view as a PNG figure.
+view as a PNG figure. The metrics count every valid pixel, no crop, or with `protocol` (e.g. "densedepth")
+the pixels 04 evaluates, computed as depthlib.evaluate does, so a frame's numbers are the ones 04 gives it.
 """
 
 from __future__ import annotations
@@ -27,16 +28,18 @@ import torch
 from PIL import Image
 
 from .data.frame import Frame, FrameSource
-from .explorer_figures import Layout, compose, ground_truth_range, split_text, static_figure
+from .explorer_figures import COLUMNS, Layout, compose, ground_truth_range, split_text, static_figure
 from .errors import CheckpointError, ConfigError
-from .metrics import depth_metrics
+from .metrics import depth_metrics, metric_sums, metrics_from_sums
 from .paths import resolve
-from .viz import colorize, save_figure
+from .protocols import Protocol, get_protocol
+from .viz import colorize, save_figure, short_name
 
 CMAPS = ("magma_r", "viridis_r", "plasma_r", "inferno_r", "turbo_r", "jet_r", "gray")
 ERROR_CMAP = "RdBu_r"  # signed error pred - gt: blue = too near, red = too far
 METRICS_SHOWN = ("delta1", "abs_rel", "rmse", "log10")
 NONE = "(none)"
+NOWRAP = "<span style='white-space:nowrap'>{}</span>"
 _IDS = itertools.count()
 
 # Runs once per rendered view (an <img> that fails to load): finds this explorer's picture and hidden
@@ -93,12 +96,15 @@ class Explorer:
     """Browse `source`'s frames with predictions of one or two checkpoints (labels -> paths).
 
     depth_range (lo, hi) metres fixes the depth colour scale; None or empty: each frame's ground-truth range.
+    protocol: the metrics' pixels. "" (default): every valid pixel, no crop; a protocol name (e.g. "densedepth",
+    as 04 evaluates): its crop, masks and clamps, applied as depthlib.evaluate does, so a frame's numbers are
+    the ones 04 gives that frame.
     """
 
     def __init__(self, source: FrameSource, checkpoints: Mapping[str, str | os.PathLike[str]], *,
                  current: str | None = None, previous: str | None = None, frame: int = 0,
                  cmap: str = "magma_r", depth_range: tuple[float, float] | list[float] | None = None, err_max: float = 1.0,
-                 flip_average: bool = True, device: str = "auto",
+                 flip_average: bool = True, device: str = "auto", protocol: str = "",
                  panel_width: int = 320, cache_size: int = 64) -> None:
         if len(source) == 0:
             raise ConfigError(f"{source.path}: the data source has no frames. Fix the data path.")
@@ -120,6 +126,7 @@ class Explorer:
             raise ConfigError(f"frame {frame} is out of range: {source.path} has {len(source)} frames (0..{len(source) - 1}).")
         from .distributed import resolve_device
 
+        self.protocol: Protocol | None = get_protocol(protocol) if protocol else None
         self.source = source
         self.device = resolve_device(device)
         self.panel_width = int(panel_width)
@@ -201,15 +208,43 @@ class Explorer:
         return out[0, 0].float().cpu().numpy()
 
     def metrics(self, label: str, i: int) -> dict[str, float]:
-        """depth_metrics of checkpoint `label` on frame i over its valid pixels, no crop (cached)."""
+        """Metrics of checkpoint `label` on frame i over `pixels_text()`'s pixels (cached)."""
         flip = bool(self.flip.value)
 
         def make() -> dict[str, float]:
             f = self._frame(i)
+            if self.protocol is not None:
+                return self._protocol_metrics(label, f, flip)
             t = lambda a: torch.from_numpy(np.array(a))[None, None]  # noqa: E731
             return depth_metrics(pred=t(self.prediction(label, i, flip)), target=t(f.depth), valid=t(f.valid))
 
         return self.predictions.get(("metrics", label, i, flip), make)
+
+    def _protocol_metrics(self, label: str, f: Frame, flip: bool) -> dict[str, float]:
+        """The metrics depthlib.evaluate records for frame `f` under self.protocol (its per-image record)."""
+        from .data.frame import frame_to_sample
+        from .evaluate import prepare_batch
+        from .fastpath import as_fast
+
+        s = frame_to_sample(f)
+        batch = {k: s[k][None] for k in ("image", "depth", "valid")}
+        pred, target, valid = prepare_batch(as_fast(self._model(label)), batch, self.protocol, flip_average=flip,
+                                            alignment="none", device=self.device, source=f.name)
+        return metrics_from_sums(metric_sums(pred=pred, target=target, valid=valid)[0])
+
+    def pixels_text(self, short: bool = False) -> str:
+        """Which pixels the metrics use: "valid pixels, no crop", or the protocol's (short: two lines, its crop's size)."""
+        p = self.protocol
+        if p is None:
+            return "valid pixels, no crop"
+        if p.crop is None or p.frame_size is None:
+            crop = "no crop"
+        elif short:
+            crop = f"crop {p.crop_size[1]}x{p.crop_size[0]}"  # type: ignore[index]
+        else:
+            t, b, left, r = p.crop
+            crop = f"crop rows {t}-{b - 1}, cols {left}-{r - 1} of {p.frame_size[1]}x{p.frame_size[0]}"
+        return f"{p.name} protocol\n({crop}, as 04 evaluates)" if short else f"protocol {p.name} ({crop}), as 04 evaluates"
 
     def split_of(self, i: int) -> str:
         """Frame i's split in words ("test split: held out"), or that the source records none."""
@@ -239,7 +274,7 @@ class Explorer:
         return max(1, round(H * self.panel_width / Wd)), self.panel_width
 
     def panels(self) -> list[tuple[str, np.ndarray]]:
-        """(title, uint8 [h,w,3]) panels of the current view at panel size, four per row."""
+        """(title, uint8 [h,w,3]) panels of the current view at panel size, four per row ("" title: blank)."""
         i = self.frame.value
         f = self._frame(i)
         h, w = self.panel_size()
@@ -256,7 +291,7 @@ class Explorer:
             p = small(self.prediction(label, i))
             if first is None:
                 first = (label, p)
-            else:  # second row: how the two checkpoints differ, under their own panels
+            else:  # second row: how the two checkpoints differ, under their own panels (layout().blank)
                 out += [("", np.full((h, w, 3), 32, np.uint8)),
                         (f"{first[0]} - {label}", colorize(first[1] - p, -e, e, ERROR_CMAP))]
             out.append((f"{label}", colorize(p, lo, hi, self.cmap.value)))
@@ -267,7 +302,8 @@ class Explorer:
         """Geometry of the displayed picture (panel size, rows, colour-bar strip) for the current view."""
         h, w = self.panel_size()
         H, Wd = self._frame(self.frame.value).depth.shape
-        return Layout(h=h, w=w, rows=len(self.labels_shown()), frame_hw=(H, Wd))
+        rows = len(self.labels_shown())
+        return Layout(h=h, w=w, rows=rows, frame_hw=(H, Wd), blank=(COLUMNS,) if rows > 1 else ())
 
     def render(self) -> np.ndarray:
         """The composite view uint8 [rows*h + colour bars, 4*w, 3] with titles and the pixel marker."""
@@ -275,17 +311,20 @@ class Explorer:
         H, Wd = lay.frame_hw
         marker = ((self.x.value + 0.5) * lay.w / Wd, (self.y.value + 0.5) * lay.h / H)
         lo, hi = self.depth_range.value
+        shown = self.labels_shown()
+        difference = f"{shown[0]} \u2212 {shown[1]} (m)" if len(shown) > 1 else None
         return compose(self.panels(), lay, marker=marker, depth=(lo, hi, self.cmap.value),
-                       err_max=float(self.err_max.value), error_cmap=ERROR_CMAP)
+                       err_max=float(self.err_max.value), error_cmap=ERROR_CMAP, difference=difference)
 
     def pixel_text(self) -> str:
-        """HTML of the depths at pixel (x, y): ground truth and every shown prediction."""
+        """HTML of the depths at pixel (x, y): ground truth and every shown prediction, each entry on one line."""
         i, x, y = self.frame.value, self.x.value, self.y.value
         f = self._frame(i)
         gt = f"{f.depth[y, x]:.3f} m" if f.valid[y, x] else "hole"
         parts = [f"<b>({x}, {y})</b> ground truth {gt}"]
         parts += [f"{html.escape(lb)} {self.prediction(lb, i)[y, x]:.3f} m" for lb in self.labels_shown()]
-        return " &nbsp;|&nbsp; ".join(parts)
+        # the line may break between entries, never inside one ("previous" / "1.775 m")
+        return " | ".join(NOWRAP.format(p) for p in parts)
 
     def metrics_html(self) -> str:
         """HTML table of METRICS_SHOWN for each shown checkpoint on the current frame."""
@@ -297,7 +336,8 @@ class Explorer:
             rows.append(f"<tr><td>{html.escape(lb)}</td>{cells}</tr>")
         name = html.escape(self._names[self.frame.value])
         split = html.escape(self.split_of(self.frame.value))
-        return (f"<table><caption>frame {name} · {split} · valid pixels, no crop</caption><tr><th></th>{head}</tr>"
+        pixels = html.escape(self.pixels_text())
+        return (f"<table><caption>frame {name} · {split} · metrics: {pixels}</caption><tr><th></th>{head}</tr>"
                 f"{''.join(rows)}</table>")
 
     def refresh(self) -> None:
@@ -360,8 +400,9 @@ class Explorer:
         i = self.frame.value
         f = self._frame(i)
         rows = [(lb, self.prediction(lb, i), self.metrics(lb, i)) for lb in self.labels_shown()]
-        fig = static_figure(f, f"RGB {self._names[i]}\n{self.split_of(i)}", rows, depth=(*self.depth_range.value, self.cmap.value),
-                            err_max=float(self.err_max.value), error_cmap=ERROR_CMAP)
+        fig = static_figure(f, f"RGB {short_name(self._names[i], 40)}\n{self.split_of(i)}", rows,
+                            depth=(*self.depth_range.value, self.cmap.value), err_max=float(self.err_max.value),
+                            error_cmap=ERROR_CMAP, pixels=self.pixels_text(short=True))
         try:
             return save_figure(fig, resolve(path), dpi=dpi)
         finally:

@@ -277,13 +277,114 @@ def test_static_figure_labels_its_colour_bars_and_no_text_overlaps(ckpts: dict[s
     ex = _explorer(ckpts, previous="previous")
     f = ex.source[0]
     rows = [(lb, ex.prediction(lb, 0), ex.metrics(lb, 0)) for lb in ex.labels_shown()]
-    fig = static_figure(f, "RGB f0", rows, depth=(1.0, 5.0, "magma_r"), err_max=1.0, error_cmap="RdBu_r")
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
-    texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text().strip()]
-    labels = {t.get_text() for t in texts}
-    assert "depth (m)" in labels and any(lb.startswith("pred \u2212 gt (m)") and "too near" in lb for lb in labels)
-    assert any(lb.startswith("previous\n\u03b41 ") for lb in labels)  # the metrics, in the prediction's title
-    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
-    clashes = [(a, b) for i, (a, ba) in enumerate(boxes) for b, bb in boxes[i + 1:] if ba.overlaps(bb)]
-    assert not clashes, clashes
+    long_name = "RGB " + "rgbd_dataset_freiburg1_desk/rgb/1305031452.791720"[-40:] + "\ntest split: held out"
+    for title, pixels in (("RGB f0", "its valid pixels, no crop"),  # the pixels: as Explorer.pixels_text(short=True)
+                          (long_name, "densedepth protocol\n(crop 592x440, as 04 evaluates)")):
+        fig = static_figure(f, title, rows, depth=(1.0, 5.0, "magma_r"), err_max=1.0, error_cmap="RdBu_r",
+                            pixels=pixels)
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text().strip()]
+        labels = {t.get_text() for t in texts}
+        assert "depth (m)" in labels and any(lb.startswith("pred \u2212 gt (m)") and "too near" in lb for lb in labels)
+        assert "current \u2212 previous (m)" in labels  # the difference panel's own bar
+        assert any(lb.startswith("previous\n\u03b41 ") for lb in labels)  # the metrics, in the prediction's title
+        assert f"ground truth\nmetrics: {pixels}" in labels
+        boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
+        clashes = [(a, b) for i, (a, ba) in enumerate(boxes) for b, bb in boxes[i + 1:] if ba.overlaps(bb)]
+        assert not clashes, clashes
+
+
+def _ramp(strip_row: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(left end, middle, right end) RGB of a colour bar's row of pixels, as ints."""
+    a = strip_row.astype(int)
+    return a[:5].mean(0), a[len(a) // 2 - 2: len(a) // 2 + 3].mean(0), a[-5:].mean(0)
+
+
+def test_the_difference_panel_has_its_own_colour_bar(ckpts: dict[str, Path]) -> None:
+    # "current - previous" sat above the depth bar, so it read as depth.
+    ex = Explorer(ListSource(), ckpts, previous="previous", device="cpu", panel_width=320)
+    a = np.asarray(Image.open(io.BytesIO(ex.image.value)))
+    lay = ex.layout()
+    y = lay.rows * lay.h + 12  # inside the bars, under the panels
+    left, mid, right = _ramp(a[y, lay.w + 10: 2 * lay.w - 10])  # under "current - previous"
+    assert left[2] > left[0] + 60 and right[0] > right[2] + 60, (left, right)  # diverging: blue .. red
+    assert mid.min() > 200, mid  # white at 0
+    left, _, right = _ramp(a[y, 2 * lay.w + 10: 3 * lay.w - 10])  # under the previous prediction: depth
+    assert left.sum() > right.sum() + 300, (left, right)  # magma_r: light near, dark far
+
+
+def test_pixel_readout_entries_stay_on_one_line(ckpts: dict[str, Path]) -> None:
+    # The readout wrapped between a label and its value ("previous" / "1.775 m").
+    from html.parser import HTMLParser
+
+    class Spans(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.open: list[bool] = []
+            self.loose: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            self.open.append("white-space:nowrap" in (dict(attrs).get("style") or "").replace(" ", ""))
+
+        def handle_endtag(self, tag: str) -> None:
+            self.open.pop()
+
+        def handle_data(self, data: str) -> None:
+            if data.strip() and data.strip() != "|" and not any(self.open):
+                self.loose.append(data)
+
+    ex = _explorer(ckpts, previous="previous")
+    for x, y in ((20, 10), (1, 1)):  # a measured pixel, a hole
+        ex.x.value, ex.y.value = x, y
+        parser = Spans()
+        parser.feed(ex.readout.value)
+        assert not parser.loose, (parser.loose, ex.readout.value)
+    assert "<b>(1, 1)</b>" in ex.readout.value and "previous" in ex.readout.value
+
+
+def test_a_click_on_the_blank_panel_is_ignored(ckpts: dict[str, Path]) -> None:
+    ex = _explorer(ckpts, previous="previous")
+    H, W = ex.layout().size
+    before = (ex.x.value, ex.y.value)
+    ex.clicks.value = f"{20.5 / W},{(48 + 20.5) / H},1"  # second row, first panel: nothing drawn there
+    assert (ex.x.value, ex.y.value) == before
+    ex.clicks.value = f"{(64 + 20.5) / W},{(48 + 20.5) / H},2"  # the panel beside it ("current - previous")
+    assert (ex.x.value, ex.y.value) == (10, 10)
+
+
+def test_the_depth_range_ignores_a_few_far_pixels(ckpts: dict[str, Path]) -> None:
+    from depthlib.explorer_figures import ground_truth_range
+
+    src = ListSource()
+    f = src.frames[0]
+    f.depth[5, 5:9] = 9.5  # a window's worth of far pixels in a room 1-5 m deep
+    lo, hi = ground_truth_range(f)
+    assert 1.0 <= lo < 1.2 and 4.8 < hi <= 5.0, (lo, hi)
+
+
+def test_explorer_metrics_say_their_pixels_and_can_use_04s_protocol(ckpts: dict[str, Path]) -> None:
+    # For one frame the explorer said AbsRel 0.2061 and 04's table 0.2017: valid pixels vs the densedepth crop.
+    if not (ROOT / "data" / "sample" / "data" / "nyu2_test.csv").is_file():
+        pytest.skip("embedded sample data/sample not present")
+    from torch.utils.data import Subset
+
+    from depthlib import workbook
+    from depthlib.report import worst_table
+
+    kw = dict(source="densedepth", path="data/sample", current=ckpts["current"], device="cpu", panel_width=64)
+    plain = explore(**kw)  # type: ignore[arg-type]
+    assert "valid pixels, no crop" in plain.table.value
+    ex = explore(protocol="densedepth", **kw)  # type: ignore[arg-type]
+    assert "densedepth" in ex.table.value and "crop rows 20-459, cols 24-615" in ex.table.value
+    frames = workbook.eval_frames("", "test", source="densedepth", path="data/sample", options={"split": "test"})
+    models = workbook.inference_models({"current": str(ckpts["current"])}, device="cpu")
+    result = workbook.evaluate_all(models, Subset(frames, [0, 1]), protocol="densedepth", flip_average=True,
+                                   device="cpu", progress=False)["current"]
+    want = result.per_image[0]["abs_rel"]
+    assert ex.metrics("current", 0)["abs_rel"] == pytest.approx(want, rel=1e-5)  # float32 convs, batch of 2 vs 1
+    assert plain.metrics("current", 0)["abs_rel"] != pytest.approx(want, rel=1e-3)  # other pixels, other number
+    shown = f"{want:.4f}"
+    assert shown in worst_table(result) and shown in ex.table.value
+    with pytest.raises(ConfigError, match="unknown evaluation protocol"):
+        explore(protocol="densdepth", **kw)  # type: ignore[arg-type]
