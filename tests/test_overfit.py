@@ -34,14 +34,27 @@ def test_overfitting_four_real_frames(sample_dir, tmp_path):
     cfg = DataConfig(image_size=(64, 96), border_crop="nyu")
     frames = DepthDataset(open_source("densedepth", sample_dir), indices=[0, 3, 9, 30])
     data = _Cached(MappedDataset(frames, build_transforms(cfg, train=False)))
-    model = create_model("unet", width=16, depth=3, head="log")
-    tc = TrainConfig(epochs=300, batch_size=4, lr=2e-3, loss="densedepth", scheduler="cosine", device="cpu",
-                     out_dir=str(tmp_path), resume=False, progress=False, seed=0)
-    hist = fit(model, data, None, tc)
-    losses = hist["train_loss"]
-    assert len(losses) == 300
-    assert losses[-1] * 5 <= losses[0], f"loss fell only from {losses[0]:.4f} to {losses[-1]:.4f}"
     batch = torch.utils.data.default_collate(data.items)
+    depth, valid = batch["depth"], batch["valid"]
+    # The bar, from the frames: one constant depth per frame, that frame's own median (which the model is never told),
+    # is off by abs_rel ~0.16 on these frames. Under 0.1 the model has learned where in each image depth changes.
+    oracle = torch.stack([d[v].median() for d, v in zip(depth, valid)]).view(-1, 1, 1, 1).expand_as(depth).clone()
+    constant = depth_metrics(pred=oracle, target=depth, valid=valid)["abs_rel"]
+    assert constant > 0.15, constant
+    model = create_model("unet", width=8, depth=3, head="log")
+    # 100 steps at lr 5e-3 reach abs_rel 0.03-0.06 over seeds 0-3 (300 at 2e-3 with width 16 took 5x the CPU); one
+    # thread: a 64x96 batch of 4 gains nothing from two, and two spin against any other process on a shared CPU.
+    tc = TrainConfig(epochs=100, batch_size=4, lr=5e-3, loss="densedepth", scheduler="cosine", device="cpu",
+                     out_dir=str(tmp_path), resume=False, progress=False, seed=0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        hist = fit(model, data, None, tc)
+    finally:
+        torch.set_num_threads(threads)
+    losses = hist["train_loss"]
+    assert len(losses) == 100
+    assert losses[-1] * 5 <= losses[0], f"loss fell only from {losses[0]:.4f} to {losses[-1]:.4f}"
     pred = predict(model, batch["image"], flip_average=False)
-    m = depth_metrics(pred=pred, target=batch["depth"], valid=batch["valid"])
-    assert m["abs_rel"] < 0.1, m
+    m = depth_metrics(pred=pred, target=depth, valid=valid)
+    assert m["abs_rel"] < 0.1, (m, constant)
