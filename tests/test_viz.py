@@ -113,3 +113,53 @@ def test_04_says_what_the_scratch_control_is_where_it_first_appears() -> None:
     assert "scratch control" in told, "04 uses the scratch control before its text says what it is"
     for words in ("same architecture", "random weights", "as many steps", "imagenet weights buy"):
         assert words in " ".join(told.split()), words
+
+
+_BARS_CELL = """
+import sys
+sys.path.insert(0, {tests!r})
+from _train_helpers import SynthDepth, cfg, tiny_model
+from depthlib import workbook
+from depthlib.data import open_source
+from depthlib.evaluate import evaluate
+from depthlib.train import fit
+
+workbook.prepare(open_source("bts", {raw!r}), {h5!r}, labels=["train", "val", "test"])
+fit(tiny_model(), SynthDepth(4), SynthDepth(2, seed=1), cfg({out!r}, epochs=1, progress=True))
+evaluate(tiny_model(), SynthDepth(3), protocol="no_crop_valid", device="cpu")
+"""
+
+
+def _as_shown(text: str) -> list[str]:
+    """The lines a notebook viewer shows for a stream's text: each line as its last carriage return left it."""
+    return [line.split("\r")[-1] for line in text.split("\n")]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="train.py, evaluate.py, data/prepared_write.py and data/standin.py import "
+                   "tqdm.auto; `from tqdm import tqdm` there makes this pass: then drop this mark")
+def test_a_saved_notebook_shows_where_its_progress_bars_ended(tmp_path: Path) -> None:
+    # Executed notebooks in runs/ showed "0%" bars: a tqdm.auto widget saves its first state as its text.
+    import nbformat
+    from nbclient import NotebookClient
+
+    root = Path(__file__).resolve().parent.parent
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(_BARS_CELL.format(
+        tests=str(root / "tests"), raw=str(root / "data/sample/raw_depth"), h5=str(tmp_path / "p.h5"),
+        out=str(tmp_path / "run")))]
+    NotebookClient(nb, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    blocks: list[tuple[str, str]] = []  # a viewer joins consecutive outputs of one stream, as written
+    for out in nb.cells[0].outputs:
+        if out.output_type == "stream" and blocks and blocks[-1][0] == out.name:
+            blocks[-1] = (out.name, blocks[-1][1] + out.text)
+        elif out.output_type == "stream":
+            blocks.append((out.name, out.text))
+        elif "text/plain" in out.get("data", {}):  # what a viewer without the live widget shows
+            blocks.append(("display", out.data["text/plain"]))
+    shown = [line for _, text in blocks for line in _as_shown(text)]
+    bars = [line for line in shown if "%|" in line]
+    stuck = [line for line in bars if "100%|" not in line]
+    assert not stuck, stuck
+    for name in ("p.h5", "epoch 1/1", "evaluate"):
+        assert any(line.startswith(name) for line in bars), (name, bars)
