@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .align import ALIGNERS
 from .distributed import resolve_device

@@ -136,8 +136,6 @@ def _as_shown(text: str) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="train.py, evaluate.py, data/prepared_write.py and data/standin.py import "
-                   "tqdm.auto; `from tqdm import tqdm` there makes this pass: then drop this mark")
 def test_a_saved_notebook_shows_where_its_progress_bars_ended(tmp_path: Path) -> None:
     # Executed notebooks in runs/ showed "0%" bars: a tqdm.auto widget saves its first state as its text.
     import nbformat

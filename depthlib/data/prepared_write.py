@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import h5py
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ..ahead import ahead
 from ..errors import DataError

@@ -230,7 +230,7 @@ def write_standin(out: str | os.PathLike[str], *, n_frames: int = FULL_TRAIN + F
                   n_scenes: int | None = None, settings: StandinSettings = StandinSettings(),
                   sample_dir: str = "data/sample", workers: int = 2, progress: bool = True) -> StandinInfo:
     """Write a stand-in nyu_data.zip with n_frames frames (n_test of them test frames) -> StandinInfo."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     t0 = time.perf_counter()
     path = resolve(out)
