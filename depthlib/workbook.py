@@ -359,7 +359,7 @@ def hole_filling_figure(source: FrameSource, indices: Sequence[int], *, method: 
             hole_pct = 100.0 * (1 - f.valid.mean())
             return viz.depth_grid([row], ["image", "depth", "filled"],
                                   titles=["RGB", f"measured ({hole_pct:.0f}% holes, masked in training)", f"filled ({shown})"],
-                                  path=resolve(path))
+                                  path=resolve(path), suptitle=f"hole filling on frame {f.name}")
     print(f"no holes in the first {min(len(indices), max_scan)} selected frames: the targets are dense already")
     return None
 
