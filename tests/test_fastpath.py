@@ -17,6 +17,16 @@ from depthlib.models.adapter import InputAdapter
 from depthlib.predict import predict
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: these tiny inputs gain nothing from two, and two threads that spin against any other process
+    on 2 shared cores took 35 s of CPU for this file's models where one took 4."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _nontrivial_bn(model: nn.Module, seed: int = 0) -> nn.Module:
     """Random BatchNorm running statistics and affine weights, as a trained model has (fresh ones are 0 / 1)."""
     g = torch.Generator().manual_seed(seed)
