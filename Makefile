@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROFILE ?= sample
 PYTEST_ARGS ?=
+# pytest-xdist workers: one runs the shared sample pipeline (tests/conftest.py) while the other runs the rest
+TEST_JOBS ?= 2
 
 .PHONY: pipeline test test-fast test-kernels venv browser-deps bench clean-runs
 
@@ -32,17 +34,17 @@ pipeline: $(STAMP)
 ## The whole test suite (slow and browser tests included, as CI runs it), then the fast suite again under the
 ## kernels other CPUs get: torch picks AVX2, AVX-512 or AMX kernels by CPU, and float32 sums differ between them.
 test: $(STAMP) browser-deps
-	$(PY) -m pytest -q --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-kernels
 
 ## The fast suite under an AVX2-only CPU's kernels, then under torch's portable (no SIMD dispatch) kernels.
 test-kernels: $(STAMP)
-	ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 $(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
-	ATEN_CPU_CAPABILITY=default $(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 $(PY) -m pytest -q -n $(TEST_JOBS) -m "not slow" $(PYTEST_ARGS)
+	ATEN_CPU_CAPABILITY=default $(PY) -m pytest -q -n $(TEST_JOBS) -m "not slow" $(PYTEST_ARGS)
 
 ## Only the fast part.
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_JOBS) -m "not slow" $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_models.py

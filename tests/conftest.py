@@ -15,7 +15,17 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample"
 SHARED_NYU = ROOT.parent / "shared" / "data" / "nyu_samples"
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Under pytest-xdist (`make test` runs 2 workers) each worker gets its share of the cores: two workers of two
+# threads each on 2 cores spin against each other (a tiny test's convolution then takes several times as long).
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests of the one sample pipeline run go to one xdist worker (--dist loadgroup), which runs it once."""
+    for item in items:
+        if "sample_project" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("sample_project"))
 
 
 @pytest.fixture(scope="session")
