@@ -13,6 +13,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import reference_port  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: these tiny inputs gain nothing from two, and on 2 shared cores two threads spun against any
+    other process (the smoke run below took 148 s of CPU on two, 11 s on one)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_parameters_and_flops_are_the_ports():
     with torch.device("meta"):
         model = reference_port.PortModel()
