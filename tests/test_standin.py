@@ -57,6 +57,7 @@ def test_standin_has_the_real_layout(tiny_zip: Path) -> None:
     assert not tiny_zip.with_name(tiny_zip.name + ".partial").exists()
 
 
+@pytest.mark.slow  # two spawned renderer processes, each importing torch: ~5 s of CPU
 def test_standin_is_the_same_for_any_number_of_workers(tiny_zip: Path, tmp_path: Path) -> None:
     again = write_standin(tmp_path / "two.zip", n_frames=66, n_test=6, n_scenes=5, settings=TINY, workers=2, progress=False)
     assert again.path.read_bytes() == tiny_zip.read_bytes()
@@ -124,7 +125,7 @@ def _same_content(a: Path, b: Path) -> None:
 
 @pytest.mark.slow
 def test_sigkill_mid_write_then_rerun_gives_the_same_file(tmp_path: Path) -> None:
-    zip_path = write_standin(tmp_path / "nyu_data.zip", n_frames=306, n_test=6, settings=TINY, workers=0,
+    zip_path = write_standin(tmp_path / "nyu_data.zip", n_frames=106, n_test=6, settings=TINY, workers=0,
                              progress=False).path
     src = open_source("densedepth", str(zip_path), split="train")
     whole = write_prepared(src, tmp_path / "whole.h5", depth_unit_m=10 / 255, flush_every=8, progress=False)
@@ -133,7 +134,7 @@ def test_sigkill_mid_write_then_rerun_gives_the_same_file(tmp_path: Path) -> Non
     child = subprocess.Popen([sys.executable, "-c", _CHILD, str(zip_path), str(out)], stdout=subprocess.PIPE, text=True, env=env)
     assert child.stdout is not None
     for line in child.stdout:
-        if line.strip().isdigit() and int(line) >= 150:
+        if line.strip().isdigit() and int(line) >= 50:
             child.send_signal(signal.SIGKILL)
             break
     child.wait(timeout=60)
@@ -144,7 +145,7 @@ def test_sigkill_mid_write_then_rerun_gives_the_same_file(tmp_path: Path) -> Non
         PreparedDataset(str(partial))
     with h5py.File(partial) as f:
         written = int(f.attrs["n_written"])
-    assert 0 < written < 300
+    assert 0 < written < 100
     write_prepared(src, out, depth_unit_m=10 / 255, flush_every=8, progress=False)  # the re-run resumes
     assert not partial.exists() and verify_prepared(out) == []
     _same_content(out, whole)
