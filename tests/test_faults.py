@@ -23,6 +23,16 @@ from depthlib.train import NonFiniteLossError, fit
 HELPER = Path(__file__).with_name("_train_helpers.py")
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread, as the killable child runs: a tiny model gains nothing from two, and on 2 shared cores two
+    threads spin against any other process."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _steps(path: Path) -> list[int]:
     return [int(s) for s in path.read_text().split()] if path.exists() else []
 
@@ -55,11 +65,7 @@ def test_sigkill_mid_epoch_resumes_from_last_checkpoint(tmp_path):
     assert after == list(range(ck["step"] + 1, 25))
 
     ref = tiny_model()
-    torch.set_num_threads(1)
-    try:
-        fit(ref, SynthDepth(24), SynthDepth(4, seed=1), cfg(tmp_path / "ref", **KILLABLE))
-    finally:
-        torch.set_num_threads(min(2, os.cpu_count() or 1))
+    fit(ref, SynthDepth(24), SynthDepth(4, seed=1), cfg(tmp_path / "ref", **KILLABLE))
     resumed = load_checkpoint(out / "last.pt")["model"]
     for k, v in weights(ref).items():  # the killed-and-resumed run ends where an unbroken run does
         torch.testing.assert_close(resumed[k], v, rtol=1e-5, atol=1e-6, msg=k)
