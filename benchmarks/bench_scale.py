@@ -15,7 +15,7 @@ rewritten from the JSON files.
          wall, CPU, frames/s, per-frame cost and RSS at 5K / 20K / all frames, peak RSS, file size, split.
 - train: depthlib.train.fit on the prepared file, --steps steps, num_workers=2, 224x320, --model: loader wait as
          a share of step time, RSS (main + workers) at steps 100 and 300, loader-only samples/s, and a resume
-         (mid-epoch at full scale) for 20 more steps.
+         (mid-epoch at full scale) for --resume-steps (20) more steps.
 - eval:  04's calls: the mean-depth baseline over the training frames, then depthlib.evaluate of the trained
          model and the baseline on the 654 test frames read from the zip (protocol densedepth): time, peak RSS.
 - kill:  the prep again into <workdir>/kill, SIGKILL at --kill-at of the frames, re-run: resumes, and the file
@@ -33,6 +33,7 @@ import os
 import platform
 import re
 import resource
+import shlex
 import shutil
 import signal
 import statistics
@@ -49,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 STAGES = ("gen", "prep", "train", "eval", "kill")
 NB01_CALLS = {"open_source", "list_sources", "workbook.frame_rows", "workbook.spread", "viz.depth_grid",
-              "workbook.split_labels", "workbook.select", "workbook.hole_demo", "workbook.prepare",
+              "workbook.split_labels", "workbook.select", "workbook.check_split", "workbook.hole_demo", "workbook.prepare",
               "workbook.with_holes_filled"}
 FULL_TRAIN = 50688
 
@@ -140,6 +141,8 @@ def nb01_params(a: argparse.Namespace, prepared: Path, figures: Path) -> dict[st
         raise SystemExit(f"notebooks/01_data_prep.ipynb now calls {sorted(calls ^ NB01_CALLS)} beyond what this benchmark "
                          "replays; update run_nb01 and NB01_CALLS in benchmarks/bench_scale.py.")
     p = {**notebook_parameters(nb), **make_plan("nyu", only=["01"]).steps["01_data_prep"]}
+    if a.hole_demo is not None:
+        p["hole_demo"] = a.hole_demo
     return {**p, "source_path": str(zip_path(a)), "prepared_path": str(prepared), "figure_dir": str(figures)}
 
 
@@ -177,6 +180,7 @@ def run_nb01(p: dict[str, Any], hook: Callable[[int], None] | None = None, every
                                    seed=p["seed"])
     indices, selection = workbook.select(src, scenes=p["scenes"], scene_fraction=p["scene_fraction"], stride=p["stride"],
                                          seed=p["seed"])
+    workbook.check_split(src, labels, indices, split_file=p["split_file"], allow_uneven=p["allow_uneven_split"])
     out["split_select_s"] = time.perf_counter() - t
     t = time.perf_counter()
     workbook.hole_demo(p["hole_demo"], method=p["hole_fill"], path=f"{p['figure_dir']}/01_holes.png")
@@ -218,7 +222,8 @@ def stage_gen(a: argparse.Namespace) -> dict[str, Any]:
     from depthlib.data.standin import FULL_TEST, StandinSettings, _Renderer, write_standin
 
     c0 = cpu_s()
-    info = write_standin(zip_path(a), n_frames=a.frames, n_test=a.test_frames, workers=a.gen_workers, progress=False)
+    info = write_standin(zip_path(a), n_frames=a.frames, n_test=a.test_frames, n_scenes=a.scenes or None,
+                         workers=a.gen_workers, progress=False)
     cpu = cpu_s() - c0
     z = zipfile.ZipFile(info.path)
     train = [i.file_size for i in z.infolist() if i.filename.startswith("data/nyu2_train/")]
@@ -272,7 +277,7 @@ def stage_prep(a: argparse.Namespace) -> dict[str, Any]:
 
 def _fit_args(a: argparse.Namespace, n_train: int) -> dict[str, Any]:
     steps_per_epoch = math.ceil(n_train / a.batch)
-    return {"epochs": math.ceil((a.steps + 20) / steps_per_epoch), "batch_size": a.batch, "num_workers": 2,
+    return {"epochs": math.ceil((a.steps + a.resume_steps) / steps_per_epoch), "batch_size": a.batch, "num_workers": 2,
             "device": "cpu", "out_dir": str(Path(a.workdir) / "train"), "progress": False, "lr": 1e-4}
 
 
@@ -331,7 +336,7 @@ def stage_train(a: argparse.Namespace) -> dict[str, Any]:
         med = {k: statistics.median(v) for k, v in window_rss.items()}
         res["rss_window_mb"] = med
         res["rss_growth_pct"] = 100 * (med["last"] / med["100"] - 1)
-    # Resume: the same command again with 20 more steps picks up last.pt (mid-epoch unless it stopped at an epoch end).
+    # Resume: the same command again with --resume-steps more picks up last.pt (mid-epoch unless it stopped at an epoch end).
     marks.clear()
     resumed: dict[str, float] = {}
 
@@ -344,7 +349,7 @@ def stage_train(a: argparse.Namespace) -> dict[str, Any]:
             resumed.setdefault("first_step_s", time.perf_counter() - t)
             resumed["end_step"] = state.step
 
-    cfg2 = TrainConfig(**_fit_args(a, len(sets["train"])), max_steps=a.steps + 20, data=workbook.data_settings(data))
+    cfg2 = TrainConfig(**_fit_args(a, len(sets["train"])), max_steps=a.steps + a.resume_steps, data=workbook.data_settings(data))
     t = time.perf_counter()
     fit(create_model(a.model, **kwargs), sets["train"], sets["val"], cfg2, callbacks=[First()])
     res["resume"] = {**resumed, "wall_s": time.perf_counter() - t}
@@ -408,6 +413,8 @@ def stage_kill(a: argparse.Namespace) -> dict[str, Any]:
     with h5py.File(ref) as f:
         n = int(f["depth"].shape[0])
     cmd = [sys.executable, __file__, "--worker", "kill-child", "--frames", str(a.frames), "--workdir", a.workdir]
+    if a.hole_demo is not None:
+        cmd += ["--hole-demo", a.hole_demo]
     t = time.perf_counter()
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     assert child.stdout is not None
@@ -418,6 +425,7 @@ def stage_kill(a: argparse.Namespace) -> dict[str, Any]:
     child.wait()
     killed_after = time.perf_counter() - t
     partial = out.with_name(out.name + ".partial")
+    absent = not out.exists()
     if child.returncode != -signal.SIGKILL or not partial.exists():
         raise SystemExit(f"the prep finished (exit {child.returncode}) before the kill at {a.kill_at:.0%}; lower --kill-at.")
     with h5py.File(partial) as f:
@@ -439,7 +447,7 @@ def stage_kill(a: argparse.Namespace) -> dict[str, Any]:
                 mismatched.append(k)
         same_fp = f.attrs["fingerprint"] == g.attrs["fingerprint"]
     return {"n_frames": n, "kill_at": a.kill_at, "returncode": child.returncode, "killed_after_s": killed_after,
-            "n_written_at_kill": written, "partial_refused": refused, "final_absent_at_kill": True,
+            "n_written_at_kill": written, "partial_refused": refused, "final_absent_at_kill": absent,
             "rerun_s": rerun, "identical": same_tables and not mismatched and same_fp, "mismatched_frames": len(mismatched),
             "verify_bad": len(verify_prepared(out))}
 
@@ -488,11 +496,17 @@ def _ms_per_frame(marks: list[dict[str, float]], at: int) -> tuple[float, float,
     return 1e3 * (end["wall_s"] - start["wall_s"]) / d, 1e3 * (end["cpu_s"] - start["cpu_s"]) / d, end
 
 
+def smaller_options(a: argparse.Namespace) -> str:
+    """The size options this run set away from their defaults (a test's smaller run), as command-line text."""
+    return "".join(f" --{k.replace('_', '-')} " + " ".join(shlex.quote(str(x)) for x in (v if isinstance(v, list) else [v]))
+                   for k, v in a.changed_sizes.items())
+
+
 def render(a: argparse.Namespace, r: dict[str, Any], m: dict[str, Any]) -> str:
     """The markdown section of this run."""
     L = [f"## {a.label}", "", f"<!-- bench_scale:{a.label} -->", "",
          f"Command: `nice -n 15 .venv/bin/python benchmarks/bench_scale.py --frames {a.frames} --workdir {a.workdir} "
-         f"--steps {a.steps} --model {a.model} --model-kwargs '{a.model_kwargs}' --label \"{a.label}\"`", "",
+         f"--steps {a.steps} --model {a.model} --model-kwargs '{a.model_kwargs}'{smaller_options(a)} --label \"{a.label}\"`", "",
          f"Machine: {m['cpu']}, {m['cores']} cores, {m['mem_gb']:.0f} GiB RAM; Python {m['python']}, torch {m['torch']}, "
          f"h5py {m['h5py']}, Pillow {m['pillow']}. Load average at the end {m['load'][0]:.1f} / {m['load'][1]:.1f} / "
          f"{m['load'][2]:.1f} (1/5/15 min). Date {m['date']}.", "",
@@ -623,7 +637,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", default="/tmp/depth_scale", help="where the zip, prepared files and checkpoints go")
     ap.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, of {','.join(STAGES)}")
     ap.add_argument("--force", action="store_true", help="rerun stages whose results exist")
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=300, help="training steps (at least 11: the loader wait is timed from step 10)")
+    ap.add_argument("--resume-steps", type=int, default=20, help="steps the resumed run adds")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--model", default="unet", help="registered model (a light densedepth encoder where there is one)")
     ap.add_argument("--model-kwargs", default='{"width": 16}')
@@ -632,13 +647,20 @@ def main(argv: list[str] | None = None) -> int:
                     help="training input; training_sets needs multiples of 32, so 224x320 stands in for 240x320")
     ap.add_argument("--gen-workers", type=int, default=2)
     ap.add_argument("--test-frames", type=int, default=654, help="test frames in the stand-in (654 as the real one)")
+    ap.add_argument("--scenes", type=int, default=0,
+                    help="train scenes in the stand-in (0: the real ~178 frames a scene; below ~450 frames that makes 2, "
+                         "and 01 refuses a scene-hash split that sends one of 2 scenes to val)")
     ap.add_argument("--kill-at", type=float, default=0.5)
+    ap.add_argument("--hole-demo", default=None, help="01's hole_demo parameter ('' skips the demo, a fixed ~5 s CPU "
+                                                       "per 01 replay whatever N; default: the notebook's)")
     ap.add_argument("--label", default="", help="section title in --out (default: 'N=<frames>')")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS_scale.md"))
     ap.add_argument("--worker", default="", help=argparse.SUPPRESS)
     ap.add_argument("--no-kill-progress", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     a.label = a.label or f"N={a.frames:,}"
+    a.changed_sizes = {k: v for k in ("test_frames", "scenes", "resume_steps", "batch", "loader_batches", "image_size",
+                                      "gen_workers", "hole_demo") if (v := getattr(a, k)) != ap.get_default(k)}
     results_dir = Path(a.workdir) / "results"
     if a.worker == "kill-child":
         kill_child(a)
