@@ -95,6 +95,8 @@ class Sizes:
     cpu_frames: int                   # predict: frames timed on the CPU, and compared
     dev_frames: int                   # predict: frames timed on the device
     estimates: dict[str, float] = field(default_factory=dict)  # seconds a section is planned to take
+    scenes: int = 0                   # stand-in train scenes (0: the real ~178 frames a scene)
+    kill_into_epoch2: float = 0.4     # pipeline run 1 is killed this fraction of epoch 1's training time into epoch 2
 
 
 def literal(d: dict[str, Any]) -> str:
@@ -107,13 +109,16 @@ SHRINK = ("01:overwrite=False", "02:epochs=2", "03:epochs=1", "04:require_beat_b
 FULL = Sizes({"encoder": "densenet169", "width": 1.0}, (480, 640), 8, 5, 20, 8, 8, 2000, 200, SHRINK, None, 4, 32,
              {"gen": 40, "train": 90, "pipeline": 240, "loader": 40, "predict": 60, "ddp": 90, "compile": 180})
 TOY_MODEL = {"encoder": "efficientnet_lite0", "width": 0.25}
-TOY = Sizes({**TOY_MODEL, "pretrained": False}, (64, 96), 2, 1, 3, 0, 1, 80, 6,
+TOY = Sizes({**TOY_MODEL, "pretrained": False}, (64, 96), 2, 1, 3, 0, 1, 40, 6,
             SHRINK + ("01:hole_demo=", "01:n_show=1", "04:n_show=1", "02:precision=fp32", "03:precision=fp32",
                       "02:image_size=[64,96]", "03:image_size=[64,96]", "02:batch_size=2", "03:batch_size=2",
                       "02:num_workers=0", "03:num_workers=0",
                       "02:model_kwargs=" + literal({**TOY_MODEL, "pretrained": True})),  # the offline Lite0 wheel
-            (120, 160), 2, 4,
-            {"gen": 15, "train": 40, "pipeline": 150, "loader": 20, "predict": 30, "ddp": 60, "compile": 300})
+            (120, 160), 2, 2,
+            {"gen": 15, "train": 40, "pipeline": 150, "loader": 20, "predict": 30, "ddp": 60, "compile": 300},
+            # the real ~178 frames a scene would make 2 here, and 01 refuses a split with one of 2 scenes in val; on a CPU
+            # epoch 1 is mostly one-time warm-up (epoch 2 ran 2-3x faster), so 0.4 of it reached epoch 2's end
+            scenes=4, kill_into_epoch2=0.1)
 
 
 # ----------------------------------------------------------------------------------------------- processes
@@ -303,8 +308,8 @@ def work_gen(plan: dict[str, Any]) -> None:
     from depthlib.data.standin import write_standin
 
     s, w = plan["sizes"], Path(plan["workdir"])
-    info = write_standin(w / "nyu_data.zip", n_frames=s["frames"], n_test=s["test_frames"], workers=plan["gen_workers"],
-                         progress=False)
+    info = write_standin(w / "nyu_data.zip", n_frames=s["frames"], n_test=s["test_frames"], n_scenes=s["scenes"] or None,
+                         workers=plan["gen_workers"], progress=False)
     (w / "results" / "gen.json").write_text(json.dumps({"n_train": info.n_train, "n_test": info.n_test, "wall_s": info.seconds,
                                                         "n_scenes": info.n_scenes, "gb": info.bytes / 1e9}))
 
@@ -476,7 +481,7 @@ def section_pipeline(plan: dict[str, Any], timeout: float, env: dict[str, str]) 
     train_dir, fine_dir = Path(steps["02_train"]["out_dir"]), Path(steps["03_finetune"]["out_dir"])
     r: dict[str, Any] = {"command": shlex.join(["python" if a == sys.executable else a for a in cmd])}
     cuda = plan["device"].startswith("cuda")
-    # run 1: killed once epoch 1's checkpoint and history are written, 40 % of an epoch into epoch 2
+    # run 1: killed once epoch 1's checkpoint and history are written, partway into epoch 2 (FULL: 40 % of an epoch)
     log1 = w / "logs" / "pipeline_1.log"
     with log1.open("w") as f:
         p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env=env, start_new_session=True)
@@ -486,7 +491,7 @@ def section_pipeline(plan: dict[str, Any], timeout: float, env: dict[str, str]) 
             time.sleep(0.05)
         first = _history(train_dir)
         if first and p.poll() is None:
-            time.sleep(0.4 * first[0]["train_seconds"])
+            time.sleep(plan["sizes"]["kill_into_epoch2"] * first[0]["train_seconds"])
         r["killed_processes"] = kill_tree(p.pid) if p.poll() is None else 0  # the pipeline, its kernel, loader workers
         p.wait()
         peak1, r["memory_what"] = mem.result()
@@ -496,7 +501,7 @@ def section_pipeline(plan: dict[str, Any], timeout: float, env: dict[str, str]) 
         raise RuntimeError(f"02 did not write its epoch-1 checkpoint {when}, or run 1 ended before the kill: {tail(log1)}")
     at_kill = load_checkpoint(train_dir / "last.pt")
     r.update(kill_step=int(at_kill["step"]), kill_epoch=int(at_kill["epoch"]), epoch1_s=first[0]["train_seconds"],
-             into_epoch2_s=0.4 * first[0]["train_seconds"])
+             into_epoch2_s=plan["sizes"]["kill_into_epoch2"] * first[0]["train_seconds"])
     prepared = Path(steps["01_data_prep"]["prepared_path"])
     mtime = prepared.stat().st_mtime_ns
     # run 2: the same command
@@ -525,7 +530,8 @@ def section_pipeline(plan: dict[str, Any], timeout: float, env: dict[str, str]) 
              prepared_reused=prepared.stat().st_mtime_ns == mtime, n_train=n_train,
              rates={"02 epoch 1 (run 1)": n_train / hist[0]["train_seconds"],
                     "02 epoch 2 (run 2, resumed)": n_train / hist[-1]["train_seconds"],
-                    **{f"03 epoch {e['epoch']} (frozen encoder)": n_train / e["train_seconds"] for e in _history(fine_dir)}})
+                    **{f"03 epoch {e['epoch']} (frozen encoder)": n_train / e["train_seconds"] for e in _history(fine_dir)
+                       if e["epoch"] > 0}})  # epoch 0: the starting weights, validated only
     r["resumed"] = (r["kill_epoch"] == 1 and r["resumed_step"] == r["kill_step"] > 0 and r["epoch1_kept"]
                     and r["final_step"] == r["expected_step"])
     return r
