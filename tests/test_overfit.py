@@ -42,8 +42,8 @@ def test_overfitting_four_real_frames(sample_dir, tmp_path):
     constant = depth_metrics(pred=oracle, target=depth, valid=valid)["abs_rel"]
     assert constant > 0.15, constant
     model = create_model("unet", width=8, depth=3, head="log")
-    # 100 steps at lr 5e-3 reach abs_rel 0.03-0.06 over seeds 0-3 (300 at 2e-3 with width 16 took 5x the CPU); one
-    # thread: a 64x96 batch of 4 gains nothing from two, and two spin against any other process on a shared CPU.
+    # 100 steps at lr 5e-3 reach abs_rel 0.03-0.06 over seeds 0-3 (300 at 2e-3 with width 16 took 8x the CPU); one
+    # thread: a 64x96 batch of 4 gains little from two, and two spin against any other process on a shared CPU.
     tc = TrainConfig(epochs=100, batch_size=4, lr=5e-3, loss="densedepth", scheduler="cosine", device="cpu",
                      out_dir=str(tmp_path), resume=False, progress=False, seed=0)
     threads = torch.get_num_threads()
