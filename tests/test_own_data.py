@@ -114,7 +114,12 @@ def test_own_profile_fine_tunes_the_sample_model_on_a_tum_style_folder(tmp_path,
     before, after = load_checkpoint(init), load_checkpoint(ft / "best.pt")
     assert after["arch"] == before["arch"] and after["model_config"] == before["model_config"]
     assert after["extra"]["train_config"]["data"] == {"image_size": OWN_INPUT, "border_crop": "none"}
-    assert any(not np.array_equal(after["model"][k].numpy(), before["model"][k].numpy()) for k in before["model"])
+    trained = load_checkpoint(ft / "last.pt")                 # fine-tuning moved the weights ...
+    assert any(not np.array_equal(trained["model"][k].numpy(), before["model"][k].numpy()) for k in before["model"])
+    history = json.loads((ft / "history.json").read_text())  # ... and best.pt is the start unless an epoch beat it
+    assert history["epochs"][0]["epoch"] == 0
+    kept = all(np.array_equal(after["model"][k].numpy(), before["model"][k].numpy()) for k in before["model"])
+    assert kept == (history["best_epoch"] == 0), history["best_epoch"]
     metrics = json.loads((figs / "metrics.json").read_text())
     assert set(metrics) == {"previous", "current", "mean-depth baseline"}
     for m in metrics.values():
