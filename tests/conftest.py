@@ -21,6 +21,7 @@ _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
 
 
+@pytest.hookimpl(tryfirst=True)   # before xdist's own hook reads the xdist_group marks into the test ids
 def pytest_collection_modifyitems(config, items) -> None:
     """Tests of the one sample pipeline run go to one xdist worker (--dist loadgroup), which runs it once."""
     for item in items:
