@@ -1,0 +1,286 @@
+"""Fine-tuning the sample model on your own data: does the `own` profile leave held-out frames better or worse?
+
+For each capture of real frames (written by tests/_own_data.py in a user's layout and unit) and each candidate
+setting of 03, runs `python -m depthlib.pipeline --profile own` (01 once per capture, then 03 and 04) from
+checkpoints/sample/finetune/best.pt, in a scratch project root per capture under runs/bench_own_data/ (the
+checkout's outputs are not touched), with only the 01 source lines and the setting's 03 values given by --set.
+Each setting names every 03 value it depends on, so the results do not change when own.toml's defaults do.
+
+Measured on the capture's held-out (test) frames, 04's `no_crop_valid` protocol with flip averaging: AbsRel and
+δ1 of "previous" (the sample model), "current" (03's best.pt, picked by validation loss with the starting weights
+as epoch 0), the last epoch's weights (last.pt, what the epochs did before selection) and the mean-depth baseline;
+also which epoch best.pt holds. Writes benchmarks/RESULTS_own_data.md (machine, CPU flags, date, commands) and
+one result.json per run beside its outputs (`--report-only` rewrites the table from those).
+
+    make pipeline                                              # the sample model, first
+    .venv/bin/python benchmarks/bench_own_data.py              # both captures, every setting (about 40 min, 2 cores)
+    .venv/bin/python benchmarks/bench_own_data.py --captures sun3d --settings shipped bn_frozen
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from _own_data import SUN3D, write_nyu_tum_capture, write_sun3d_capture  # noqa: E402
+from depthlib.atomic import atomic_write_text  # noqa: E402
+from depthlib.fastpath import cpu_flags, cpu_name  # noqa: E402
+
+SAMPLE_MODEL = "checkpoints/sample/finetune/best.pt"   # own.toml's init_from and 04's previous
+CAPTURES = {
+    "sun3d": "SUN3D study room (Asus Xtion, fx 570 px): fragment 1 trains (20 frames) and validates (its last 5), "
+             "fragment 2 held out (25 frames); CSV list, uint16 mm, 320x240, the camera's own holes (about 12 %)",
+    "nyu_tum": "NYU frames as a TUM capture (1/5000 m PNGs, 320x240): the sample's 27 training frames train, its "
+               "bathroom (2) validates; held out (8): the sample's test bedroom (5, in-painted depth) and the raw-depth "
+               "basement (3, raw Kinect depth, 25-33 % holes), neither ever trained on",
+}
+# 03 values each setting runs with; every one is named, whatever own.toml says today.
+SHIPPED = {"freeze_encoder": False, "freeze_encoder_bn": False, "lr": 5e-5, "epochs": 5, "batch_size": 4,
+           "select": "val_loss", "wise_alpha": 1.0, "subset": "all"}
+SETTINGS = {
+    "shipped": {},                                                          # own.toml as of 52797dd
+    "bn_frozen": {"freeze_encoder_bn": True},
+    "bn_frozen_lr2e-5": {"freeze_encoder_bn": True, "lr": 2e-5},
+    "bn_frozen_lr1e-5": {"freeze_encoder_bn": True, "lr": 1e-5},
+    "bn_frozen_2ep": {"freeze_encoder_bn": True, "epochs": 2},
+    "bn_frozen_10ep": {"freeze_encoder_bn": True, "epochs": 10},
+    "bn_frozen_lr2e-5_10ep": {"freeze_encoder_bn": True, "lr": 2e-5, "epochs": 10},
+    "encoder_frozen": {"freeze_encoder": True},
+    "encoder_frozen_lr2e-4": {"freeze_encoder": True, "lr": 2e-4},
+}
+MODELS = ("previous", "current", "last epoch", "mean-depth baseline")
+
+
+def cpu_info() -> str:
+    """CPU model and the SIMD flags that change kernels (AVX2 / AVX-512 / AMX / bf16)."""
+    keep = sorted(f for f in cpu_flags() if f.startswith(("avx2", "avx512", "amx")) or f == "fma")
+    return f"{cpu_name()}, {os.cpu_count()} cores; flags: {' '.join(keep)}"
+
+
+def setting_values(name: str) -> dict:
+    """The full 03 values of a named setting."""
+    return {**SHIPPED, **SETTINGS[name]}
+
+
+def literal(value: object) -> str:
+    """A --set value as the pipeline reads it (a Python literal)."""
+    return repr(value) if not isinstance(value, bool) else str(value).lower()
+
+
+def make_project(work: Path, model: Path) -> Path:
+    """A scratch project root: the checkout's notebooks and code (symlinked), the sample model copied in."""
+    root = work / "project"
+    shutil.rmtree(root, ignore_errors=True)
+    (root / "data").mkdir(parents=True)
+    for part in ("notebooks", "depthlib", "data/sample"):
+        (root / part).symlink_to(ROOT / part, target_is_directory=True)
+    (root / SAMPLE_MODEL).parent.mkdir(parents=True)
+    shutil.copy2(model, root / SAMPLE_MODEL)
+    return root
+
+
+def pipeline(root: Path, only: list[str], sets: list[str], log: Path, run_name: str = "own") -> tuple[list[str], float]:
+    """Run the own profile's notebooks `only` in project `root` -> (the command, seconds); its output goes to `log`."""
+    cmd = [sys.executable, "-m", "depthlib.pipeline", "--profile", "own", "--run-name", run_name, "--only", *only]
+    for item in sets:
+        cmd += ["--set", item]
+    t0 = time.perf_counter()
+    with log.open("w") as out:
+        done = subprocess.run(cmd, cwd=root, env={**os.environ, "DEPTH_WORKBOOK_ROOT": str(root)}, stdout=out,
+                              stderr=subprocess.STDOUT)
+    if done.returncode:
+        raise SystemExit(f"pipeline failed (exit {done.returncode}); its output: {log}")
+    return cmd, time.perf_counter() - t0
+
+
+def last_epoch_metrics(root: Path, out_dir: Path) -> dict:
+    """The last epoch's weights (last.pt) on the held-out frames, exactly as 04 evaluates "current"."""
+    os.environ["DEPTH_WORKBOOK_ROOT"] = str(root)
+    from depthlib import workbook
+
+    test = workbook.eval_frames("data/prepared/own.h5", "test")
+    model = workbook.inference_models({"last epoch": str(out_dir / "last.pt")})
+    res = workbook.evaluate_all(model, test, protocol="no_crop_valid", flip_average=True, device="cpu")
+    return res["last epoch"].metrics
+
+
+def run_tag(name: str, seed: int) -> str:
+    """The folder of one setting's run with one seed (seed 0: the setting's name)."""
+    return name if seed == 0 else f"{name}_seed{seed}"
+
+
+def run_setting(root: Path, capture: str, name: str, seed: int = 0) -> dict:
+    """03 + 04 of the own profile with one setting and 03's seed -> the run's result (also written as result.json)."""
+    values, tag = {**setting_values(name), "seed": seed}, run_tag(name, seed)
+    ft, figs = f"checkpoints/own/{tag}", f"figures/own/{tag}"
+    shutil.rmtree(root / ft, ignore_errors=True)   # a fresh run, never a resumed one
+    sets = [*(f"03:{k}={literal(v)}" for k, v in values.items()), f"03:out_dir={ft}", f"03:figure_dir={figs}",
+            f"04:current={ft}/best.pt", f"04:metrics_dir={figs}", f"04:figure_dir={figs}",
+            "04:require_beat_baseline=false"]
+    (root / figs).mkdir(parents=True, exist_ok=True)
+    cmd, seconds = pipeline(root, ["03", "04"], sets, root / figs / "pipeline.log", run_name=f"own/{tag}")
+    metrics = json.loads((root / figs / "metrics.json").read_text())
+    hist = json.loads((root / ft / "history.json").read_text())
+    result = {"capture": capture, "setting": name, "seed": seed, "values": values, "seconds": seconds,
+              "command": " ".join(cmd[1:]),
+              "best_epoch": hist["best_epoch"], "epochs": [{k: r.get(k) for k in ("epoch", "val_loss", "val_abs_rel")}
+                                                          for r in hist["epochs"]],
+              "metrics": {m: {k: metrics[m]["metrics"][k] for k in ("abs_rel", "delta1", "n_images")}
+                          for m in metrics}}
+    last = last_epoch_metrics(root, root / ft)
+    result["metrics"]["last epoch"] = {k: last[k] for k in ("abs_rel", "delta1", "n_images")}
+    atomic_write_text(root / figs / "result.json", json.dumps(result, indent=1))
+    return result
+
+
+def prepare_capture(work: Path, capture: str, model: Path) -> Path:
+    """Write the capture, make the project root and run 01 on it -> the root."""
+    root = make_project(work, model)
+    folder = root / "data" / "own"
+    folder.mkdir(parents=True)
+    src = write_sun3d_capture(folder) if capture == "sun3d" else write_nyu_tum_capture(folder, ROOT / "data" / "sample")
+    sets = [f"01:{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in src.items()]
+    cmd, seconds = pipeline(root, ["01"], sets, work / "01.log")
+    atomic_write_text(work / "capture.json", json.dumps({"settings": src, "command": " ".join(cmd[1:]),
+                                                         "seconds": seconds}, indent=1))
+    return root
+
+
+def fmt(m: dict) -> str:
+    return f"{m['abs_rel']:.4f} / {m['delta1']:.3f}"
+
+
+def verdict(r: dict) -> str:
+    """Current against previous (AbsRel and δ1 both better, both worse, mixed, or equal) and against the baseline."""
+    m = r["metrics"]
+    cur, prev, base = (m[k] for k in ("current", "previous", "mean-depth baseline"))
+    if cur["abs_rel"] == prev["abs_rel"] and cur["delta1"] == prev["delta1"]:
+        word = "equal (best.pt = start)" if r["best_epoch"] == 0 else "equal"
+    else:
+        better = (cur["abs_rel"] < prev["abs_rel"], cur["delta1"] > prev["delta1"])
+        word = "better" if all(better) else "**worse**" if not any(better) else "mixed"
+    beats = cur["abs_rel"] < base["abs_rel"] and cur["delta1"] > base["delta1"]
+    return word + ("" if beats else "; **not better than the baseline**")
+
+
+def report(results: list[dict], work: Path) -> str:
+    """The results file: machine, date, commands, one table row per capture and setting."""
+    import torch
+
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    model = work / "sample_model.json"
+    model_note = json.loads(model.read_text()) if model.is_file() else {}
+    runs = work / "invocations.json"
+    commands = "; ".join(f"`.venv/bin/python benchmarks/bench_own_data.py {' '.join(a)}`".replace(" `", "`")
+                         for a in (json.loads(runs.read_text()) if runs.is_file() else []))
+    lines = [
+        "# Fine-tuning the sample model on your own data: held-out frames before and after",
+        "",
+        f"Generated by `benchmarks/bench_own_data.py` on {stamp}; machine: {cpu_info()}; torch {torch.__version__}. "
+        f"Commands, in order: {commands}.",
+        "",
+        f"Start: `{SAMPLE_MODEL}` as `make pipeline` writes it (sha256 {model_note.get('sha256', '?')[:16]}...). "
+        "Each run is the `own` profile, `python -m depthlib.pipeline --profile own` in a scratch project root: 01 "
+        "once per capture with the capture's `source_path`, `source_options` and `split_file`, then 03 and 04 with "
+        "the setting's 03 values (all of them, whatever own.toml says) by `--set`. Image size [192, 256] (own.toml's; "
+        "the sample model's too, so previous and current see the same input), batch size 4, SILog loss, best.pt "
+        "picked by validation loss with the starting weights as epoch 0 (fit, since 52797dd), no WiSE mix.",
+        "",
+        "Metrics: AbsRel / δ1 on the held-out (test) frames, 04's `no_crop_valid` protocol (whole frames, the "
+        "capture's valid pixels), flip averaging. **previous** = the sample model; **current** = 03's best.pt; "
+        "**last epoch** = 03's last.pt (what the epochs did, before selection kept or dropped it); **baseline** = "
+        "the per-pixel mean depth of the capture's training frames. best = the epoch best.pt holds (0 = the starting "
+        "weights: no epoch beat them on the validation frames, so current equals previous). s = wall seconds of 03 + 04 "
+        "on a 2-core machine that other jobs shared: a rough cost, not a timing.",
+        "",
+    ]
+    for capture in CAPTURES:
+        rows = [r for r in results if r["capture"] == capture]
+        if not rows:
+            continue
+        n = rows[0]["metrics"]["current"]["n_images"]
+        lines += [f"## {capture}: {n} held-out frames", "", CAPTURES[capture] + ".", "",
+                  "| setting | 03 values | best | val loss: epoch 0 / best epoch after it | previous | current | last epoch | baseline "
+                  "| current vs previous | s |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            v = r["values"]
+            seed = f", seed {r['seed']}" if r.get("seed") else ""
+            what = (f"{'encoder frozen' if v['freeze_encoder'] else 'BN kept' if v['freeze_encoder_bn'] else 'BN updates'}"
+                    f", lr {v['lr']:g}, {v['epochs']} ep{seed}")
+            e = r["epochs"]
+            later = min((x["val_loss"] for x in e[1:]), default=float("nan"))
+            m = r["metrics"]
+            lines.append(f"| {r['setting']} | {what} | {r['best_epoch']} | {e[0]['val_loss']:.4f} / {later:.4f} | "
+                         f"{fmt(m['previous'])} | {fmt(m['current'])} | {fmt(m['last epoch'])} | "
+                         f"{fmt(m['mean-depth baseline'])} | {verdict(r)} | {r['seconds']:.0f} |")
+        lines.append("")
+        prep = work / capture / "capture.json"
+        prep_cmd = json.loads(prep.read_text())["command"] if prep.is_file() else "?"
+        lines.append(f"Commands (in `{work.name}/{capture}/project`, DEPTH_WORKBOOK_ROOT set to it): 01 once, "
+                     f"`python {prep_cmd}`; then per setting, e.g. `python {rows[0]['command']}`.")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--captures", nargs="+", default=list(CAPTURES), choices=list(CAPTURES), metavar="NAME",
+                    help="; ".join(f"{k}: {v}" for k, v in CAPTURES.items()).replace("%", "%%") + " (default: both)")
+    ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS), metavar="NAME",
+                    help=f"03 settings, each a change to own.toml's values before this benchmark ({SHIPPED}): "
+                         + "; ".join(f"{k}: {v or 'own.toml before this benchmark'}" for k, v in SETTINGS.items()) + " (default: all)")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0], help="03's seed: each setting runs once per seed")
+    ap.add_argument("--model", default=str(ROOT / SAMPLE_MODEL), help="the sample model (make pipeline's)")
+    ap.add_argument("--work", default=str(ROOT / "runs" / "bench_own_data"), help="scratch folder (ignored by git)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS_own_data.md"), help="the results file to write")
+    ap.add_argument("--report-only", action="store_true", help="rewrite --out from the result.json files in --work")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the captures already prepared in --work and the settings already measured there")
+    a = ap.parse_args(argv)
+    work, model = Path(a.work), Path(a.model)
+    if not a.report_only:
+        if not model.is_file():
+            raise SystemExit(f"{model} not found: run `make pipeline` first (it writes the sample model).")
+        if "sun3d" in a.captures and not SUN3D.is_dir():
+            raise SystemExit(f"{SUN3D} not found: the shared real frames of another camera (see --captures).")
+        work.mkdir(parents=True, exist_ok=True)
+        runs = work / "invocations.json"
+        before = json.loads(runs.read_text()) if runs.is_file() and a.resume else []
+        atomic_write_text(runs, json.dumps([*before, argv if argv is not None else sys.argv[1:]]))
+        atomic_write_text(work / "sample_model.json",
+                          json.dumps({"path": str(model), "sha256": hashlib.sha256(model.read_bytes()).hexdigest()}))
+        for capture in a.captures:
+            root = work / capture / "project"
+            if not (a.resume and (work / capture / "capture.json").is_file()):
+                root = prepare_capture(work / capture, capture, model)
+            for name, seed in ((n, s) for n in a.settings for s in a.seeds):
+                if a.resume and (root / "figures" / "own" / run_tag(name, seed) / "result.json").is_file():
+                    continue
+                r = run_setting(root, capture, name, seed)
+                m = r["metrics"]
+                print(f"{capture} {run_tag(name, seed)}: best epoch {r['best_epoch']}; previous {fmt(m['previous'])}, current "
+                      f"{fmt(m['current'])}, last epoch {fmt(m['last epoch'])}, baseline "
+                      f"{fmt(m['mean-depth baseline'])} ({r['seconds']:.0f} s)", flush=True)
+    results = [json.loads(p.read_text()) for c in CAPTURES for p in (work / c / "project" / "figures" / "own").glob("*/result.json")]
+    results.sort(key=lambda r: (list(CAPTURES).index(r["capture"]), list(SETTINGS).index(r["setting"]), r.get("seed", 0)))
+    atomic_write_text(Path(a.out), report(results, work))
+    print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
