@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROFILE ?= sample
 PYTEST_ARGS ?=
-# pytest-xdist workers: one runs the shared sample pipeline (tests/conftest.py) while the other runs the rest
+# pytest-xdist workers (tests/conftest.py: the shared sample pipeline runs once, under a lock)
 TEST_JOBS ?= 2
 
 .PHONY: pipeline test test-fast test-kernels venv browser-deps bench clean-runs
@@ -34,7 +34,7 @@ pipeline: $(STAMP)
 ## The whole test suite (slow and browser tests included, as CI runs it), then the fast suite again under the
 ## kernels other CPUs get: torch picks AVX2, AVX-512 or AMX kernels by CPU, and float32 sums differ between them.
 test: $(STAMP) browser-deps
-	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_JOBS) --durations=15 $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-kernels
 
 ## The fast suite under an AVX2-only CPU's kernels, then under torch's portable (no SIMD dispatch) kernels.

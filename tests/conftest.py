@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import os
+import shutil
 from pathlib import Path
 from typing import Iterator
 
@@ -19,14 +21,6 @@ SHARED_NYU = ROOT.parent / "shared" / "data" / "nyu_samples"
 # threads each on 2 cores spin against each other (a tiny test's convolution then takes several times as long).
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
-
-
-@pytest.hookimpl(tryfirst=True)   # before xdist's own hook reads the xdist_group marks into the test ids
-def pytest_collection_modifyitems(config, items) -> None:
-    """Tests of the one sample pipeline run go to one xdist worker (--dist loadgroup), which runs it once."""
-    for item in items:
-        if "sample_project" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("sample_project"))
 
 
 @pytest.fixture(scope="session")
@@ -72,19 +66,29 @@ SAMPLE_RUN_OVERRIDES = ("02:control_epochs=2",)
 
 @pytest.fixture(scope="session")
 def sample_project(tmp_path_factory) -> Path:
-    """`make pipeline` once per test session, in a fresh project root -> that root.
+    """`make pipeline` once per test run, in a fresh project root -> that root.
 
     The sample profile's five notebooks on the embedded frames, as a new user runs them (README block, figures,
     checkpoints, executed notebooks, all under the root); what they printed is in <root>/pipeline.log. Every test of
-    the model a user has after the demo (transfer, own data, the pipeline's outputs) shares this one run.
+    the model a user has after the demo (transfer, own data, the pipeline's outputs) shares this one run: under
+    pytest-xdist the first worker to ask runs it while holding a lock, and the others wait and take its root.
     """
     from depthlib.pipeline import make_plan, run
 
-    root = fresh_project(tmp_path_factory.mktemp("sample_project") / "project")
-    log = io.StringIO()
-    with project_at(root), contextlib.redirect_stdout(log):
-        run(make_plan("sample", overrides=list(SAMPLE_RUN_OVERRIDES)), progress=False)
-    (root / "pipeline.log").write_text(log.getvalue())
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent                       # the folder every worker of this run shares
+    home, root = base / "sample_project", base / "sample_project" / "project"
+    with open(base / "sample_project.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (home / "done").is_file():
+            shutil.rmtree(home, ignore_errors=True)    # a run that failed part-way: start it over
+            fresh_project(root)
+            log = io.StringIO()
+            with project_at(root), contextlib.redirect_stdout(log):
+                run(make_plan("sample", overrides=list(SAMPLE_RUN_OVERRIDES)), progress=False)
+            (root / "pipeline.log").write_text(log.getvalue())
+            (home / "done").write_text("")
     return root
 
 
