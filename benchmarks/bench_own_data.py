@@ -60,7 +60,7 @@ SETTINGS = {
     "encoder_frozen": {"freeze_encoder": True},
     "encoder_frozen_lr2e-4": {"freeze_encoder": True, "lr": 2e-4},
 }
-MODELS = ("previous", "current", "last epoch", "mean-depth baseline")
+READING = "\n## Reading"   # a results file's section from here on is written by hand and kept when it is regenerated
 
 
 def cpu_info() -> str:
@@ -232,7 +232,30 @@ def report(results: list[dict], work: Path) -> str:
         lines.append(f"Commands (in `{work.name}/{capture}/project`, DEPTH_WORKBOOK_ROOT set to it): 01 once, "
                      f"`python {prep_cmd}`; then per setting, e.g. `python {rows[0]['command']}`.")
         lines.append("")
+    lines += summary(results)
     return "\n".join(lines)
+
+
+def summary(results: list[dict]) -> list[str]:
+    """The settings run with several seeds: range of current and last-epoch AbsRel / δ1, runs worse than previous."""
+    def span(rs: list[dict], model: str, key: str, digits: int) -> str:
+        v = [r["metrics"][model][key] for r in rs]
+        return f"{min(v):.{digits}f}-{max(v):.{digits}f}"
+
+    lines = ["## Settings run with several seeds (03's seed; previous and baseline do not depend on it)", "",
+             "| setting | capture | seeds | current AbsRel | current δ1 | best.pt = start | current worse than "
+             "previous | last epoch AbsRel | last epoch δ1 |", "|---|---|---|---|---|---|---|---|---|"]
+    for name in SETTINGS:
+        for capture in CAPTURES:
+            rs = [r for r in results if r["setting"] == name and r["capture"] == capture]
+            if len(rs) < 2:
+                continue
+            worse = sum(r["metrics"]["current"]["abs_rel"] > r["metrics"]["previous"]["abs_rel"] for r in rs)
+            start = sum(r["best_epoch"] == 0 for r in rs)
+            lines.append(f"| {name} | {capture} | {', '.join(str(r.get('seed', 0)) for r in rs)} | "
+                         f"{span(rs, 'current', 'abs_rel', 4)} | {span(rs, 'current', 'delta1', 3)} | {start} of {len(rs)} | "
+                         f"{worse} of {len(rs)} | {span(rs, 'last epoch', 'abs_rel', 4)} | {span(rs, 'last epoch', 'delta1', 3)} |")
+    return [*lines, ""] if len(lines) > 4 else []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,7 +300,9 @@ def main(argv: list[str] | None = None) -> int:
                       f"{fmt(m['mean-depth baseline'])} ({r['seconds']:.0f} s)", flush=True)
     results = [json.loads(p.read_text()) for c in CAPTURES for p in (work / c / "project" / "figures" / "own").glob("*/result.json")]
     results.sort(key=lambda r: (list(CAPTURES).index(r["capture"]), list(SETTINGS).index(r["setting"]), r.get("seed", 0)))
-    atomic_write_text(Path(a.out), report(results, work))
+    out = Path(a.out)
+    kept = out.read_text().split(READING, 1)[1] if out.is_file() and READING in out.read_text() else ""
+    atomic_write_text(out, report(results, work) + (READING + kept if kept else ""))
     print(f"wrote {a.out}")
     return 0
 
