@@ -258,7 +258,8 @@ class _Run:
             self._notice(f"fine-tuning never beat the weights it started from on the validation frames (val loss "
                          f"{self.history.epochs[0]['val_loss']:.4f} at epoch 0, best after it "
                          f"{min(self.history['val_loss'][1:]):.4f}): {self.out_dir / 'best.pt'} is {self.cfg.init_from} "
-                         "unchanged. Fix: a lower lr, freeze_encoder_bn=True, or more frames.")
+                         "unchanged. Fix: " + ("freeze_encoder_bn=True, " if not self.cfg.freeze_encoder_bn else "")
+                         + "a lower lr, or more validation frames (of scenes the training frames do not show).")
         if self.info.is_main:
             self.history.save(self.out_dir)
         return self.history
@@ -274,8 +275,7 @@ class _Run:
         row = {"epoch": 0, "step": 0, "lr": self.opt.param_groups[0]["lr"], **metrics, "loss_name": self.cfg.loss}
         self.history.epochs.append(row)
         self.history.best_val_loss, self.history.best_epoch = row["val_loss"], 0
-        self._save("best.pt", 0, 0, weights_only=True,
-                   model=None if self.wise_init is None else interpolate_weights(self.core, self.wise_init, self.cfg.wise_alpha))
+        self._save_best(0)
         self._say(f"epoch 0 (the weights of {self.cfg.init_from}): val loss {row['val_loss']:.4f}")
 
     def _paused(self) -> None:
@@ -408,15 +408,19 @@ class _Run:
         if improved:
             self.history.best_val_loss, self.history.best_epoch = score, epoch + 1
         if improved:  # best before last: a crash between the two redoes this epoch on resume
-            self._save("best.pt", epoch + 1, 0, weights_only=True,
-                       model=None if self.wise_init is None else interpolate_weights(self.core, self.wise_init,
-                                                                                     self.cfg.wise_alpha))
+            self._save_best(epoch + 1)
         self._save("last.pt", epoch + 1, 0)
         if self.info.is_main:
             self.history.save(self.out_dir)
         self.state.metrics, self.state.preview = row, preview
         for cb in self.callbacks:
             cb.on_epoch_end(self.state)
+
+    def _save_best(self, epoch: int) -> None:
+        """best.pt: the weights now, or under wise_alpha their mix with init_from's (epoch 0 holds init_from's own)."""
+        mix = self.wise_init is not None and epoch > 0
+        self._save("best.pt", epoch, 0, weights_only=True,
+                   model=interpolate_weights(self.core, self.wise_init, self.cfg.wise_alpha) if mix else None)
 
     def _save(self, name: str, epoch: int, batch_in_epoch: int, weights_only: bool = False,
               model: nn.Module | None = None) -> None:
