@@ -239,7 +239,7 @@ def predict_images(images: Sequence[str], *, checkpoint: str, out: str, ply: boo
 
     from .distributed import resolve_device
     from .inference import load_for_inference
-    from .predict import predict
+    from .predict import images_from_rgb, predict
 
     check_cmap(cmap)
     if batch_size < 1:
@@ -269,7 +269,7 @@ def predict_images(images: Sequence[str], *, checkpoint: str, out: str, ply: boo
     written: list[Path] = []
     with tqdm(total=len(paths), desc="predict", unit="image", disable=not progress) as bar:
         for group in _same_size_batches(zip(paths, ahead(_decoded, paths, threads=1, name="decode")), batch_size):
-            x = torch.stack([torch.from_numpy(np.array(rgb)).permute(2, 0, 1) for _, rgb in group]).float().div_(255.0)
+            x = images_from_rgb(torch.from_numpy(np.stack([rgb for _, rgb in group])))   # what the ONNX graph does too
             h, w = group[0][1].shape[:2]
             depths = predict(model, x.to(dev), flip_average=flip_average, out_size=(h, w))[:, 0].float().cpu().numpy()
             for (p, rgb), depth in zip(group, depths):
