@@ -1,0 +1,247 @@
+"""Rescale a predicted depth map from a few distances the user measured in the scene (issue #22, step 4).
+
+Points come from `--known X,Y,METRES` (one image) or a CSV file `image,x,y,metres` (many). X, Y are pixels of the
+image as it is shown (upright), at its full size, 0-based with pixel centres at integers; the predicted map has that
+size, and a point reads the map at its nearest pixel.
+
+The fit: one or two points give a scale; three or more give a scale and, where it helps, a second parameter. The
+fitting space is a parameter (`space`): "log" fits log depth (the scale is the geometric mean of the ratios given /
+predicted; the second parameter is a power, d' = s d^p, i.e. an affine map of log depth), "inverse" fits inverse
+depth (the scale by least squares on 1/d; the second parameter a shift, 1/d' = (1/s)/d + t, as MiDaS aligns
+disparity). The second parameter is kept only if it lowers the leave-one-out error (mean |fitted - given| / given
+over the points, each predicted by a fit to the others) and keeps every depth of the map positive and finite.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..core.errors import ConfigError, DataError
+
+SPACES = ("log", "inverse")
+HEADER = ("image", "x", "y", "metres")
+
+
+@dataclass(frozen=True)
+class KnownPoint:
+    """A distance in metres measured at pixel (x, y) of an image; `where` names it in messages."""
+
+    x: float
+    y: float
+    metres: float
+    where: str
+
+
+def _point(fields: Sequence[str]) -> tuple[float, float, float] | str:
+    """(x, y, metres) of three text fields, or the reason they are not one."""
+    try:
+        x, y, m = (float(f) for f in fields)
+    except ValueError:
+        return f"X, Y and METRES must be numbers, got {','.join(fields)!r}"
+    if not all(math.isfinite(v) for v in (x, y, m)):
+        return f"X, Y and METRES must be finite numbers, got {','.join(fields)!r}"
+    if not m > 0:
+        return f"the distance must be positive metres, got {m:g}"
+    return x, y, m
+
+
+def parse_known(text: str) -> KnownPoint:
+    """'X,Y,METRES' of --known -> KnownPoint; ConfigError naming the option when malformed or not positive."""
+    fields = text.split(",")
+    got = _point(fields) if len(fields) == 3 else f"it needs 3 comma-separated numbers X,Y,METRES, got {text!r}"
+    if isinstance(got, str):
+        raise ConfigError(f"--known {text}: {got}. Fix: pixel x, pixel y of the image as shown, and the distance "
+                          "measured there in metres, e.g. --known 320,240,2.35.")
+    return KnownPoint(*got, where=f"--known {text}")
+
+
+def _same_file(a: str | os.PathLike[str], b: Path) -> bool:
+    return os.path.normpath(Path(a).expanduser().absolute()) == os.path.normpath(b)
+
+
+def read_known_file(path: str | os.PathLike[str], images: Sequence[Path]) -> dict[Path, list[KnownPoint]]:
+    """Points of a CSV `image,x,y,metres` per input image (absolute paths `images`); DataError naming the row.
+
+    `image` names an input by its file name or by its path (relative to the working directory, as on the command
+    line). An image the file names that is not among `images` is refused; inputs it does not name get no points.
+    """
+    path = Path(path).expanduser().absolute()
+    fix = f"rows 'image,x,y,metres', e.g. 'room.jpg,320,240,2.35' under the header '{','.join(HEADER)}'."
+    try:
+        text = path.read_text(encoding="utf-8-sig")   # Excel writes a byte-order mark
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(path, f"--known-file cannot be read ({e}).", "check the path (relative to the working "
+                        "directory) and that it is a UTF-8 CSV file.") from e
+    rows = [(n, r) for n, r in enumerate(csv.reader(text.splitlines()), start=1) if any(f.strip() for f in r)]
+    if not rows or tuple(f.strip().lower() for f in rows[0][1]) != HEADER:
+        got = ",".join(rows[0][1]) if rows else "an empty file"
+        raise DataError(path, f"the header must be '{','.join(HEADER)}', got {got!r}.", fix)
+    out: dict[Path, list[KnownPoint]] = {}
+    for n, row in rows[1:]:
+        fields = [f.strip() for f in row]
+        if len(fields) != 4:
+            raise DataError(path, f"row {n} has {len(fields)} fields, not 4: {','.join(row)!r}.", fix)
+        got = _point(fields[1:])
+        if isinstance(got, str):
+            raise DataError(path, f"row {n}: {got}.", fix)
+        name = fields[0]
+        hits = [p for p in images if _same_file(name, p)] or [p for p in images if p.name == name]
+        if len(hits) != 1:
+            problem = (f"row {n}: image {name!r} is not among the {len(images)} input image(s)" if not hits else
+                       f"row {n}: image {name!r} names {len(hits)} inputs")
+            raise DataError(path, problem + ".", "name an input by its file name or its path as given on the "
+                            "command line, or add the image to the inputs.")
+        out.setdefault(hits[0], []).append(KnownPoint(*got, where=f"{path.name} row {n}"))
+    return out
+
+
+def read_points(depth: np.ndarray, points: Sequence[KnownPoint], image: str | os.PathLike[str]) -> np.ndarray:
+    """Predicted depth [H,W] at each point's nearest pixel -> float64 [N]; DataError naming the point and the image
+    when it lies outside the image or on a pixel the map has no valid depth for (not finite or not positive)."""
+    h, w = depth.shape
+    out = np.empty(len(points))
+    for i, pt in enumerate(points):
+        ix, iy = math.floor(pt.x + 0.5), math.floor(pt.y + 0.5)
+        if not (0 <= ix < w and 0 <= iy < h):
+            raise DataError(image, f"{pt.where}: pixel ({pt.x:g}, {pt.y:g}) is outside the image's {w}x{h} pixels.",
+                            f"x runs 0..{w - 1} and y 0..{h - 1}, from the top-left corner of the image as shown.")
+        d = float(depth[iy, ix])
+        if not (math.isfinite(d) and d > 0):
+            raise DataError(image, f"{pt.where}: the predicted map has no valid depth at pixel ({ix}, {iy}) "
+                            f"(it holds {d:g}).", "choose a point on a pixel with a depth.")
+        out[i] = d
+    return out
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A map from predicted to calibrated depth. log: d' = scale * d**power; inverse: 1/d' = 1/(scale d) + shift."""
+
+    space: str
+    scale: float
+    power: float = 1.0
+    shift: float = 0.0
+    note: str = ""
+
+    @property
+    def two_params(self) -> bool:
+        return self.power != 1.0 or self.shift != 0.0
+
+    def apply(self, depth: np.ndarray) -> np.ndarray:
+        """Calibrated depth, same shape and dtype as `depth` (metres)."""
+        d = np.asarray(depth, dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = self.scale * d ** self.power if self.space == "log" else 1.0 / (1.0 / (self.scale * d) + self.shift)
+        return out.astype(np.asarray(depth).dtype, copy=False)
+
+    def describe(self) -> str:
+        if self.space == "log":
+            second = f" and power {self.power:.4f} (d' = s d^p)" if self.two_params else ""
+            return f"scale {self.scale:.4f}{second} fitted in log depth"
+        second = f" and shift {self.shift:+.4f} 1/m (1/d' = 1/(s d) + t)" if self.two_params else ""
+        return f"scale {self.scale:.4f}{second} fitted in inverse depth"
+
+
+def _fit(p: np.ndarray, m: np.ndarray, space: str, two: bool) -> Fit | None:
+    """Least squares in `space` of given m on predicted p; None when the two-parameter fit reverses depth order."""
+    if space == "log":
+        lp, lm = np.log(p), np.log(m)
+        if not two:
+            return Fit(space, float(np.exp(np.mean(lm - lp))))
+        (power, a), *_ = np.linalg.lstsq(np.stack([lp, np.ones_like(lp)], 1), lm, rcond=None)
+        return Fit(space, float(np.exp(a)), power=float(power)) if power > 0 else None
+    r, q = 1.0 / p, 1.0 / m
+    if not two:
+        return Fit(space, float(np.dot(r, r) / np.dot(r, q)))
+    (c, t), *_ = np.linalg.lstsq(np.stack([r, np.ones_like(r)], 1), q, rcond=None)
+    return Fit(space, float(1.0 / c), shift=float(t)) if c > 0 else None
+
+
+def _valid_over(fit: Fit | None, span: tuple[float, float]) -> bool:
+    """Whether `fit` maps every depth in span (the map's min..max) to a positive finite depth."""
+    if fit is None:
+        return False
+    out = fit.apply(np.array(span, dtype=np.float64))
+    return bool(np.all(np.isfinite(out)) and np.all(out > 0))
+
+
+def loo_error(p: np.ndarray, m: np.ndarray, space: str, two: bool) -> float:
+    """Mean |fitted - given| / given, each point predicted by the fit to the others (inf if a fit is invalid)."""
+    errs = []
+    for i in range(len(p)):
+        keep = np.arange(len(p)) != i
+        f = _fit(p[keep], m[keep], space, two)
+        d = f.apply(p[i:i + 1])[0] if f is not None else math.nan
+        errs.append(abs(d - m[i]) / m[i] if math.isfinite(d) and d > 0 else math.inf)
+    return float(np.mean(errs))
+
+
+def fit_known(predicted: np.ndarray, metres: np.ndarray, *, space: str = "log", second: bool | None = None,
+              span: tuple[float, float] | None = None) -> Fit:
+    """Fit predicted depths [N] to measured metres [N] in `space`; second: the power / shift (None: where it helps).
+
+    span: the map's (min, max) depth, which a two-parameter fit must keep positive and finite (default the points').
+    """
+    if space not in SPACES:
+        raise ConfigError(f"fitting space {space!r} is not one of {SPACES}.")
+    p, m = np.asarray(predicted, dtype=np.float64), np.asarray(metres, dtype=np.float64)
+    if len(p) < 1 or len(p) != len(m):
+        raise ValueError(f"need as many predicted as measured depths (>= 1), got {len(p)} and {len(m)}")
+    span = span if span is not None else (float(p.min()), float(p.max()))
+    one = _fit(p, m, space, two=False)
+    if second is False or (second is None and len(p) < 3):
+        return one
+    if len(p) < 3:
+        raise ValueError(f"a second parameter needs at least 3 points, got {len(p)}")
+    two = _fit(p, m, space, two=True)
+    if not _valid_over(two, span):
+        what = "reverses depth order" if two is None else "makes some depths of the map non-positive"
+        return Fit(space, one.scale, note=f"a second parameter was not used: it {what}")
+    if second:
+        return two
+    e1, e2 = loo_error(p, m, space, False), loo_error(p, m, space, True)
+    verdict = "used" if e2 < e1 else "not used"
+    note = (f"second parameter {verdict}: leave-one-out error {100 * e2:.1f} % with it, {100 * e1:.1f} % without")
+    best = two if e2 < e1 else one
+    return Fit(space, best.scale, best.power, best.shift, note=note)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A rescaled map [H,W] metres, the fit, and per point (x, y, given, predicted, fitted) in metres [N,5]."""
+
+    depth: np.ndarray
+    fit: Fit
+    rows: np.ndarray
+
+
+def calibrate(depth: np.ndarray, points: Sequence[KnownPoint], image: str | os.PathLike[str], *,
+              space: str = "log", second: bool | None = None) -> Calibration:
+    """Rescale predicted depth [H,W] metres of `image` to the known points; DataError for a bad point."""
+    if not points:
+        raise ValueError("no known points")
+    p = read_points(depth, points, image)
+    m = np.array([pt.metres for pt in points])
+    valid = depth[np.isfinite(depth) & (depth > 0)]
+    fit = fit_known(p, m, space=space, second=second, span=(float(valid.min()), float(valid.max())))
+    fitted = fit.apply(p)
+    rows = np.stack([[pt.x for pt in points], [pt.y for pt in points], m, p, fitted], 1)
+    return Calibration(fit.apply(depth), fit, rows)
+
+
+def residual_table(cal: Calibration, name: str) -> str:
+    """The lines predict prints: the fit, then per point given, predicted, fitted and the error in metres and %."""
+    n = len(cal.rows)
+    head = f"known distances in {name}: {cal.fit.describe()} from {n} point{'s' if n != 1 else ''}"
+    lines = [head + (f" ({cal.fit.note})" if cal.fit.note else ""),
+             f"{'x':>7} {'y':>7} {'given m':>8} {'predicted m':>11} {'fitted m':>8} {'error m':>8} {'error %':>8}"]
+    for x, y, m, p, f in cal.rows:
+        lines.append(f"{x:7g} {y:7g} {m:8.3f} {p:11.3f} {f:8.3f} {f - m:+8.3f} {100 * (f - m) / m:+8.1f}")
+    return "\n".join(lines)
