@@ -40,7 +40,7 @@ def test_known_file_matches_by_name_or_path_as_given(tmp_path: Path, monkeypatch
 
 @pytest.mark.parametrize("text, why", [
     ("img,x,y,m\n", "the header must be 'image,x,y,metres'"),
-    ("", "the header must be .* an empty file"),
+    ("", "--known-file is empty"),
     ("image,x,y,metres\na.jpg,1,2\n", "row 2 has 3 fields, not 4"),
     ("image,x,y,metres\na.jpg,1,2,3\na.jpg,1,two,3\n", "row 3: X, Y and METRES must be numbers"),
     ("image,x,y,metres\na.jpg,1,2,0\n", "row 2: the distance must be positive metres, got 0"),

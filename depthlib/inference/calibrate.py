@@ -80,9 +80,10 @@ def read_known_file(path: str | os.PathLike[str], images: Sequence[Path]) -> dic
         raise DataError(path, f"--known-file cannot be read ({e}).", "check the path (relative to the working "
                         "directory) and that it is a UTF-8 CSV file.") from e
     rows = [(n, r) for n, r in enumerate(csv.reader(text.splitlines()), start=1) if any(f.strip() for f in r)]
-    if not rows or tuple(f.strip().lower() for f in rows[0][1]) != HEADER:
-        got = ",".join(rows[0][1]) if rows else "an empty file"
-        raise DataError(path, f"the header must be '{','.join(HEADER)}', got {got!r}.", fix)
+    if not rows:
+        raise DataError(path, "--known-file is empty.", fix)
+    if tuple(f.strip().lower() for f in rows[0][1]) != HEADER:
+        raise DataError(path, f"the header must be '{','.join(HEADER)}', got {','.join(rows[0][1])!r}.", fix)
     out: dict[Path, list[KnownPoint]] = {}
     for n, row in rows[1:]:
         fields = [f.strip() for f in row]
