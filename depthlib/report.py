@@ -106,6 +106,40 @@ def comparison_table(results: Mapping[str, EvalResult], *, metrics: Sequence[str
     return "\n".join(lines) + "\n"
 
 
+def headline(results: Mapping[str, EvalResult], *, current: str = "current",
+             against: Sequence[str] = ("previous", "mean-depth baseline", "scratch control"),
+             markdown: bool = True) -> str:
+    """One line per reference in `against` (those present): does `current` beat it on AbsRel and δ1 together?
+
+    "beats" needs a lower AbsRel and a higher δ1; "is worse than" a higher AbsRel and a lower δ1; anything else is
+    "is level with" (identical numbers: e.g. fine-tuning kept its starting weights) or "is mixed against".
+    """
+    if current not in results:
+        raise ConfigError(f"headline: no result named {current!r}; have {sorted(results)}.")
+    cur = results[current].metrics
+    b = "**" if markdown else ""
+    lines = []
+    for name in against:
+        if name == current or name not in results:
+            continue
+        ref = results[name].metrics
+        lower = cur["abs_rel"] < ref["abs_rel"]
+        higher = cur["delta1"] > ref["delta1"]
+        if cur["abs_rel"] == ref["abs_rel"] and cur["delta1"] == ref["delta1"]:
+            verdict = "is level with"
+        elif lower and higher:
+            verdict = "beats"
+        elif not lower and not higher:
+            verdict = "is worse than"
+        else:
+            verdict = "is mixed against"
+        lines.append(f"{b}{current} {verdict} {name}{b}: AbsRel {cur['abs_rel']:.3f} vs {ref['abs_rel']:.3f}, "
+                     f"δ1 {cur['delta1']:.3f} vs {ref['delta1']:.3f}")
+    if not lines:
+        return f"{current}: nothing to compare it with (none of {list(against)} was evaluated)"
+    return ("\n\n" if markdown else "\n").join(lines)
+
+
 def worst_table(result: EvalResult, *, n: int = 5, key: str = "abs_rel", digits: int = 4) -> str:
     """Markdown table of the n worst frames by `key`, protocol named above it."""
     rows = result.worst_frames(n, key)

@@ -17,7 +17,7 @@ from depthlib.evaluate import EvalResult, evaluate
 from depthlib.metrics import METRIC_NAMES, depth_metrics
 from depthlib.models.heads import InverseHead
 from depthlib.protocols import PROTOCOLS, Protocol, get_protocol, list_protocols
-from depthlib.report import (comparison_table, error_maps, read_metrics_json, worst_table,
+from depthlib.report import (comparison_table, error_maps, headline, read_metrics_json, worst_table,
                              write_metrics_json)
 
 from test_metrics import np_metrics
@@ -293,6 +293,27 @@ def test_metrics_json_roundtrip_and_tables(tmp_path) -> None:
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(DataError, match="bad.json"):
         read_metrics_json(tmp_path / "bad.json")
+
+
+def _scored(abs_rel: float, delta1: float) -> EvalResult:
+    return EvalResult(protocol="densedepth", metrics={"abs_rel": abs_rel, "delta1": delta1}, source="x.h5")
+
+
+def test_headline_says_whether_current_beats_each_reference() -> None:
+    """04's headline (issue 25): the verdict follows AbsRel and delta1 together, references absent are left out."""
+    res = {"previous": _scored(0.186, 0.70), "current": _scored(0.181, 0.72), "mean-depth baseline": _scored(0.37, 0.36)}
+    text = headline(res)
+    assert text.splitlines()[0] == "**current beats previous**: AbsRel 0.181 vs 0.186, δ1 0.720 vs 0.700"
+    assert "**current beats mean-depth baseline**" in text and "scratch control" not in text
+    worse = headline({"previous": _scored(0.143, 0.785), "current": _scored(0.551, 0.327)}, markdown=False)
+    assert worse == "current is worse than previous: AbsRel 0.551 vs 0.143, δ1 0.327 vs 0.785"
+    kept = headline({"previous": _scored(0.186, 0.7), "current": _scored(0.186, 0.7)})
+    assert "**current is level with previous**" in kept
+    mixed = headline({"previous": _scored(0.186, 0.7), "current": _scored(0.180, 0.69)})
+    assert "is mixed against previous" in mixed
+    assert "nothing to compare" in headline({"current": _scored(0.2, 0.6)})
+    with pytest.raises(ConfigError, match="'current'"):
+        headline({"previous": _scored(0.2, 0.6)})
 
 
 def test_error_maps_are_cropped_arrays_with_nan_holes() -> None:

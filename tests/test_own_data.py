@@ -99,6 +99,9 @@ def test_own_profile_fine_tunes_the_sample_model_on_a_tum_style_folder(tmp_path,
     assert after["abs_rel"] <= before["abs_rel"] + NO_WORSE_TOL, (
         f"fine-tuning made the held-out frames worse: AbsRel {before['abs_rel']:.4f} -> {after['abs_rel']:.4f}, "
         f"δ1 {before['delta1']:.3f} -> {after['delta1']:.3f} (best.pt from epoch {history['best_epoch']})")
+    # 04's headline, streamed by the pipeline as it ran, gives the verdict the numbers give
+    assert f"previous: AbsRel {after['abs_rel']:.3f} vs {before['abs_rel']:.3f}" in out
+    assert f"current beats mean-depth baseline: AbsRel {after['abs_rel']:.3f}" in out
     for name in ("01_frames.png", "03_finetune_curves.png", "04_predictions_test.png", "milestone.png", "metrics.md"):
         assert (root / ev["metrics_dir"] / name).is_file(), name
 
