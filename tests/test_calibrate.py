@@ -76,13 +76,13 @@ def test_one_and_two_points_give_a_scale() -> None:
     assert fit_known(np.array([2.0]), np.array([3.0])).scale == pytest.approx(1.5)
     # log depth: the geometric mean of the ratios 2 and 4
     f = fit_known(np.array([1.0, 2.0]), np.array([2.0, 8.0]))
-    assert (f.scale, f.two_params) == (pytest.approx(math.sqrt(8)), False)
+    assert (f.scale, f.two_params, f.space) == (pytest.approx(math.sqrt(8)), False, "log")
     # inverse depth: 1/m = c/p by least squares, c = (1*0.5 + 0.5*0.125) / (1 + 0.25) = 0.45, scale 1/c
-    f = fit_known(np.array([1.0, 2.0]), np.array([2.0, 8.0]), space="inverse")
+    f = fit_known(np.array([1.0, 2.0]), np.array([2.0, 8.0]), scale_space="inverse")
     assert f.scale == pytest.approx(1 / 0.45) and not f.two_params
     with pytest.raises(ValueError, match="at least 3 points"):
         fit_known(np.array([1.0, 2.0]), np.array([2.0, 8.0]), second=True)
-    with pytest.raises(ConfigError, match="fitting space 'depth'"):
+    with pytest.raises(ConfigError, match="space 'depth' is not one of"):
         fit_known(np.array([1.0]), np.array([2.0]), space="depth")
 
 
@@ -95,47 +95,52 @@ def test_scale_fits_match_numpy_least_squares() -> None:
     (a,), *_ = np.linalg.lstsq(np.ones((P.size, 1)), np.log(M) - np.log(P), rcond=None)
     assert fit_known(P, M, second=False).scale == pytest.approx(math.exp(a), rel=1e-12)
     (c,), *_ = np.linalg.lstsq((1 / P)[:, None], 1 / M, rcond=None)
-    assert fit_known(P, M, space="inverse", second=False).scale == pytest.approx(1 / c, rel=1e-12)
+    assert fit_known(P, M, scale_space="inverse", second=False).scale == pytest.approx(1 / c, rel=1e-12)
 
 
 def test_two_parameter_fits_match_numpy_least_squares() -> None:
     (b, a), *_ = np.linalg.lstsq(np.stack([np.log(P), np.ones(P.size)], 1), np.log(M), rcond=None)
-    f = fit_known(P, M, second=True)
+    f = fit_known(P, M, space="log", second=True)
     assert (f.scale, f.power) == (pytest.approx(math.exp(a), rel=1e-12), pytest.approx(b, rel=1e-12))
     np.testing.assert_allclose(f.apply(P), np.exp(a) * P ** b, rtol=1e-12)
     (c, t), *_ = np.linalg.lstsq(np.stack([1 / P, np.ones(P.size)], 1), 1 / M, rcond=None)
-    f = fit_known(P, M, space="inverse", second=True)
-    assert (f.scale, f.shift) == (pytest.approx(1 / c, rel=1e-12), pytest.approx(t, rel=1e-12))
+    f = fit_known(P, M, second=True)                      # inverse depth is the default space
+    assert (f.space, f.scale, f.shift) == ("inverse", pytest.approx(1 / c, rel=1e-12), pytest.approx(t, rel=1e-12))
     np.testing.assert_allclose(f.apply(P), 1 / (c / P + t), rtol=1e-12)
 
 
 def test_leave_one_out_error_by_hand() -> None:
     # predicted 1, 1, 1; given 1, 2, 4. Leaving out 1: scale sqrt(8) -> error 1.8284; out 2: sqrt(4) = 2 -> 0;
     # out 4: sqrt(2) -> |1.4142 - 4| / 4 = 0.6464. Mean 0.8249.
-    assert loo_error(np.ones(3), np.array([1.0, 2.0, 4.0]), "log", False) == pytest.approx(
-        (math.sqrt(8) - 1 + (4 - math.sqrt(2)) / 4) / 3)
+    got = loo_error(np.ones(3), np.array([1.0, 2.0, 4.0]), lambda p, m: fit_known(p, m, second=False))
+    assert got == pytest.approx((math.sqrt(8) - 1 + (4 - math.sqrt(2)) / 4) / 3)
 
 
-def test_the_second_parameter_is_kept_only_where_it_lowers_the_leave_one_out_error() -> None:
+def test_the_shift_is_kept_only_from_4_points_and_where_it_lowers_the_leave_one_out_error() -> None:
     p = np.array([0.5, 1.0, 2.0, 4.0])
     exact_shift = 1 / (0.5 / p + 0.1)             # 1/m = 0.5/p + 0.1 exactly: the shift predicts every point
-    f = fit_known(p, exact_shift, space="inverse")
-    assert f.two_params and (f.scale, f.shift) == (pytest.approx(2.0), pytest.approx(0.1))
-    assert f.note.startswith("second parameter used: leave-one-out error 0.0 % with it")
-    f = fit_known(p, 2 * p * np.array([1.05, 0.95, 1.0, 1.02]), space="inverse")   # a scale with noise
-    e1 = loo_error(p, 2 * p * np.array([1.05, 0.95, 1.0, 1.02]), "inverse", False)
-    e2 = loo_error(p, 2 * p * np.array([1.05, 0.95, 1.0, 1.02]), "inverse", True)
-    assert e1 < e2 and not f.two_params and f.note == (
-        f"second parameter not used: leave-one-out error {100 * e2:.1f} % with it, {100 * e1:.1f} % without")
+    f = fit_known(p, exact_shift)
+    assert f.two_params and (f.space, f.scale, f.shift) == ("inverse", pytest.approx(2.0), pytest.approx(0.1))
+    assert f.note.startswith("shift used: leave-one-out error 0.0 % with it")
+    three = fit_known(p[:3], exact_shift[:3])     # 3 points: a scale (in log depth), no leave-one-out
+    assert not three.two_params and three.note == "" and three.space == "log"
+    assert fit_known(p[:3], exact_shift[:3], min_points=3).two_params
+    noisy = 2 * p * np.array([1.05, 0.95, 1.0, 1.02])  # a scale with noise
+    f = fit_known(p, noisy)
+    e1 = loo_error(p, noisy, lambda a, b: fit_known(a, b, second=False))
+    e2 = loo_error(p, noisy, lambda a, b: fit_known(a, b, second=True))
+    assert e1 < e2 and not f.two_params and f.space == "log" and f.scale == pytest.approx(
+        math.exp(np.mean(np.log(noisy / p))), rel=1e-12)
+    assert f.note == f"shift not used: leave-one-out error {100 * e2:.1f} % with it, {100 * e1:.1f} % without"
 
 
 def test_a_shift_that_would_make_the_map_negative_is_not_used() -> None:
-    p = np.array([1.0, 2.0, 3.0])
+    p = np.array([1.0, 2.0, 3.0, 4.0])
     m = 1 / (1 / p - 0.2)                          # t = -0.2: fine up to 5 m, negative beyond
-    assert fit_known(p, m, space="inverse", second=True).shift == pytest.approx(-0.2)
-    f = fit_known(p, m, space="inverse", span=(0.5, 6.0))
+    assert fit_known(p, m, second=True).shift == pytest.approx(-0.2)
+    f = fit_known(p, m, span=(0.5, 6.0))
     assert not f.two_params and "makes some depths of the map non-positive" in f.note
-    np.testing.assert_allclose(f.scale, fit_known(p, m, space="inverse", second=False).scale)
+    assert f.scale == pytest.approx(fit_known(p, m, second=False).scale, rel=1e-12)
 
 
 def test_calibrate_rescales_the_map_and_tabulates_residuals() -> None:
@@ -143,7 +148,7 @@ def test_calibrate_rescales_the_map_and_tabulates_residuals() -> None:
     pts = [KnownPoint(1, 1, 2.0, "a"), KnownPoint(6, 4, 5.0, "b"), KnownPoint(3, 5, 4.5, "c")]
     p = np.array([depth[1, 1], depth[4, 6], depth[5, 3]], dtype=np.float64)
     m = np.array([2.0, 5.0, 4.5])
-    cal = calibrate(depth, pts, "im.png", second=False)
+    cal = calibrate(depth, pts, "im.png")           # 3 points: a scale
     s = math.exp(np.mean(np.log(m / p)))
     assert cal.fit.scale == pytest.approx(s, rel=1e-12)
     np.testing.assert_allclose(cal.depth, depth * s, rtol=1e-6)

@@ -4,12 +4,12 @@ Points come from `--known X,Y,METRES` (one image) or a CSV file `image,x,y,metre
 image as it is shown (upright), at its full size, 0-based with pixel centres at integers; the predicted map has that
 size, and a point reads the map at its nearest pixel.
 
-The fit: one or two points give a scale; three or more give a scale and, where it helps, a second parameter. The
-fitting space is a parameter (`space`): "log" fits log depth (the scale is the geometric mean of the ratios given /
-predicted; the second parameter is a power, d' = s d^p, i.e. an affine map of log depth), "inverse" fits inverse
-depth (the scale by least squares on 1/d; the second parameter a shift, 1/d' = (1/s)/d + t, as MiDaS aligns
-disparity). The second parameter is kept only if it lowers the leave-one-out error (mean |fitted - given| / given
-over the points, each predicted by a fit to the others) and keeps every depth of the map positive and finite.
+The fit (measured in benchmarks/RESULTS_known_points.md on the sample model's zoomed frames): a scale in log depth,
+the geometric mean of the ratios given / predicted (least squares of log depth; inverse depth tied with it); from 4
+points up also a shift of inverse depth, 1/d' = 1/(s d) + t (as MiDaS aligns disparity), kept only where it lowers
+the leave-one-out error (mean |fitted - given| / given over the points, each predicted by a fit to the others) and
+keeps every depth of the map positive and finite. A power of log depth, d' = s d^p, the other two-parameter map,
+is kept as an option of `fit_known`: from few points it can extrapolate wildly (mean AbsRel above 50 from 3 points).
 """
 
 from __future__ import annotations
@@ -19,13 +19,16 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from ..core.errors import ConfigError, DataError
 
 SPACES = ("log", "inverse")
+# A second parameter is considered from 4 points up: with 3, leave-one-out judges it by 2-point fits that interpolate
+# exactly, and on the sample it raised the mean AbsRel (benchmarks/RESULTS_known_points.md).
+MIN_POINTS_SECOND = 4
 HEADER = ("image", "x", "y", "metres")
 
 
@@ -123,7 +126,8 @@ def read_points(depth: np.ndarray, points: Sequence[KnownPoint], image: str | os
 
 @dataclass(frozen=True)
 class Fit:
-    """A map from predicted to calibrated depth. log: d' = scale * d**power; inverse: 1/d' = 1/(scale d) + shift."""
+    """A map from predicted to calibrated depth d -> d'. A scale: d' = scale d. With a second parameter, in log
+    depth d' = scale d^power, in inverse depth 1/d' = 1/(scale d) + shift. `space`: where it was fitted."""
 
     space: str
     scale: float
@@ -138,31 +142,35 @@ class Fit:
     def apply(self, depth: np.ndarray) -> np.ndarray:
         """Calibrated depth, same shape and dtype as `depth` (metres)."""
         d = np.asarray(depth, dtype=np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out = self.scale * d ** self.power if self.space == "log" else 1.0 / (1.0 / (self.scale * d) + self.shift)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            out = (self.scale * d ** self.power if self.space == "log" else
+                   1.0 / (1.0 / (self.scale * d) + self.shift))
         return out.astype(np.asarray(depth).dtype, copy=False)
 
     def describe(self) -> str:
-        if self.space == "log":
-            second = f" and power {self.power:.4f} (d' = s d^p)" if self.two_params else ""
-            return f"scale {self.scale:.4f}{second} fitted in log depth"
-        second = f" and shift {self.shift:+.4f} 1/m (1/d' = 1/(s d) + t)" if self.two_params else ""
-        return f"scale {self.scale:.4f}{second} fitted in inverse depth"
+        """'scale 1.2345 fitted in log depth', with the second parameter when there is one."""
+        second = ""
+        if self.two_params:
+            second = (f" and power {self.power:.4f} (d' = s d^p)" if self.space == "log" else
+                      f" and shift {self.shift:+.4f} 1/m (1/d' = 1/(s d) + t)")
+        return f"scale {self.scale:.4f}{second} fitted in {self.space} depth"
 
 
-def _fit(p: np.ndarray, m: np.ndarray, space: str, two: bool) -> Fit | None:
-    """Least squares in `space` of given m on predicted p; None when the two-parameter fit reverses depth order."""
+def _scale(p: np.ndarray, m: np.ndarray, space: str) -> Fit:
+    """Least-squares scale: log depth, the geometric mean of m / p; inverse depth, of 1/m on 1/p."""
     if space == "log":
-        lp, lm = np.log(p), np.log(m)
-        if not two:
-            return Fit(space, float(np.exp(np.mean(lm - lp))))
-        (power, a), *_ = np.linalg.lstsq(np.stack([lp, np.ones_like(lp)], 1), lm, rcond=None)
-        return Fit(space, float(np.exp(a)), power=float(power)) if power > 0 else None
+        return Fit(space, float(np.exp(np.mean(np.log(m) - np.log(p)))))
     r, q = 1.0 / p, 1.0 / m
-    if not two:
-        return Fit(space, float(np.dot(r, r) / np.dot(r, q)))
-    (c, t), *_ = np.linalg.lstsq(np.stack([r, np.ones_like(r)], 1), q, rcond=None)
-    return Fit(space, float(1.0 / c), shift=float(t)) if c > 0 else None
+    return Fit(space, float(np.dot(r, r) / np.dot(r, q)))
+
+
+def _two(p: np.ndarray, m: np.ndarray, space: str) -> Fit | None:
+    """Least squares of the two-parameter map in `space`; None when it reverses the order of depths."""
+    x, y = (np.log(p), np.log(m)) if space == "log" else (1.0 / p, 1.0 / m)
+    (g, a), *_ = np.linalg.lstsq(np.stack([x, np.ones_like(x)], 1), y, rcond=None)
+    if not g > 0:
+        return None
+    return Fit(space, float(np.exp(a)), power=float(g)) if space == "log" else Fit(space, float(1.0 / g), shift=float(a))
 
 
 def _valid_over(fit: Fit | None, span: tuple[float, float]) -> bool:
@@ -173,45 +181,50 @@ def _valid_over(fit: Fit | None, span: tuple[float, float]) -> bool:
     return bool(np.all(np.isfinite(out)) and np.all(out > 0))
 
 
-def loo_error(p: np.ndarray, m: np.ndarray, space: str, two: bool) -> float:
-    """Mean |fitted - given| / given, each point predicted by the fit to the others (inf if a fit is invalid)."""
+def loo_error(p: np.ndarray, m: np.ndarray, fit: Callable[[np.ndarray, np.ndarray], Fit | None]) -> float:
+    """Mean |fitted - given| / given, each point predicted by `fit` to the others (inf where a fit is invalid)."""
     errs = []
     for i in range(len(p)):
         keep = np.arange(len(p)) != i
-        f = _fit(p[keep], m[keep], space, two)
+        f = fit(p[keep], m[keep])
         d = f.apply(p[i:i + 1])[0] if f is not None else math.nan
         errs.append(abs(d - m[i]) / m[i] if math.isfinite(d) and d > 0 else math.inf)
     return float(np.mean(errs))
 
 
-def fit_known(predicted: np.ndarray, metres: np.ndarray, *, space: str = "log", second: bool | None = None,
+def fit_known(predicted: np.ndarray, metres: np.ndarray, *, scale_space: str = "log", space: str = "inverse",
+              second: bool | None = None, min_points: int = MIN_POINTS_SECOND,
               span: tuple[float, float] | None = None) -> Fit:
-    """Fit predicted depths [N] to measured metres [N] in `space`; second: the power / shift (None: where it helps).
+    """Fit predicted depths [N] to measured metres [N]: a scale in `scale_space`, or a scale and a second parameter
+    in `space` (second=None: from `min_points` points up, where it lowers the leave-one-out error).
 
     span: the map's (min, max) depth, which a two-parameter fit must keep positive and finite (default the points').
     """
-    if space not in SPACES:
-        raise ConfigError(f"fitting space {space!r} is not one of {SPACES}.")
+    for what, sp in (("scale_space", scale_space), ("space", space)):
+        if sp not in SPACES:
+            raise ConfigError(f"{what} {sp!r} is not one of {SPACES}.")
     p, m = np.asarray(predicted, dtype=np.float64), np.asarray(metres, dtype=np.float64)
     if len(p) < 1 or len(p) != len(m):
         raise ValueError(f"need as many predicted as measured depths (>= 1), got {len(p)} and {len(m)}")
     span = span if span is not None else (float(p.min()), float(p.max()))
-    one = _fit(p, m, space, two=False)
-    if second is False or (second is None and len(p) < 3):
+    one = _scale(p, m, scale_space)
+    if second is False or (second is None and len(p) < max(3, min_points)):
         return one
     if len(p) < 3:
         raise ValueError(f"a second parameter needs at least 3 points, got {len(p)}")
-    two = _fit(p, m, space, two=True)
+    two = _two(p, m, space)
     if not _valid_over(two, span):
-        what = "reverses depth order" if two is None else "makes some depths of the map non-positive"
-        return Fit(space, one.scale, note=f"a second parameter was not used: it {what}")
+        what = "reverses the order of depths" if two is None else "makes some depths of the map non-positive"
+        return Fit(scale_space, one.scale, note=f"a second parameter was not used: it {what}")
     if second:
         return two
-    e1, e2 = loo_error(p, m, space, False), loo_error(p, m, space, True)
-    verdict = "used" if e2 < e1 else "not used"
-    note = (f"second parameter {verdict}: leave-one-out error {100 * e2:.1f} % with it, {100 * e1:.1f} % without")
+    e1 = loo_error(p, m, lambda a, b: _scale(a, b, scale_space))
+    e2 = loo_error(p, m, lambda a, b: _two(a, b, space))
+    name = "power" if space == "log" else "shift"
+    note = (f"{name} {'used' if e2 < e1 else 'not used'}: leave-one-out error {100 * e2:.1f} % with it, "
+            f"{100 * e1:.1f} % without")
     best = two if e2 < e1 else one
-    return Fit(space, best.scale, best.power, best.shift, note=note)
+    return Fit(best.space, best.scale, best.power, best.shift, note=note)
 
 
 @dataclass(frozen=True)
@@ -224,14 +237,14 @@ class Calibration:
 
 
 def calibrate(depth: np.ndarray, points: Sequence[KnownPoint], image: str | os.PathLike[str], *,
-              space: str = "log", second: bool | None = None) -> Calibration:
+              second: bool | None = None) -> Calibration:
     """Rescale predicted depth [H,W] metres of `image` to the known points; DataError for a bad point."""
     if not points:
         raise ValueError("no known points")
     p = read_points(depth, points, image)
     m = np.array([pt.metres for pt in points])
     valid = depth[np.isfinite(depth) & (depth > 0)]
-    fit = fit_known(p, m, space=space, second=second, span=(float(valid.min()), float(valid.max())))
+    fit = fit_known(p, m, second=second, span=(float(valid.min()), float(valid.max())))
     fitted = fit.apply(p)
     rows = np.stack([[pt.x for pt in points], [pt.y for pt in points], m, p, fitted], 1)
     return Calibration(fit.apply(depth), fit, rows)
