@@ -131,3 +131,16 @@ def test_assumed_line_names_the_file_and_the_field_of_view(tmp_path: Path) -> No
     line = assumed_line(cam, tmp_path / "room.jpg")
     assert line.startswith("no camera given and no EXIF focal length in room.jpg: assumed the training camera "
                            "(NYU Kinect), 63.3° horizontal field of view")
+
+
+def test_upright_size_reads_the_header(tmp_path: Path) -> None:
+    from depthlib.core.camera import upright_size
+
+    assert upright_size(_jpeg(tmp_path / "a.jpg", (360, 240))) == (360, 240)
+    assert upright_size(_jpeg(tmp_path / "b.jpg", (360, 240), orientation=8)) == (240, 360)
+
+
+def test_intrinsics_may_be_numbers() -> None:
+    cam, origin = resolve(640, 480, intrinsics=(500.0, 510.0, 320.5, 240.0))
+    assert origin == "intrinsics" and cam.intrinsics == (500.0, 510.0, 320.5, 240.0)
+    assert cam.source == "--intrinsics 500,510,320.5,240"

@@ -13,6 +13,7 @@ import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, Sequence
 
 from .errors import ConfigError, DataError
 
@@ -62,9 +63,11 @@ class Camera:
         return math.degrees(2.0 * math.atan(self.width / (2.0 * self.fx)))
 
     @classmethod
-    def parse(cls, text: str, width: int, height: int, option: str = "--intrinsics") -> Camera:
-        """'fx,fy,cx,cy' pixels of a width x height image; ConfigError naming `option` when malformed."""
+    def parse(cls, text: str | Sequence[float], width: int, height: int, option: str = "--intrinsics") -> Camera:
+        """'fx,fy,cx,cy' (or 4 numbers) in pixels of a width x height image; ConfigError naming `option` when not."""
         example = f"{option} 518.9,519.5,325.6,253.7 (NYU's Kinect at 640x480)"
+        if not isinstance(text, str):
+            text = ",".join(f"{float(v):g}" for v in text)
         try:
             vals = tuple(float(v) for v in text.split(","))
         except ValueError:
@@ -111,17 +114,8 @@ class Camera:
         The focal-plane resolution is taken as recorded: a file resized after capture without updating it gives
         a wrong focal length (nothing in EXIF says it was resized), so pass --intrinsics for such files.
         """
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(path) as img:
-                w, h = img.size
-                exif = img.getexif()
-        except (OSError, UnidentifiedImageError) as e:
-            raise DataError(path, f"cannot be read as an image ({e}).", "check the file.") from e
+        (w, h), exif = _header(path)
         turned = exif.get(ORIENTATION) in (5, 6, 7, 8)
-        if turned:    # predict reads the picture upright (EXIF orientation), so its width and height swap
-            w, h = h, w
         ifd = exif.get_ifd(EXIF_IFD)
         name = Path(path).name
         f35 = _number(ifd.get(FOCAL_LENGTH_35MM))
@@ -147,6 +141,24 @@ class Camera:
                        cy=(self.cy + 0.5) * sy - 0.5, width=int(width), height=int(height))
 
 
+def _header(path: str | os.PathLike[str]) -> tuple[tuple[int, int], Any]:
+    """((width, height) as shown, upright by its EXIF orientation, PIL's Exif) of an image file, from its header."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            (w, h), exif = img.size, img.getexif()
+    except (OSError, UnidentifiedImageError) as e:
+        raise DataError(path, f"cannot be read as an image ({e}).", "check the file.") from e
+    # predict reads a picture upright (EXIF orientation 5..8: turned by 90 degrees), so its width and height swap
+    return ((h, w) if exif.get(ORIENTATION) in (5, 6, 7, 8) else (w, h)), exif
+
+
+def upright_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """(width, height) of an image file as predict reads it (upright by its EXIF orientation), from its header."""
+    return _header(path)[0]
+
+
 def _number(value: object) -> float | None:
     """An EXIF value (int, IFDRational, (num, den) tuple) as a float; None when absent or not a finite number."""
     if value is None:
@@ -168,12 +180,12 @@ NYU_KINECT = Camera(5.1885790117450188e02, 5.1946961112127485e02, 3.255824494111
 ORIGINS = ("intrinsics", "focal_35mm", "fov", "exif", "assumed")
 
 
-def resolve(width: int, height: int, *, intrinsics: str | None = None, focal_35mm: float | None = None,
+def resolve(width: int, height: int, *, intrinsics: str | Sequence[float] | None = None, focal_35mm: float | None = None,
             fov: float | None = None, path: str | os.PathLike[str] | None = None,
             training: Camera = NYU_KINECT) -> tuple[Camera, str]:
     """The camera of a width x height image and its origin (one of ORIGINS), in issue #22's order.
 
-    intrinsics ('fx,fy,cx,cy' in the image's pixels), focal_35mm and fov are the command line's and exclusive;
+    intrinsics ('fx,fy,cx,cy' or 4 numbers, the image's pixels), focal_35mm and fov are the command line's, exclusive;
     without them, `path`'s EXIF; otherwise `training` resized to the image ("assumed": it keeps the training
     camera's field of view).
     """
@@ -200,5 +212,6 @@ def assumed_line(camera: Camera, path: str | os.PathLike[str] | None = None) -> 
     """The sentence predict prints (once per run) when no camera was given and the image's EXIF has none."""
     where = f" in {Path(path).name}" if path is not None else ""
     return (f"no camera given and no EXIF focal length{where}: assumed {camera.source}, "
-            f"{camera.hfov_deg:.1f}° horizontal field of view (fx {camera.fx:.1f} px at {camera.width}x{camera.height}); "
-            "pass --intrinsics, --focal-35mm or --fov for the PLY's geometry")
+            f"{camera.hfov_deg:.1f}° horizontal field of view (fx {camera.fx:.1f} px at {camera.width}x{camera.height}), "
+            "here and for any other image without one. The model's metric depth holds for a lens like that; pass "
+            "--intrinsics, --focal-35mm or --fov (the PLY uses it), or --known distances to rescale the depth.")
