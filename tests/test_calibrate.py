@@ -160,3 +160,21 @@ def test_calibrate_rescales_the_map_and_tabulates_residuals() -> None:
     x, y, given, pred, fitted, err, pct = lines[2].split()
     assert (x, y, float(given), float(pred), float(fitted)) == ("1", "1", 2.0, round(p[0], 3), round(p[0] * s, 3))
     assert float(err) == round(p[0] * s - 2.0, 3) and float(pct) == round(100 * (p[0] * s - 2.0) / 2.0, 1)
+
+
+def test_known_points_from_the_options(tmp_path: Path) -> None:
+    from depthlib.inference.calibrate import check_inside, known_points
+
+    a, b = tmp_path / "a.jpg", tmp_path / "b.jpg"
+    assert known_points([a], ["1,2,3", "4,5,6"]) == {a: [KnownPoint(1, 2, 3, "--known 1,2,3"),
+                                                         KnownPoint(4, 5, 6, "--known 4,5,6")]}
+    assert known_points([a, b]) == {}
+    with pytest.raises(ConfigError, match="--known is for one input image, and 2 were given"):
+        known_points([a, b], ["1,2,3"])
+    f = _csv(tmp_path / "p.csv", "image,x,y,metres\nb.jpg,1,2,3\n")
+    assert known_points([a, b], known_file=f) == {b: [KnownPoint(1, 2, 3, "p.csv row 2")]}
+    with pytest.raises(ConfigError, match="--known and --known-file both give known distances"):
+        known_points([a], ["1,2,3"], f)
+    check_inside([KnownPoint(639.4, 479.4, 1, "p")], 640, 480, a)
+    with pytest.raises(DataError, match=r"a.jpg: p: pixel \(639.5, 0\) is outside the image's 640x480 pixels"):
+        check_inside([KnownPoint(639.5, 0, 1, "p")], 640, 480, a)

@@ -106,16 +106,43 @@ def read_known_file(path: str | os.PathLike[str], images: Sequence[Path]) -> dic
     return out
 
 
+def known_points(images: Sequence[Path], known: Sequence[str] = (),
+                 known_file: str | os.PathLike[str] | None = None) -> dict[Path, list[KnownPoint]]:
+    """Points per input image (absolute paths) from --known texts (one image only) or a --known-file."""
+    if known and known_file is not None:
+        raise ConfigError("--known and --known-file both give known distances. Fix: put every point in the file "
+                          "(a row 'image,x,y,metres' each), or pass --known alone for a single image.")
+    if known:
+        if len(images) != 1:
+            raise ConfigError(f"--known is for one input image, and {len(images)} were given. Fix: predict the image "
+                              "alone, or list the points per image in --known-file (columns image,x,y,metres).")
+        return {images[0]: [parse_known(k) for k in known]}
+    return read_known_file(known_file, images) if known_file is not None else {}
+
+
+def _pixel(pt: KnownPoint, width: int, height: int, image: str | os.PathLike[str]) -> tuple[int, int]:
+    """The nearest pixel (column, row) of a point; DataError naming the point and the image when it is outside."""
+    ix, iy = math.floor(pt.x + 0.5), math.floor(pt.y + 0.5)
+    if not (0 <= ix < width and 0 <= iy < height):
+        raise DataError(image, f"{pt.where}: pixel ({pt.x:g}, {pt.y:g}) is outside the image's {width}x{height} "
+                        "pixels.", f"x runs 0..{width - 1} and y 0..{height - 1}, from the top-left corner of the "
+                        "image as shown.")
+    return ix, iy
+
+
+def check_inside(points: Sequence[KnownPoint], width: int, height: int, image: str | os.PathLike[str]) -> None:
+    """DataError naming the first point outside a width x height image (checked before anything is predicted)."""
+    for pt in points:
+        _pixel(pt, width, height, image)
+
+
 def read_points(depth: np.ndarray, points: Sequence[KnownPoint], image: str | os.PathLike[str]) -> np.ndarray:
     """Predicted depth [H,W] at each point's nearest pixel -> float64 [N]; DataError naming the point and the image
     when it lies outside the image or on a pixel the map has no valid depth for (not finite or not positive)."""
     h, w = depth.shape
     out = np.empty(len(points))
     for i, pt in enumerate(points):
-        ix, iy = math.floor(pt.x + 0.5), math.floor(pt.y + 0.5)
-        if not (0 <= ix < w and 0 <= iy < h):
-            raise DataError(image, f"{pt.where}: pixel ({pt.x:g}, {pt.y:g}) is outside the image's {w}x{h} pixels.",
-                            f"x runs 0..{w - 1} and y 0..{h - 1}, from the top-left corner of the image as shown.")
+        ix, iy = _pixel(pt, w, h, image)
         d = float(depth[iy, ix])
         if not (math.isfinite(d) and d > 0):
             raise DataError(image, f"{pt.where}: the predicted map has no valid depth at pixel ({ix}, {iy}) "
