@@ -192,7 +192,7 @@ def resolve(width: int, height: int, *, intrinsics: str | Sequence[float] | None
     given = [o for o, v in (("--intrinsics", intrinsics), ("--focal-35mm", focal_35mm), ("--fov", fov))
              if v is not None]
     if len(given) > 1:
-        raise ConfigError(f"{' and '.join(given)} each state the camera: give one of them.")
+        raise ConfigError(f"{' and '.join(given)} each state the camera. Fix: give one of them.")
     if intrinsics is not None:
         return Camera.parse(intrinsics, width, height), "intrinsics"
     if focal_35mm is not None:
