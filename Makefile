@@ -29,7 +29,7 @@ browser-deps:
 
 ## The whole notebook pipeline on the embedded real NYU sample (CPU, minutes).
 pipeline: $(STAMP)
-	$(PY) -m depthlib.pipeline --profile $(PROFILE)
+	$(PY) -m depthlib pipeline --profile $(PROFILE)
 
 ## The whole test suite (slow and browser tests included, as CI runs it), then the fast suite again under the
 ## kernels other CPUs get: torch picks AVX2, AVX-512 or AMX kernels by CPU, and float32 sums differ between them.

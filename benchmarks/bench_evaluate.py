@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from depthlib.evaluate import evaluate  # noqa: E402
+from depthlib.evaluation.evaluate import evaluate  # noqa: E402
 from depthlib.models.heads import InverseHead  # noqa: E402
 
 

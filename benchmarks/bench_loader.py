@@ -37,8 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from depthlib.data import open_source  # noqa: E402
 from depthlib.data.dataset import make_loader  # noqa: E402
-from depthlib.data.prepared import write_prepared  # noqa: E402
 from depthlib.data.prepared_loader import PreparedTorchDataset  # noqa: E402
+from depthlib.data.prepared_write import write_prepared  # noqa: E402
 
 SAMPLES = ROOT.parent / "shared" / "data" / "nyu_samples" / "densedepth_nyu2_test"
 FULL_FRAMES = 50688 + 654

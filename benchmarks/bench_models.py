@@ -36,16 +36,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 import reference_port as ref  # noqa: E402
 
-from depthlib.config import TrainConfig  # noqa: E402
-from depthlib.atomic import atomic_write_text  # noqa: E402
-from depthlib.fastpath import FAST_ATTR, cpu_flags, cpu_has_native_bf16, cpu_name, prepare_for_inference  # noqa: E402
-from depthlib.losses import _target_value_range, densedepth_loss, gradient_l1, l1, ssim  # noqa: E402
+from depthlib.core.atomic import atomic_write_text  # noqa: E402
+from depthlib.core.config import TrainConfig  # noqa: E402
 from depthlib.models import create_model  # noqa: E402
-from depthlib.precision import to_channels_last  # noqa: E402
-from depthlib.predict import predict  # noqa: E402
-from depthlib.train_setup import make_optimizer  # noqa: E402
+from depthlib.models.fastpath import FAST_ATTR, cpu_flags, cpu_has_native_bf16, cpu_name, prepare_for_inference  # noqa: E402
 from depthlib.models.heads import make_head  # noqa: E402
-from depthlib.train_step import batch_to, forward_with_targets, targets_at  # noqa: E402
+from depthlib.models.predict import predict  # noqa: E402
+from depthlib.training.losses import _target_value_range, densedepth_loss, gradient_l1, l1, ssim  # noqa: E402
+from depthlib.training.precision import to_channels_last  # noqa: E402
+from depthlib.training.train_setup import make_optimizer  # noqa: E402
+from depthlib.training.train_step import batch_to, forward_with_targets, targets_at  # noqa: E402
 
 FLAGS_SHOWN = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
 FASTDEPTH_GMAC_224 = 0.37  # FastDepth (Wofk et al., ICRA 2019), MobileNet-NNConv5 with depthwise decoder, 224x224
@@ -54,7 +54,7 @@ FASTDEPTH_GMAC_224 = 0.37  # FastDepth (Wofk et al., ICRA 2019), MobileNet-NNCon
 # ------------------------------------------------------------------ machine
 
 def cpu_info() -> dict[str, Any]:
-    """Model name, full flag list and logical CPU count (Linux /proc/cpuinfo via depthlib.fastpath), torch's setup."""
+    """Model name, full flag list and logical CPU count (Linux /proc/cpuinfo via depthlib.models.fastpath), torch's setup."""
     return {"model": cpu_name(), "flags": sorted(cpu_flags()), "logical_cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "mkldnn": torch.backends.mkldnn.is_available(), "native_bf16": cpu_has_native_bf16(),
@@ -365,7 +365,7 @@ def markdown(res: dict[str, Any], command: str, minutes: float) -> str:
           "| contender | x reference | per-round min-max |", "|---|---|---|"]
     L += [_row(k, v) for k, v in p["ratios"].items()]
     L += ["", f"The fast copy's raw outputs equal the plain model's within {p['max_rel_diff_raw']:.1e} (relative) here "
-          "(tests/test_fastpath.py checks depths within 1e-4 m). The fast copy (`depthlib.fastpath.prepare_for_inference`, what "
+          "(tests/test_fastpath.py checks depths within 1e-4 m). The fast copy (`depthlib.models.fastpath.prepare_for_inference`, what "
           "`load_for_inference` returns) folds each Conv2d -> BatchNorm2d pair, stores weights channels_last and runs "
           "under `torch.inference_mode`."]
     fast_s = p["ratios"]["project, fast copy (default)"]["median_s"]

@@ -1,7 +1,7 @@
 """Fine-tuning the sample model on your own data: does the `own` profile leave held-out frames better or worse?
 
 For each capture of real frames (written by tests/_own_data.py in a user's layout and unit) and each candidate
-setting of 03, runs `python -m depthlib.pipeline --profile own` (01 once per capture, then 03 and 04) from
+setting of 03, runs `python -m depthlib pipeline --profile own` (01 once per capture, then 03 and 04) from
 checkpoints/sample/finetune/best.pt, in a scratch project root per capture under runs/bench_own_data/ (the
 checkout's outputs are not touched), with only the 01 source lines and the setting's 03 values given by --set.
 Each setting names every 03 value it depends on, so the results do not change when own.toml's defaults do.
@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from _own_data import SUN3D, write_nyu_tum_capture, write_sun3d_capture  # noqa: E402
-from depthlib.atomic import atomic_write_text  # noqa: E402
-from depthlib.fastpath import cpu_flags, cpu_name  # noqa: E402
+from depthlib.core.atomic import atomic_write_text  # noqa: E402
+from depthlib.models.fastpath import cpu_flags, cpu_name  # noqa: E402
 
 SAMPLE_MODEL = "checkpoints/sample/finetune/best.pt"   # own.toml's init_from and 04's previous
 CAPTURES = {
@@ -93,7 +93,7 @@ def make_project(work: Path, model: Path) -> Path:
 
 def pipeline(root: Path, only: list[str], sets: list[str], log: Path, run_name: str = "own") -> tuple[list[str], float]:
     """Run the own profile's notebooks `only` in project `root` -> (the command, seconds); its output goes to `log`."""
-    cmd = [sys.executable, "-m", "depthlib.pipeline", "--profile", "own", "--run-name", run_name, "--only", *only]
+    cmd = [sys.executable, "-m", "depthlib", "pipeline", "--profile", "own", "--run-name", run_name, "--only", *only]
     for item in sets:
         cmd += ["--set", item]
     t0 = time.perf_counter()
@@ -108,7 +108,7 @@ def pipeline(root: Path, only: list[str], sets: list[str], log: Path, run_name: 
 def last_epoch_metrics(root: Path, out_dir: Path) -> dict:
     """The last epoch's weights (last.pt) on the held-out frames, exactly as 04 evaluates "current"."""
     os.environ["DEPTH_WORKBOOK_ROOT"] = str(root)
-    from depthlib import workbook
+    from depthlib.notebook import workbook
 
     test = workbook.eval_frames("data/prepared/own.h5", "test")
     model = workbook.inference_models({"last epoch": str(out_dir / "last.pt")})
@@ -192,7 +192,7 @@ def report(results: list[dict], work: Path) -> str:
         f"Commands, in order: {commands}.",
         "",
         f"Start: `{SAMPLE_MODEL}` as `make pipeline` writes it (sha256 {model_note.get('sha256', '?')[:16]}...). "
-        "Each run is the `own` profile, `python -m depthlib.pipeline --profile own` in a scratch project root: 01 "
+        "Each run is the `own` profile, `python -m depthlib pipeline --profile own` in a scratch project root: 01 "
         "once per capture with the capture's `source_path`, `source_options` and `split_file`, then 03 and 04 with "
         "the setting's 03 values (all of them, whatever own.toml says) by `--set`. Image size [192, 256] (own.toml's; "
         "the sample model's too, so previous and current see the same input), batch size 4, SILog loss, best.pt "

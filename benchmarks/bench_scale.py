@@ -13,10 +13,10 @@ rewritten from the JSON files.
 - prep:  the calls notebook 01 makes with the `nyu` profile's parameters (read from notebooks/profiles/nyu.toml
          and the notebook's defaults; a new call in the notebook stops this script), source_path = the stand-in:
          wall, CPU, frames/s, per-frame cost and RSS at 5K / 20K / all frames, peak RSS, file size, split.
-- train: depthlib.train.fit on the prepared file, --steps steps, num_workers=2, 224x320, --model: loader wait as
+- train: depthlib.training.train.fit on the prepared file, --steps steps, num_workers=2, 224x320, --model: loader wait as
          a share of step time, RSS (main + workers) at steps 100 and 300, loader-only samples/s, and a resume
          (mid-epoch at full scale) for --resume-steps (20) more steps.
-- eval:  04's calls: the mean-depth baseline over the training frames, then depthlib.evaluate of the trained
+- eval:  04's calls: the mean-depth baseline over the training frames, then depthlib.evaluation.evaluate of the trained
          model and the baseline on the 654 test frames read from the zip (protocol densedepth): time, peak RSS.
 - kill:  the prep again into <workdir>/kill, SIGKILL at --kill-at of the frames, re-run: resumes, and the file
          must equal the prep stage's frame for frame.
@@ -132,7 +132,7 @@ def cpu_s() -> float:
 
 def nb01_params(a: argparse.Namespace, prepared: Path, figures: Path) -> dict[str, Any]:
     """Notebook 01's parameters as the `nyu` profile sets them, pointed at the stand-in and the work folder."""
-    from depthlib.pipeline import make_plan, notebook_parameters
+    from depthlib.notebook.pipeline import make_plan, notebook_parameters
 
     nb = ROOT / "notebooks" / "01_data_prep.ipynb"
     code = "\n".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code")
@@ -164,8 +164,9 @@ def probe(src: Any, every: int, hook: Callable[[int], None]) -> Any:
 
 def run_nb01(p: dict[str, Any], hook: Callable[[int], None] | None = None, every: int = 100) -> dict[str, Any]:
     """Notebook 01's cells, call for call (see notebooks/01_data_prep.ipynb) -> timings and counts."""
-    from depthlib import viz, workbook
     from depthlib.data import list_sources, open_source
+    from depthlib.figures import viz
+    from depthlib.notebook import workbook
 
     t, out = time.perf_counter(), {}
     src = open_source(p["source"], p["source_path"], **p["source_options"])
@@ -285,13 +286,13 @@ def stage_train(a: argparse.Namespace) -> dict[str, Any]:
     """fit for --steps steps with 2 loader workers; loader wait, RSS at steps 100 / 300; resume; loader-only rate."""
     import torch
 
-    from depthlib import workbook
-    from depthlib.callbacks import Callback, TrainState
-    from depthlib.checkpoint import load_checkpoint
-    from depthlib.config import DataConfig, TrainConfig
+    from depthlib.core.config import DataConfig, TrainConfig
     from depthlib.data.dataset import make_loader
     from depthlib.models import create_model
-    from depthlib.train import fit
+    from depthlib.models.checkpoint import load_checkpoint
+    from depthlib.notebook import workbook
+    from depthlib.training.callbacks import Callback, TrainState
+    from depthlib.training.train import fit
 
     shutil.rmtree(Path(a.workdir) / "train", ignore_errors=True)
     data = DataConfig(image_size=tuple(a.image_size))
@@ -373,7 +374,7 @@ def stage_train(a: argparse.Namespace) -> dict[str, Any]:
 
 def stage_eval(a: argparse.Namespace) -> dict[str, Any]:
     """04's evaluation calls on the trained model: baseline over training frames, then the 654 test frames."""
-    from depthlib import workbook
+    from depthlib.notebook import workbook
 
     prepared = str(prepared_path(a))
     sampler = Sampler()
@@ -404,8 +405,8 @@ def stage_kill(a: argparse.Namespace) -> dict[str, Any]:
     import h5py
     import numpy as np
 
+    from depthlib.core.errors import DataError
     from depthlib.data.prepared import PreparedDataset, verify_prepared
-    from depthlib.errors import DataError
 
     kdir = Path(a.workdir) / "kill"
     shutil.rmtree(kdir, ignore_errors=True)
@@ -615,7 +616,7 @@ def cost(r: dict[str, Any]) -> list[str]:
 
 def write_report(a: argparse.Namespace, results: dict[str, Any]) -> Path:
     """Replace (or add) this run's section of --out."""
-    from depthlib.atomic import atomic_write_text
+    from depthlib.core.atomic import atomic_write_text
 
     m = {**machine(), "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     section = render(a, results, m)

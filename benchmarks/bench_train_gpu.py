@@ -1,4 +1,4 @@
-"""Training throughput of depthlib.train.fit on one GPU, per speed switch, plus loader throughput.
+"""Training throughput of depthlib.training.train.fit on one GPU, per speed switch, plus loader throughput.
 
 Issue 8's measurement: DenseDepth-169 at 640x480, batch 8, images/s in fp32, bf16,
 bf16 + channels_last, bf16 + channels_last + torch.compile, on the same card; and the
@@ -28,13 +28,13 @@ from typing import Any
 
 import torch
 
-from depthlib.callbacks import Callback, TrainState
-from depthlib.config import DataConfig, TrainConfig
+from depthlib.core.config import DataConfig, TrainConfig
 from depthlib.data import open_source
 from depthlib.data.dataset import DepthDataset, make_loader
 from depthlib.data.transforms import build_transforms
 from depthlib.models import create_model
-from depthlib.train import fit
+from depthlib.training.callbacks import Callback, TrainState
+from depthlib.training.train import fit
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "fp32": {"precision": "fp32", "channels_last": False},

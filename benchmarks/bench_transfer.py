@@ -32,8 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from depthlib.atomic import atomic_write_text  # noqa: E402
-from depthlib.fastpath import cpu_flags, cpu_name  # noqa: E402
+from depthlib.core.atomic import atomic_write_text  # noqa: E402
+from depthlib.models.fastpath import cpu_flags, cpu_name  # noqa: E402
 
 MODELS = {"current": "pretrained, fine-tuned (03)", "previous": "pretrained, decoder only (02)",
           "scratch control": "scratch control", "mean-depth baseline": "mean-depth baseline (train frames)"}
@@ -62,7 +62,7 @@ def run_seed(seed: int, work: Path, prepared: Path, overrides: list[str] = ()) -
             f"04_evaluate:control={w}/scratch/best.pt", f"04_evaluate:metrics_dir={w}/figures",
             "04_evaluate:update_readme=False", "04_evaluate:require_beat_baseline=False",
             "04_evaluate:require_beat_control=False", *overrides]
-    cmd = [sys.executable, "-m", "depthlib.pipeline", "--profile", "sample", "--run-name", f"transfer/{work.name}",
+    cmd = [sys.executable, "-m", "depthlib", "pipeline", "--profile", "sample", "--run-name", f"transfer/{work.name}",
            "--only", "02", "03", "04"]
     for item in sets:
         cmd += ["--set", item]
@@ -88,7 +88,7 @@ def load_seed(work: Path, prepared: Path) -> dict:
 
 def other_scenes(work: Path, prepared: Path) -> dict:
     """{model: metrics + mean log-depth r} on OTHER_SCENES (Eigen crop, valid raw depth only, flip-averaged)."""
-    from depthlib import workbook
+    from depthlib.notebook import workbook
 
     frames = workbook.eval_frames("", "", source="bts", path=str(OTHER_SCENES))
     models = {name: workbook.inference_model(str(work / sub / "best.pt")) for name, sub in STRUCTURE.items()
@@ -121,7 +121,7 @@ def structure(checkpoint: Path, prepared: Path) -> dict:
     prediction) and the p95/p5 ratio of its depth map on two photos that are not NYU (scikit-image's)."""
     from skimage import data
 
-    from depthlib import workbook
+    from depthlib.notebook import workbook
 
     model = workbook.inference_model(str(checkpoint))
     r = workbook.log_depth_correlations(model, workbook.frames(str(prepared), "test"))
@@ -211,7 +211,7 @@ def main() -> int:
                          "compare with this machine's runs of the same seeds (run the script without this flag "
                          "first: seeds without runs/transfer/seed<S>/ get no comparison)")
     ap.add_argument("--set", action="append", default=[], metavar="NB:NAME=VALUE", dest="overrides",
-                    help="a change to the recipe, as `python -m depthlib.pipeline --set` takes it (repeatable), e.g. "
+                    help="a change to the recipe, as `python -m depthlib pipeline --set` takes it (repeatable), e.g. "
                          "02:zoom_max=1.3; runs go to runs/transfer/variant-<the settings>_seed<S>/ and need --out")
     a = ap.parse_args()
     if a.overrides and (not a.out or a.emulate_avx2):
@@ -224,7 +224,7 @@ def main() -> int:
     base = tomllib.loads((ROOT / "notebooks" / "profiles" / "sample.toml").read_text())
     prepared = ROOT / base["common"]["prepared_path"]
     if not prepared.is_file():
-        subprocess.run([sys.executable, "-m", "depthlib.pipeline", "--profile", "sample", "--only", "01"], cwd=ROOT, check=True)
+        subprocess.run([sys.executable, "-m", "depthlib", "pipeline", "--profile", "sample", "--only", "01"], cwd=ROOT, check=True)
     variant = ("variant-" + re.sub(r"[^A-Za-z0-9.=-]+", "-", "_".join(a.overrides)) + "_") if a.overrides else ""
     work = {s: ROOT / "runs" / "transfer" / f"{'avx2_' if a.emulate_avx2 else ''}{variant}seed{s}" for s in a.seeds}
     runs = {s: load_seed(w, prepared) if a.reuse and (w / "figures" / "metrics.json").is_file()
@@ -268,7 +268,7 @@ def main() -> int:
         "does not enter), and p95/p5 of the predicted depth on scikit-image's astronaut and coffee photos (a map of "
         "one distance gives 1.0). Issue 11's bars: r >= 0.5 on every frame, p95/p5 >= 1.5 on both photos. "
         "Edge band: on the whole test frames as `predict` returns them, the mean log error in the outer 8 px of a "
-        "side minus that 32-48 px in (depthlib.metrics.edge_band), the side with the largest magnitude, averaged "
+        "side minus that 32-48 px in (depthlib.evaluation.metrics.edge_band), the side with the largest magnitude, averaged "
         "over the frames (negative: a band predicted nearer than the scene; issue 12's test allows 0.1).",
         "",
         structure_table(runs),

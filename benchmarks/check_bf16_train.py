@@ -6,7 +6,7 @@ same loss as fp32 within 2 %. Both runs train the sample profile's light model (
 the prepared sample, same seed, same batches.
 
     nice -n 15 .venv/bin/python benchmarks/check_bf16_train.py --write benchmarks/RESULTS_bf16_train.md  # ~3 min
-    nice -n 15 .venv/bin/python -m depthlib.pipeline --profile sample --only 01   # first, if the .h5 is missing
+    nice -n 15 .venv/bin/python -m depthlib pipeline --profile sample --only 01   # first, if the .h5 is missing
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from depthlib.atomic import atomic_write_text  # noqa: E402
-from depthlib.config import DataConfig, TrainConfig  # noqa: E402
-from depthlib.fastpath import cpu_flags, cpu_has_native_bf16, cpu_name  # noqa: E402
+from depthlib.core.atomic import atomic_write_text  # noqa: E402
+from depthlib.core.config import DataConfig, TrainConfig  # noqa: E402
 from depthlib.models import create_model  # noqa: E402
-from depthlib.train import fit  # noqa: E402
-from depthlib.workbook import training_sets  # noqa: E402
+from depthlib.models.fastpath import cpu_flags, cpu_has_native_bf16, cpu_name  # noqa: E402
+from depthlib.training.train import fit  # noqa: E402
+from depthlib.training.train_setup import training_sets  # noqa: E402
 
 
 def run(precision: str, args: argparse.Namespace) -> list[float]:

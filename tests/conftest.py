@@ -73,7 +73,7 @@ def sample_project(tmp_path_factory) -> Path:
     the model a user has after the demo (transfer, own data, the pipeline's outputs) shares this one run: under
     pytest-xdist the first worker to ask runs it while holding a lock, and the others wait and take its root.
     """
-    from depthlib.pipeline import make_plan, run
+    from depthlib.notebook.pipeline import make_plan, run
 
     base = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):

@@ -26,7 +26,7 @@ import nbformat
 import pytest
 
 from _tiny_checkpoint import tiny_checkpoint
-from depthlib.explorer_figures import Layout
+from depthlib.figures.explorer import Layout
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(900)]
 
@@ -186,7 +186,7 @@ def _readout_xy(page: Any) -> tuple[int, int]:
 
 def _expected_scores(lab: dict[str, Any], frame: int) -> list[str]:
     """The metrics the explorer's table must show for `frame` (both checkpoints), computed here."""
-    from depthlib.widgets import explore
+    from depthlib.notebook.widgets import explore
 
     folder = lab["folder"]
     ex = explore(source=DATA[0], path=DATA[1], split=DATA[2], current=folder / "current.pt",

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from depthlib import __version__
-from depthlib.checkpoint import (
+from depthlib.models.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
     clean_state_dict,
@@ -240,8 +240,8 @@ def test_zero_byte_checkpoint_is_named(tmp_path):
 
 
 def test_a_missing_checkpoint_says_where_a_relative_path_was_looked_for(tmp_path):
-    from depthlib.checkpoint import load_checkpoint
-    from depthlib.errors import CheckpointError
+    from depthlib.core.errors import CheckpointError
+    from depthlib.models.checkpoint import load_checkpoint
 
     with pytest.raises(CheckpointError, match="no such checkpoint file") as e:
         load_checkpoint(tmp_path / "nope.pt")   # absolute (as the CLI passes it, from the working directory)

@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 
 from _tiny_checkpoint import tiny_checkpoint
-from depthlib.checkpoint import load_model
 from depthlib.cli import NYU_INTRINSICS, backproject, main, scaled_intrinsics
-from depthlib.viz import colorize
-from depthlib.errors import ConfigError, DataError
-from depthlib.predict import predict
+from depthlib.core.errors import ConfigError, DataError
+from depthlib.figures.viz import colorize
+from depthlib.models.checkpoint import load_model
+from depthlib.models.predict import predict
 
 ROOT = Path(__file__).resolve().parent.parent
 _REL = Path("data/nyu2_test/00000_colors.png")
@@ -171,7 +171,7 @@ def test_bad_intrinsics_text(odd_png: Path, ckpt: Path, tmp_path: Path, capsys: 
 
 def test_a_bad_device_setting_says_the_fix_as_a_setting() -> None:
     # Notebooks and profiles pass device=...: the fix is a setting there, not a command-line flag.
-    from depthlib.distributed import resolve_device
+    from depthlib.core.distributed import resolve_device
     with pytest.raises(ConfigError, match=r"device='tpu' is not a device depthlib runs on\. "
                                           r"Fix: set device='auto' or 'cpu' or 'cuda' or 'cuda:N'"):
         resolve_device("tpu")
@@ -213,7 +213,7 @@ def test_bad_settings_are_refused_before_anything_is_written(odd_png: Path, ckpt
         assert main(["predict", str(odd_png), "--checkpoint", str(ckpt), "--out", str(out), "--device", "cuda"]) == 2
         assert "--device cuda but no CUDA GPU is visible. Fix: --device auto or --device cpu." in capsys.readouterr().err
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("depthlib.fastpath.cpu_has_native_bf16", lambda: False)
+        mp.setattr("depthlib.models.fastpath.cpu_has_native_bf16", lambda: False)
         assert main(["predict", str(odd_png), "--checkpoint", str(ckpt), "--out", str(out), "--bf16"]) == 2
     assert "has no native bfloat16" in capsys.readouterr().err
     assert not out.exists()
@@ -346,7 +346,7 @@ def test_a_folder_is_predicted_in_batches_with_decoding_in_a_thread(odd_png: Pat
         batches.append(len(x))
         return predict(model, x, **kw)
 
-    monkeypatch.setattr("depthlib.predict.predict", counting_predict)
+    monkeypatch.setattr("depthlib.models.predict.predict", counting_predict)
     one = cli.predict_images([str(photos)], checkpoint=str(ckpt), out=str(tmp_path / "one"), progress=False,
                              batch_size=1)
     assert batches == [1, 1, 1, 1]

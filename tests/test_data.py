@@ -11,14 +11,14 @@ import pytest
 import torch
 from PIL import Image
 
-from depthlib.config import DataConfig
+from depthlib.core.config import DataConfig
 from depthlib.data import Frame, frame_to_sample, open_source
 from depthlib.data.dataset import DepthDataset, make_loader, read_split_file, split_indices
 from depthlib.data.io import read_depth_png, write_depth_png
 from depthlib.data.synthetic import box_scene, plane_depth, plane_scene
 from depthlib.data.transforms import (BorderCrop, RandomChannelSwap, RandomHorizontalFlip, Resize, build_transforms,
                                       detect_white_border)
-from depthlib.errors import ConfigError, DataError
+from depthlib.core.errors import ConfigError, DataError
 
 
 def _zip_of(folder: Path, out: Path, skip: set[str] = frozenset()) -> Path:

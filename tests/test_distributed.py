@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from _train_helpers import DDP_RUN, SynthDepth, cfg, tiny_model, weights
-from depthlib import distributed as D
-from depthlib.checkpoint import load_checkpoint
-from depthlib.train import fit
+from depthlib.core import distributed as D
+from depthlib.models.checkpoint import load_checkpoint
+from depthlib.training.train import fit
 
 HELPER = Path(__file__).with_name("_train_helpers.py")
 

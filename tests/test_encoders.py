@@ -12,7 +12,7 @@ import pytest
 import torch
 import torchvision
 
-from depthlib.errors import CheckpointError, ConfigError
+from depthlib.core.errors import CheckpointError, ConfigError
 from depthlib.models import create_model
 from depthlib.models import encoders as E
 from depthlib.models.weights import WeightsSpec, resolve_weights

@@ -1,4 +1,4 @@
-"""depthlib.protocols / evaluate / report: crops, masks, DenseDepth's upsampling, streaming == all-at-once."""
+"""depthlib.evaluation.protocols / evaluate / report: crops, masks, DenseDepth's upsampling, streaming == all-at-once."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from depthlib.errors import ConfigError, DataError
-from depthlib.evaluate import EvalResult, evaluate
-from depthlib.metrics import METRIC_NAMES, depth_metrics
+from depthlib.core.errors import ConfigError, DataError
+from depthlib.evaluation.evaluate import EvalResult, evaluate
+from depthlib.evaluation.metrics import METRIC_NAMES, depth_metrics
+from depthlib.evaluation.protocols import PROTOCOLS, Protocol, get_protocol, list_protocols
 from depthlib.models.heads import InverseHead
-from depthlib.protocols import PROTOCOLS, Protocol, get_protocol, list_protocols
-from depthlib.report import (comparison_table, error_maps, headline, read_metrics_json, worst_table,
+from depthlib.evaluation.report import (comparison_table, error_maps, headline, read_metrics_json, worst_table,
                              write_metrics_json)
 
 from test_metrics import np_metrics
@@ -76,7 +76,7 @@ class ListDataset(Dataset):
 
 
 def full_res_prediction(model: FakeModel, ds: ListDataset, p: Protocol, flip: bool) -> torch.Tensor:
-    """All predictions at once [N,1,H,W] float64, flip averaging written out here (not depthlib.predict)."""
+    """All predictions at once [N,1,H,W] float64, flip averaging written out here (not depthlib.models.predict)."""
     x = torch.stack([s["image"] for s in ds.samples])
     with torch.no_grad():
         d = model.head.to_depth(model(x))
@@ -89,7 +89,7 @@ def full_res_prediction(model: FakeModel, ds: ListDataset, p: Protocol, flip: bo
 
 
 def reference(model: FakeModel, ds: ListDataset, p: Protocol, flip: bool) -> dict[str, float]:
-    """Non-streaming: every prediction held at once, NumPy metrics (no depthlib.metrics)."""
+    """Non-streaming: every prediction held at once, NumPy metrics (no depthlib.evaluation.metrics)."""
     d = full_res_prediction(model, ds, p, flip)
     g = torch.stack([s["depth"] for s in ds.samples]).double()
     v = torch.stack([s["valid"] for s in ds.samples])

@@ -11,12 +11,12 @@ import torch
 from PIL import Image
 
 from _tiny_checkpoint import tiny_checkpoint
-from depthlib.checkpoint import load_model
 from depthlib.cli import main
-from depthlib.errors import ConfigError
-from depthlib.export import ExportError, check_onnx, export_onnx, run_onnx
+from depthlib.core.errors import ConfigError
 from depthlib.inference import load_for_inference
-from depthlib.predict import predict
+from depthlib.inference.export import ExportError, check_onnx, export_onnx, run_onnx
+from depthlib.models.checkpoint import load_model
+from depthlib.models.predict import predict
 
 ROOT = Path(__file__).resolve().parent.parent
 FRAME = ROOT / "data" / "sample" / "data" / "nyu2_test" / "00000_colors.png"  # a real 640x480 NYU frame

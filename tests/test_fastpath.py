@@ -6,15 +6,15 @@ import pytest
 import torch
 from torch import nn
 
-from depthlib import fastpath
-from depthlib.checkpoint import save_checkpoint
-from depthlib.config import TrainConfig, to_dict
-from depthlib.errors import ConfigError
-from depthlib.fastpath import FAST_ATTR, fold_batchnorm, prepare_for_inference
+from depthlib.core.config import TrainConfig, to_dict
+from depthlib.core.errors import ConfigError
 from depthlib.inference import load_for_inference
+from depthlib.models import fastpath
 from depthlib.models import create_model
 from depthlib.models.adapter import InputAdapter
-from depthlib.predict import predict
+from depthlib.models.checkpoint import save_checkpoint
+from depthlib.models.fastpath import FAST_ATTR, fold_batchnorm, prepare_for_inference
+from depthlib.models.predict import predict
 
 
 @pytest.fixture(autouse=True)

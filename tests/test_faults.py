@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from _train_helpers import KILLABLE, Recorder, SynthDepth, cfg, tiny_model, weights
-from depthlib.callbacks import Callback, TrainState
-from depthlib.checkpoint import load_checkpoint
-from depthlib.errors import CheckpointError
-from depthlib.train import NonFiniteLossError, fit
+from depthlib.core.errors import CheckpointError
+from depthlib.models.checkpoint import load_checkpoint
+from depthlib.training.callbacks import Callback, TrainState
+from depthlib.training.train import NonFiniteLossError, fit
 
 HELPER = Path(__file__).with_name("_train_helpers.py")
 

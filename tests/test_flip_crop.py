@@ -10,7 +10,7 @@ from torch import Tensor
 from _tiny_checkpoint import tiny_checkpoint
 from depthlib.data import frame_to_sample, open_source
 from depthlib.inference import load_for_inference
-from depthlib.predict import predict
+from depthlib.models.predict import predict
 
 SIZE = [192, 256]          # the default training input (DataConfig.image_size)
 T, B, L, R = 6, 6, 7, 8    # NYU's white border: rows 0-5 / 474-479, columns 0-6 / 632-639

@@ -17,7 +17,7 @@ import gpu_check  # noqa: E402
 
 
 def test_derived_profile_moves_every_project_path_and_plans(tmp_path: Path) -> None:
-    from depthlib.pipeline import make_plan
+    from depthlib.notebook.pipeline import make_plan
 
     prof = gpu_check.derived_profile(tmp_path)
     plan = {"sizes": {"pipeline_sets": gpu_check.TOY.pipeline_sets}, "device": "cpu", "toy": True, "pretrained": False,

@@ -11,9 +11,9 @@ from typing import Iterator
 import pytest
 
 from conftest import ROOT
-from depthlib.lock import LockError, hold_lock
+from depthlib.core.lock import LockError, hold_lock
 
-HOLDER = "import sys, time; from depthlib.lock import hold_lock\nwith hold_lock(sys.argv[1], 'x'):\n    print('held', flush=True); time.sleep(120)"
+HOLDER = "import sys, time; from depthlib.core.lock import hold_lock\nwith hold_lock(sys.argv[1], 'x'):\n    print('held', flush=True); time.sleep(120)"
 
 
 @pytest.fixture()
@@ -48,7 +48,7 @@ def test_a_live_holder_is_named_and_a_dead_ones_lock_is_taken_over(tmp_path: Pat
 
 
 def test_a_second_pipeline_run_of_a_profile_is_refused(tmp_path: Path, holder, capsys) -> None:
-    from depthlib import pipeline
+    from depthlib.notebook import pipeline
 
     plan = pipeline.make_plan("ci", only=["05"])
     plan.run_dir = tmp_path / "runs" / "ci"
@@ -69,7 +69,7 @@ def test_a_second_pipeline_run_of_a_profile_is_refused(tmp_path: Path, holder, c
 
 def test_a_second_writer_of_a_prepared_file_is_refused(sample_dir: Path, tmp_path: Path) -> None:
     from depthlib.data import open_source
-    from depthlib.data.prepared import write_prepared
+    from depthlib.data.prepared_write import write_prepared
 
     src = open_source("bts", sample_dir / "raw_depth")
     out = tmp_path / "p.h5"

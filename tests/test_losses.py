@@ -11,8 +11,8 @@ import torch
 from scipy import ndimage
 from skimage.metrics import structural_similarity
 
-from depthlib.losses import LOSSES, densedepth_loss, gradient_l1, l1, silog_loss, ssi_loss, ssim
 from depthlib.models.heads import InverseHead, LinearHead, LogHead, make_head
+from depthlib.training.losses import LOSSES, densedepth_loss, gradient_l1, l1, silog_loss, ssi_loss, ssim
 
 INV = InverseHead(min_depth=0.1, max_depth=10.0)
 SK = dict(gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
@@ -242,7 +242,7 @@ def test_low_precision_inputs_and_autocast_give_the_float32_loss(name):
 @pytest.mark.parametrize("name", ["silog", "silog_grad"])
 def test_log_losses_stay_finite_for_huge_log_head_outputs(name):
     # exp(100) overflows float32: the log head's raw output is used as log depth directly, never exp'd and log'd.
-    from depthlib.losses import LOSSES
+    from depthlib.training.losses import LOSSES
 
     head = make_head("log")
     pred = torch.full((1, 1, 8, 8), 100.0, requires_grad=True)
@@ -253,7 +253,7 @@ def test_log_losses_stay_finite_for_huge_log_head_outputs(name):
 
 
 def test_log_gradient_loss_is_scale_invariant_and_sees_edges():
-    from depthlib.losses import log_gradient_loss
+    from depthlib.training.losses import log_gradient_loss
 
     head = make_head("log")
     target = torch.ones(1, 1, 16, 16) * 2.0

@@ -1,4 +1,4 @@
-"""depthlib.metrics and depthlib.align: hand-computed cases, an independent NumPy reference, alignment recovery."""
+"""depthlib.evaluation.metrics and .align: hand-computed cases, an independent NumPy reference, alignment recovery."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from depthlib.align import align, fit_scale_shift
-from depthlib.errors import ConfigError, DataError
-from depthlib.metrics import METRIC_NAMES, depth_metrics
+from depthlib.core.errors import ConfigError, DataError
+from depthlib.evaluation.align import align, fit_scale_shift
+from depthlib.evaluation.metrics import METRIC_NAMES, depth_metrics
 
 
 def np_metrics(p: np.ndarray, g: np.ndarray) -> dict[str, float]:
@@ -221,7 +221,7 @@ def test_delta_thresholds_are_strict_at_exactly_1_25_to_the_k() -> None:
 
 
 def test_log_depth_pearson_matches_numpy_and_ignores_scale():
-    from depthlib.metrics import log_depth_pearson
+    from depthlib.evaluation.metrics import log_depth_pearson
 
     g = torch.Generator().manual_seed(0)
     target = torch.rand(1, 1, 12, 16, generator=g) * 4 + 0.5
@@ -241,7 +241,7 @@ def test_log_depth_pearson_matches_numpy_and_ignores_scale():
 
 
 def test_edge_band_finds_a_frame_along_one_side_and_ignores_a_smooth_drift():
-    from depthlib.metrics import edge_band
+    from depthlib.evaluation.metrics import edge_band
 
     h, w = 120, 160
     yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")

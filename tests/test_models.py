@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from depthlib.errors import ConfigError, DataError
+from depthlib.core.errors import ConfigError, DataError
 from depthlib.models import HEADS, create_model, list_models, make_head
 
 # Small settings per model for the tests that build many models; any registered model missing

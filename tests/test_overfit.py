@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from depthlib.config import DataConfig, TrainConfig
+from depthlib.core.config import DataConfig, TrainConfig
 from depthlib.data import open_source
 from depthlib.data.dataset import DepthDataset, MappedDataset
 from depthlib.data.transforms import build_transforms
-from depthlib.metrics import depth_metrics
+from depthlib.evaluation.metrics import depth_metrics
 from depthlib.models import create_model
-from depthlib.predict import predict
-from depthlib.train import fit
+from depthlib.models.predict import predict
+from depthlib.training.train import fit
 
 
 class _Cached(torch.utils.data.Dataset):

@@ -13,9 +13,9 @@ from PIL import Image
 
 from _own_data import CAPTURE_SIZE, TUM_SCALE, write_nyu_tum_capture
 from conftest import fresh_project, project_at
-from depthlib.checkpoint import load_checkpoint
-from depthlib.errors import ConfigError
-from depthlib.pipeline import main, make_plan
+from depthlib.core.errors import ConfigError
+from depthlib.models.checkpoint import load_checkpoint
+from depthlib.notebook.pipeline import main, make_plan
 
 SAMPLE_MODEL = "checkpoints/sample/finetune/best.pt"   # what `make pipeline` writes; own.toml's init_from
 # How much worse "current" may read than "previous" on the held-out frames and still count as no worse. Both run

@@ -12,11 +12,12 @@ import pytest
 from PIL import Image
 
 from _own_data import TUM_SCALE, resized, write_tum_folder
+from depthlib.core.errors import DataError
 from depthlib.data import open_source
-from depthlib.data.prepared import PreparedDataset, write_prepared
+from depthlib.data.prepared import PreparedDataset
+from depthlib.data.prepared_write import write_prepared
 from depthlib.data.select import select_frames
-from depthlib.errors import DataError
-from depthlib.workbook import split_labels
+from depthlib.notebook.workbook import split_labels
 
 LABELED_01MM = "labeled_full_depth_depth2hha_python/0.png"   # NYU labeled frame #1, uint16 in 0.1 mm
 

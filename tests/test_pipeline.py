@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, SAMPLE_RUN_OVERRIDES, project_at
-from depthlib.errors import ConfigError
-from depthlib.metrics import METRIC_NAMES
-from depthlib.pipeline import NOTEBOOKS, make_plan, notebook_parameters, run
+from depthlib.core.errors import ConfigError
+from depthlib.evaluation.metrics import METRIC_NAMES
+from depthlib.notebook.pipeline import NOTEBOOKS, make_plan, notebook_parameters, run
 
 
 def _profile(tmp_path, text: str) -> str:
@@ -83,7 +83,7 @@ def test_overrides_and_only():
     (["--set", "02:=3"], r"NOTEBOOK:name=value"),
 ])
 def test_unknown_notebooks_are_refused_with_a_message_and_exit_2(argv, message, capsys):
-    from depthlib.pipeline import main
+    from depthlib.notebook.pipeline import main
 
     assert main(["--profile", "ci", "--dry-run", *argv]) == 2
     err = capsys.readouterr().err
@@ -125,9 +125,9 @@ def _metrics_are_plausible(name: str, m: dict) -> None:
 @pytest.mark.slow
 def test_sample_profile_runs_every_notebook_in_a_fresh_root(sample_project, capsys):
     """`make pipeline` in a root with no earlier outputs (nothing to resume), and what it writes holds up."""
-    from depthlib.evaluate import EvalResult
-    from depthlib.report import comparison_table
-    from depthlib.workbook import README_END, README_START
+    from depthlib.evaluation.evaluate import EvalResult
+    from depthlib.evaluation.report import comparison_table
+    from depthlib.notebook.workbook import README_END, README_START
 
     root = sample_project
     out = (root / "pipeline.log").read_text()
@@ -184,9 +184,9 @@ def test_sample_profile_runs_every_notebook_in_a_fresh_root(sample_project, caps
 
 def test_readme_results_are_what_the_code_makes_of_the_committed_metrics(tmp_path):
     """metrics.json -> comparison table -> metrics.md and the README block, regenerated here and compared."""
-    from depthlib.evaluate import EvalResult
-    from depthlib.report import comparison_table
-    from depthlib.workbook import update_readme
+    from depthlib.evaluation.evaluate import EvalResult
+    from depthlib.evaluation.report import comparison_table
+    from depthlib.notebook.workbook import update_readme
 
     outputs = tomllib.loads((ROOT / "notebooks/profiles/sample.toml").read_text())["outputs"]
     metrics = json.loads((ROOT / outputs["metrics"]).read_text())
@@ -228,16 +228,16 @@ def test_fresh_starts_training_over():
 
 
 def test_every_pipeline_command_of_the_readme_resolves(capsys):
-    """Each `python -m depthlib.pipeline ...` line of the README runs as written (here with --dry-run)."""
+    """Each `python -m depthlib pipeline ...` line of the README runs as written (here with --dry-run)."""
     import shlex
 
-    from depthlib.pipeline import main
+    from depthlib.cli import main  # `python -m depthlib ARGS` runs depthlib.cli.main(ARGS)
 
     lines = [ln.split("#")[0] for ln in (ROOT / "README.md").read_text().splitlines()
-             if ln.startswith(".venv/bin/python -m depthlib.pipeline")]
+             if ln.startswith(".venv/bin/python -m depthlib pipeline")]
     assert len(lines) >= 4
     for ln in lines:
-        argv = shlex.split(ln)[3:]
+        argv = shlex.split(ln)[3:]  # "pipeline", then its arguments
         assert main([*argv, "--dry-run"] if "--dry-run" not in argv else argv) == 0, ln
         steps = json.loads(capsys.readouterr().out)
         if "--set" in argv and "02:epochs=5" in argv:  # "retrain 02 for 5 epochs, fine-tune that"
@@ -246,7 +246,7 @@ def test_every_pipeline_command_of_the_readme_resolves(capsys):
 
 
 def test_notices_printed_by_a_notebook_are_found():
-    from depthlib.notices import PREFIX, notices_in
+    from depthlib.core.notices import PREFIX, notices_in
 
     nb = {"cells": [{"cell_type": "code", "outputs": [
         {"output_type": "stream", "name": "stdout", "text": ["epoch 1\n", f"{PREFIX}nothing to train\n"]},
@@ -267,7 +267,7 @@ def test_pipeline_kernels_are_encrypted_and_shut_down_without_sigint(tmp_path):
     import os
     import signal
 
-    from depthlib.pipeline_kernel import PipelineKernelManager
+    from depthlib.notebook.pipeline_kernel import PipelineKernelManager
 
     flag, err_path = tmp_path / "child.txt", tmp_path / "kernel.err"
     # a process the kernel starts shares its process group, which is what jupyter_client interrupts
@@ -310,7 +310,7 @@ def test_log_output_shows_what_the_notebooks_print(monkeypatch, capsys):
     # --log-output promised the notebooks' output in the terminal, but papermill logs it at INFO with no handler.
     import logging
 
-    from depthlib import pipeline
+    from depthlib.notebook import pipeline
 
     def fake_run(plan, log_output, stream):
         logging.getLogger("papermill").info("a line a notebook printed")

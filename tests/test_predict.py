@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from depthlib.errors import ConfigError
+from depthlib.core.errors import ConfigError
 from depthlib.models import create_model, list_models
 from depthlib.models.heads import LinearHead, LogHead
-from depthlib.predict import predict
+from depthlib.models.predict import predict
 
 SMALL = {
     "densedepth": {"encoder": "densenet121", "width": 0.25},

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 import torch
 
+from depthlib.core.errors import DataError
 from depthlib.data import open_source
 from depthlib.data.dataset import make_loader
 from depthlib.data.frame import Frame
-from depthlib.data.prepared import PreparedDataset, write_prepared
+from depthlib.data.prepared import PreparedDataset
 from depthlib.data.prepared_loader import PreparedTorchDataset
+from depthlib.data.prepared_write import write_prepared
 from depthlib.data.select import select_frames
-from depthlib.errors import DataError
 
 
 class _Source:

@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from depthlib.core.errors import DataError
 from depthlib.data import open_source
+from depthlib.data.frame import Frame
 from depthlib.data.holes import fill_holes
 from depthlib.data.io import read_depth_png
 from depthlib.data.kinect import disparity_to_metres, register_depth
 from depthlib.data.labeled_mat import read_splits
 from depthlib.data.raw_kinect import read_pgm_disparity, read_raw_pair
 from depthlib.data.select import SubsetSource, select_frames
-from depthlib.errors import DataError
-from depthlib.data.frame import Frame
 
 RAW = "raw_kinect_open3d"
 

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from _train_helpers import Recorder, SynthDepth, cfg, tiny_model
-from depthlib.callbacks import Callback, TrainState
-from depthlib.checkpoint import load_checkpoint
-from depthlib.errors import ConfigError
-from depthlib import train
-from depthlib.train import fit
-from depthlib.train_setup import lr_factor
+from depthlib.core.errors import ConfigError
+from depthlib.models.checkpoint import load_checkpoint
+from depthlib.training import train
+from depthlib.training.callbacks import Callback, TrainState
+from depthlib.training.train import fit
+from depthlib.training.train_setup import lr_factor
 
 
 class GroupRates(Callback):

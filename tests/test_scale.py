@@ -7,15 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from depthlib import workbook
+from depthlib.core.distributed import ShardSampler
+from depthlib.core.errors import DataError
 from depthlib.data import densedepth, open_source
 from depthlib.data.dataset import scene_split
 from depthlib.data.holes import FilledSource
-from depthlib.data.prepared import PreparedDataset, write_prepared
+from depthlib.data.prepared import PreparedDataset
+from depthlib.data.prepared_write import write_prepared
 from depthlib.data.select import SubsetSource
 from depthlib.data.standin import StandinSettings, write_standin
-from depthlib.distributed import ShardSampler
-from depthlib.errors import DataError
+from depthlib.notebook import workbook
 
 TINY = StandinSettings(size=(48, 64))
 

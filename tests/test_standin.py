@@ -17,12 +17,13 @@ import pytest
 import torch
 from PIL import Image
 
+from depthlib.core.errors import DataError
 from depthlib.data import open_source
-from depthlib.data.prepared import PreparedDataset, verify_prepared, write_prepared
+from depthlib.data.prepared import PreparedDataset, verify_prepared
 from depthlib.data.prepared_loader import PreparedTorchDataset
+from depthlib.data.prepared_write import write_prepared
 from depthlib.data.select import SubsetSource
 from depthlib.data.standin import StandinSettings, scene_plan, eigen_test_indices, write_standin
-from depthlib.errors import DataError
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = StandinSettings(size=(48, 64))
@@ -99,7 +100,7 @@ _CHILD = """
 import sys, time
 from depthlib.data import open_source
 from depthlib.data.densedepth import DenseDepthSource
-from depthlib.data.prepared import write_prepared
+from depthlib.data.prepared_write import write_prepared
 
 def slow_read(self, i):
     sys.stdout.write(f"{i}\\n")  # one write per line: the reader threads print concurrently

@@ -11,14 +11,14 @@ import pytest
 import torch
 
 from _train_helpers import Recorder, SynthDepth, cfg, tiny_model, weights
-from depthlib import precision
-from depthlib.checkpoint import load_checkpoint, load_model, save_checkpoint
-from depthlib.config import TrainConfig
-from depthlib.errors import CheckpointError, ConfigError
+from depthlib.core.config import TrainConfig
+from depthlib.core.errors import CheckpointError, ConfigError
 from depthlib.models import create_model
-from depthlib.train import fit
-from depthlib.train_setup import lr_factor
-from depthlib.train_step import gpu_augment, targets_at
+from depthlib.models.checkpoint import load_checkpoint, load_model, save_checkpoint
+from depthlib.training import precision
+from depthlib.training.train import fit
+from depthlib.training.train_setup import lr_factor
+from depthlib.training.train_step import gpu_augment, targets_at
 
 
 def _close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], rtol: float, atol: float) -> None:
@@ -220,7 +220,7 @@ def test_tensorboard_scalars_and_prediction_images(tmp_path):
 def test_tensorboard_event_file_is_closed_when_training_raises(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from depthlib.callbacks import Callback, TensorBoardLogger
+    from depthlib.training.callbacks import Callback, TensorBoardLogger
 
     class Boom(Callback):
         def on_step_end(self, state):
@@ -244,8 +244,8 @@ class _Pids(SynthDepth):
 @pytest.mark.timeout(120)
 def test_loader_workers_start_once_a_run_and_stop_with_it(tmp_path, monkeypatch):
     # Validation built a loader per epoch: num_workers processes started and stopped every epoch.
-    from depthlib import train, train_step
-    from depthlib.callbacks import Callback
+    from depthlib.training import train, train_step
+    from depthlib.training.callbacks import Callback
 
     pids: dict[str, set[int]] = {"train": set(), "val": set()}
     for mod, kind in ((train, "train"), (train_step, "val")):
@@ -274,7 +274,7 @@ def test_loader_workers_start_once_a_run_and_stop_with_it(tmp_path, monkeypatch)
 
 
 def test_train_cli_runs_fit_on_the_prepared_sets(tmp_path, monkeypatch, capsys):
-    from depthlib import train_cli, workbook
+    from depthlib.training import train_cli, train_setup
 
     seen = {}
 
@@ -282,7 +282,7 @@ def test_train_cli_runs_fit_on_the_prepared_sets(tmp_path, monkeypatch, capsys):
         seen["path"], seen["size"] = path, data_cfg.image_size
         return {"train": SynthDepth(4), "val": SynthDepth(2, seed=1)}
 
-    monkeypatch.setattr(workbook, "training_sets", fake_sets)
+    monkeypatch.setattr(train_setup, "training_sets", fake_sets)
     argv = ["--prepared", "x.h5", "--model", "unet", "--model-kwargs", '{"width": 4, "depth": 2}',
             "--data", "image_size=[24,24]", "--train", "epochs=1", "batch_size=2", "device=cpu",
             "progress=false", f"out_dir={tmp_path}", "precision=bf16"]
@@ -297,9 +297,9 @@ def test_train_cli_runs_fit_on_the_prepared_sets(tmp_path, monkeypatch, capsys):
 
 def test_train_cli_fine_tunes_the_architecture_init_from_holds(tmp_path, monkeypatch, capsys):
     # A user trial fine-tuned the sample checkpoint with train_cli: without --model it built a U-Net and was refused.
-    from depthlib import train_cli, workbook
+    from depthlib.training import train_cli, train_setup
 
-    monkeypatch.setattr(workbook, "training_sets", lambda path, data_cfg: {"train": SynthDepth(4), "val": None})
+    monkeypatch.setattr(train_setup, "training_sets", lambda path, data_cfg: {"train": SynthDepth(4), "val": None})
     first = ["--prepared", "x.h5", "--model-kwargs", '{"width": 4, "depth": 2, "head": "log"}', "--data",
              "image_size=[24,24]", "--train", "epochs=1", "batch_size=2", "device=cpu", "progress=false"]
     assert train_cli.main([*first, f"out_dir={tmp_path / 'a'}"]) == 0
@@ -311,7 +311,7 @@ def test_train_cli_fine_tunes_the_architecture_init_from_holds(tmp_path, monkeyp
 
 
 def test_init_from_another_architecture_is_a_clear_error(tmp_path):
-    from depthlib.errors import CheckpointError
+    from depthlib.core.errors import CheckpointError
 
     save_checkpoint(tmp_path / "tiny.pt", model=tiny_model())
     with pytest.raises(CheckpointError, match="holds a 'tiny' model but fit got 'unet'"):
@@ -332,9 +332,9 @@ def test_resume_refuses_an_out_dir_of_a_different_run(tmp_path):
 
 def test_train_cli_with_one_seed_repeats_exactly(tmp_path, monkeypatch):
     # The model's initial weights are drawn after the seed: two runs with one seed give identical checkpoints.
-    from depthlib import train_cli, workbook
+    from depthlib.training import train_cli, train_setup
 
-    monkeypatch.setattr(workbook, "training_sets", lambda path, data_cfg: {"train": SynthDepth(4), "val": SynthDepth(2, seed=1)})
+    monkeypatch.setattr(train_setup, "training_sets", lambda path, data_cfg: {"train": SynthDepth(4), "val": SynthDepth(2, seed=1)})
     outs = []
     for run in ("a", "b", "c"):
         seed = 3 if run != "c" else 4
@@ -392,7 +392,7 @@ def test_last_pt_that_fit_did_not_write_is_explained(tmp_path, kind):
 
 
 def test_adam_runs_fused_by_default_and_refuses_unknown_impls(tmp_path):
-    from depthlib.train_setup import make_optimizer
+    from depthlib.training.train_setup import make_optimizer
 
     opt = make_optimizer(_unet(), cfg(tmp_path))
     assert opt.param_groups[0]["fused"] is True and TrainConfig().channels_last is True
@@ -401,7 +401,7 @@ def test_adam_runs_fused_by_default_and_refuses_unknown_impls(tmp_path):
 
 
 def test_encoder_lr_mult_gives_the_encoder_its_own_rate(tmp_path):
-    from depthlib.train_setup import make_optimizer
+    from depthlib.training.train_setup import make_optimizer
 
     model = create_model("densedepth", encoder="efficientnet_lite0", width=0.25)
     opt = make_optimizer(model, cfg(tmp_path, lr=1e-3, encoder_lr_mult=0.1))
@@ -415,8 +415,8 @@ def test_encoder_lr_mult_gives_the_encoder_its_own_rate(tmp_path):
     assert len(make_optimizer(frozen, cfg(tmp_path, lr=1e-3, encoder_lr_mult=0.1)).param_groups) == 1
 
 def _tiny_prepared(sample_dir, tmp_path) -> str:
-    from depthlib import workbook
     from depthlib.data import open_source
+    from depthlib.notebook import workbook
 
     raw = open_source("bts", sample_dir / "raw_depth")
     return str(workbook.prepare(raw, str(tmp_path / "tiny.h5"), labels=["train", "val", "train"]).path)
@@ -424,7 +424,7 @@ def _tiny_prepared(sample_dir, tmp_path) -> str:
 
 @pytest.mark.slow
 def test_train_cli_runs_with_its_defaults(sample_dir, tmp_path, capsys):
-    from depthlib import train_cli
+    from depthlib.training import train_cli
 
     prepared = _tiny_prepared(sample_dir, tmp_path)
     # every default (model unet, image_size, epochs 1, ...): only the data and where to write are given
@@ -433,7 +433,7 @@ def test_train_cli_runs_with_its_defaults(sample_dir, tmp_path, capsys):
 
 
 def test_train_cli_says_how_a_run_stopped_by_max_steps_ended(sample_dir, tmp_path, capsys):
-    from depthlib import train_cli
+    from depthlib.training import train_cli
 
     prepared = _tiny_prepared(sample_dir, tmp_path)
     # stopped by max_steps inside the first epoch: no best epoch to report, and it says so
@@ -451,8 +451,8 @@ def test_train_cli_says_how_a_run_stopped_by_max_steps_ended(sample_dir, tmp_pat
 def test_train_cli_help_lists_every_setting_with_its_default(capsys):
     import dataclasses
 
-    from depthlib import train_cli
-    from depthlib.config import DataConfig, TrainConfig
+    from depthlib.core.config import DataConfig, TrainConfig
+    from depthlib.training import train_cli
 
     with pytest.raises(SystemExit):
         train_cli.main(["--help"])
@@ -516,7 +516,7 @@ def test_train_cli_refuses_a_setting_of_the_wrong_type_by_name():
     # epochs=one reached check_config as "'<' not supported between 'str' and 'int'", a Python traceback.
     import argparse
 
-    from depthlib import train_cli
+    from depthlib.training import train_cli
 
     def configs(train=(), data=()):
         args = argparse.Namespace(data=list(data), train=list(train), model="unet", model_kwargs="{}")

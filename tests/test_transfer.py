@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from depthlib import workbook
+from depthlib.notebook import workbook
 
 
 @pytest.mark.slow

@@ -21,12 +21,12 @@ from PIL import Image
 from _own_data import resized, write_tum_folder
 from _tiny_checkpoint import tiny_checkpoint
 from conftest import ROOT, SAMPLE
-from depthlib import workbook
-from depthlib.checkpoint import load_checkpoint
+from depthlib.core.errors import DataError
+from depthlib.core.paths import project_root
 from depthlib.data import open_source
-from depthlib.errors import DataError
-from depthlib.paths import project_root
-from depthlib.pipeline import main, make_plan, notebook_parameters
+from depthlib.models.checkpoint import load_checkpoint
+from depthlib.notebook import workbook
+from depthlib.notebook.pipeline import main, make_plan, notebook_parameters
 
 INTERRUPTED = "[pipeline] interrupted: re-run the same command to resume"
 
@@ -41,10 +41,10 @@ def _project(tmp_path: Path, notebooks: Path = ROOT / "notebooks") -> Path:
 
 
 def _pipeline(root: Path, *args: str, **popen: object) -> subprocess.Popen:
-    """`python -m depthlib.pipeline ARGS` started in `root` (its project root), output as text pipes."""
+    """`python -m depthlib pipeline ARGS` started in `root` (its project root), output as text pipes."""
     env = {**os.environ, "DEPTH_WORKBOOK_ROOT": str(root), "PYTHONUNBUFFERED": "1"}
     popen = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen}
-    return subprocess.Popen([sys.executable, "-m", "depthlib.pipeline", *args], cwd=root, env=env, text=True, **popen)
+    return subprocess.Popen([sys.executable, "-m", "depthlib", "pipeline", *args], cwd=root, env=env, text=True, **popen)
 
 
 def _finished(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
@@ -59,7 +59,7 @@ def _waiting_notebook(folder: Path) -> Path:
     params = nbformat.v4.new_code_cell('ready: str = ""\ngo: str = ""')
     params.metadata["tags"] = ["parameters"]
     body = nbformat.v4.new_code_cell(
-        "import os, pathlib, time\nfrom depthlib.notices import notice\n\n"
+        "import os, pathlib, time\nfrom depthlib.core.notices import notice\n\n"
         "print('epoch 14/60: done')\nnotice('resumed from last.pt: epoch 14 of 60')\n"
         "pathlib.Path(ready).write_text(str(os.getpid()))\n"
         "while go and not pathlib.Path(go).exists():\n    time.sleep(0.1)")
@@ -119,7 +119,7 @@ def test_02_trains_one_epoch_and_fresh_keeps_the_old_model_until_training_replac
 
 
 def test_the_loss_check_compares_epochs_of_training_only(capsys):
-    from depthlib.history import History
+    from depthlib.training.history import History
 
     start = {"epoch": 0, "val_loss": 1.0}     # fit's epoch 0: the starting weights, validated before any step
     assert workbook.training_loss_fell(History(epochs=[start, {"epoch": 1, "train_loss": 0.5}]))

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from depthlib import viz
+from depthlib.figures import viz
 
 
 @pytest.fixture()
@@ -33,7 +33,7 @@ def test_relative_figure_paths_resolve_from_the_project_root(lab_cwd: Path) -> N
 
 def test_loss_curves_say_which_loss(tmp_path: Path) -> None:
     from _train_helpers import SynthDepth, cfg, tiny_model
-    from depthlib.train import fit
+    from depthlib.training.train import fit
 
     history = fit(tiny_model(), SynthDepth(4), SynthDepth(2, seed=1), cfg(tmp_path, epochs=2, loss="silog"))
     assert history.epochs[-1]["loss_name"] == "silog"  # history.csv / .json say which loss their numbers are
@@ -119,10 +119,10 @@ _BARS_CELL = """
 import sys
 sys.path.insert(0, {tests!r})
 from _train_helpers import SynthDepth, cfg, tiny_model
-from depthlib import workbook
 from depthlib.data import open_source
-from depthlib.evaluate import evaluate
-from depthlib.train import fit
+from depthlib.evaluation.evaluate import evaluate
+from depthlib.notebook import workbook
+from depthlib.training.train import fit
 
 workbook.prepare(open_source("bts", {raw!r}), {h5!r}, labels=["train", "val", "test"])
 fit(tiny_model(), SynthDepth(4), SynthDepth(2, seed=1), cfg({out!r}, epochs=1, progress=True))

@@ -11,11 +11,11 @@ import torch
 from PIL import Image
 
 from _tiny_checkpoint import tiny_checkpoint
-from depthlib.checkpoint import load_model
+from depthlib.core.errors import CheckpointError, ConfigError
 from depthlib.data.frame import Frame
-from depthlib.errors import CheckpointError, ConfigError
-from depthlib.predict import predict
-from depthlib.widgets import LRUCache, Explorer, explore
+from depthlib.models.checkpoint import load_model
+from depthlib.models.predict import predict
+from depthlib.notebook.widgets import LRUCache, Explorer, explore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -172,8 +172,8 @@ def test_explore_on_the_embedded_sample(ckpts: dict[str, Path]) -> None:
 
 
 def test_explore_a_prepared_files_split(ckpts: dict[str, Path], sample_dir: Path, tmp_path: Path) -> None:
-    from depthlib import workbook
     from depthlib.data import open_source
+    from depthlib.notebook import workbook
 
     raw = open_source("bts", sample_dir / "raw_depth")
     prepared = workbook.prepare(raw, str(tmp_path / "p.h5"), labels=["train", "test", "test"])
@@ -220,7 +220,7 @@ def test_metrics_follow_the_picture_on_every_move(ckpts: dict[str, Path]) -> Non
 
 
 def test_depth_range_defaults_to_each_frames_ground_truth(ckpts: dict[str, Path]) -> None:
-    from depthlib.explorer_figures import ground_truth_range
+    from depthlib.figures.explorer import ground_truth_range
 
     ex = _explorer(ckpts)
     src = ex.source
@@ -256,7 +256,7 @@ def test_clicking_the_picture_reads_the_depth_there(ckpts: dict[str, Path]) -> N
 
 
 def test_titles_are_readable_and_colour_bars_are_drawn(ckpts: dict[str, Path]) -> None:
-    from depthlib.explorer_figures import Layout
+    from depthlib.figures.explorer import Layout
 
     assert Layout(h=240, w=320, rows=1, frame_hw=(480, 640)).text_size >= 14  # was PIL's 11 px bitmap font
     ex = Explorer(ListSource(), ckpts, device="cpu", panel_width=320)
@@ -272,7 +272,7 @@ def test_titles_are_readable_and_colour_bars_are_drawn(ckpts: dict[str, Path]) -
 def test_static_figure_labels_its_colour_bars_and_no_text_overlaps(ckpts: dict[str, Path]) -> None:
     import matplotlib.text
 
-    from depthlib.explorer_figures import static_figure
+    from depthlib.figures.explorer import static_figure
 
     ex = _explorer(ckpts, previous="previous")
     f = ex.source[0]
@@ -354,7 +354,7 @@ def test_a_click_on_the_blank_panel_is_ignored(ckpts: dict[str, Path]) -> None:
 
 
 def test_the_depth_range_ignores_a_few_far_pixels(ckpts: dict[str, Path]) -> None:
-    from depthlib.explorer_figures import ground_truth_range
+    from depthlib.figures.explorer import ground_truth_range
 
     src = ListSource()
     f = src.frames[0]
@@ -369,8 +369,8 @@ def test_explorer_metrics_say_their_pixels_and_can_use_04s_protocol(ckpts: dict[
         pytest.skip("embedded sample data/sample not present")
     from torch.utils.data import Subset
 
-    from depthlib import workbook
-    from depthlib.report import worst_table
+    from depthlib.evaluation.report import worst_table
+    from depthlib.notebook import workbook
 
     kw = dict(source="densedepth", path="data/sample", current=ckpts["current"], device="cpu", panel_width=64)
     plain = explore(**kw)  # type: ignore[arg-type]

@@ -1,15 +1,15 @@
-"""The notebook steps in depthlib.workbook, on real raw-depth frames and hand-made data."""
+"""The notebook steps in depthlib.notebook.workbook, on real raw-depth frames and hand-made data."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from depthlib import workbook
-from depthlib.config import DataConfig
+from depthlib.core.config import DataConfig
+from depthlib.core.errors import ConfigError, DataError
 from depthlib.data import open_source
-from depthlib.errors import ConfigError, DataError
-from depthlib.predict import predict
+from depthlib.models.predict import predict
+from depthlib.notebook import workbook
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_spread_and_selection_record(sample_dir):
 
 
 def test_each_evaluation_progress_bar_names_its_model(capsys):
-    from depthlib.protocols import get_protocol
+    from depthlib.evaluation.protocols import get_protocol
     from test_evaluate import SMALL, FakeModel, ListDataset
 
     ds, proto = ListDataset(2, holes=False), get_protocol("eigen").rescaled(*SMALL)

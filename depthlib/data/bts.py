@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import DataError
+from ..core.errors import DataError
 from .frame import Frame
 from .io import read_depth_png, read_rgb
 from .registry import register_source

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..errors import DataError
+from ..core.errors import DataError
 from .frame import FrameSource, frame_to_sample
 
 SPLITS = ("train", "val", "test")

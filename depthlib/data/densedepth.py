@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..core.errors import DataError
 from .frame import Frame
 from .io import looks_like_zip, read_depth_png, read_rgb
 from .registry import register_source

@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from ..errors import DataError
+from ..core.errors import DataError
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ..errors import DataError
+from ..core.errors import DataError
 from .frame import Frame
 from .registry import register_source
 

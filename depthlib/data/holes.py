@@ -21,7 +21,7 @@ import numpy as np
 from scipy import ndimage, sparse
 from scipy.sparse.linalg import spsolve
 
-from ..errors import DataError
+from ..core.errors import DataError
 from .frame import Frame, FrameSource, stored_jpeg
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..errors import DataError
+from ..core.errors import DataError
 
 # PIL modes of 16-bit greyscale PNGs.
 _MODES_16 = ("I;16", "I;16B", "I;16L", "I")

@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 import scipy.io
 
-from ..errors import DataError
+from ..core.errors import DataError
 from .frame import Frame
 from .registry import register_source
 

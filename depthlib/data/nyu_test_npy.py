@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib import format as npy_format
 
-from ..errors import DataError
+from ..core.errors import DataError
 from .frame import Frame
 from .io import looks_like_zip
 from .registry import register_source

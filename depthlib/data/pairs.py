@@ -35,7 +35,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import DataError
+from ..core.errors import DataError
 from .frame import Frame
 from .io import read_depth_raw, read_rgb
 from .registry import register_source

@@ -27,8 +27,8 @@ Layout (``format_version`` 1); depth and valid have one frame per chunk, so any 
 Writing goes to ``<name>.h5.partial`` and is renamed when complete; an interrupted run (even SIGKILL) resumes
 when re-run with the same source and settings: from ``n_written``, after checking every frame already on disk
 against its crc32 (a frame a kill damaged is written again), or from scratch when the partial file cannot be
-opened. A file without ``complete=True`` is refused. A writer holds ``<name>.h5.lock`` (depthlib.lock): a second
-writer of the same file is refused, naming the first.
+opened. A file without ``complete=True`` is refused. The writer (depthlib.data.prepared_write) holds
+``<name>.h5.lock`` (depthlib.core.lock): a second writer of the same file is refused, naming the first.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ import h5py
 import hdf5plugin
 import numpy as np
 
-from ..errors import DataError
+from ..core.errors import DataError
 from .frame import Frame
 from .io import read_rgb
 from .registry import register_source
@@ -179,6 +179,4 @@ class PreparedDataset:
         return [self.split_names[k] for k in self.file()["split_id"][()][self.rows]]
 
 
-from .prepared_write import write_prepared  # noqa: E402  (the writer's home; imported here for callers of this module)
-
-__all__ = ["FORMAT_VERSION", "PreparedDataset", "check_prepared", "open_h5", "verify_prepared", "write_prepared"]
+__all__ = ["FORMAT_VERSION", "PreparedDataset", "check_prepared", "open_h5", "verify_prepared"]

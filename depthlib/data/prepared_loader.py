@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.io import decode_jpeg
 
-from ..errors import DataError
+from ..core.errors import DataError
 from .prepared import PreparedDataset
 
 # The five non-identity channel orders (DenseDepth, Sec. 3.3: swap colour channels).

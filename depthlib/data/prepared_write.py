@@ -21,9 +21,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from ..ahead import ahead
-from ..errors import DataError
-from ..lock import hold_lock
+from ..core.ahead import ahead
+from ..core.errors import DataError
+from ..core.lock import hold_lock
 from .frame import Frame, FrameSource, stored_jpeg
 from .prepared import _STR, FORMAT_VERSION, RGB_CODECS, _blosc, _crc, open_h5, verify_prepared
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..core.errors import DataError
 from .frame import Frame
 from .io import read_rgb
 from .kinect import NO_RETURN, NYU_CALIBRATION, KinectCalibration, register_depth, undistort_rgb

@@ -6,7 +6,7 @@ import difflib
 import inspect
 from typing import Any, Callable
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .frame import FrameSource
 
 _SOURCES: dict[str, Callable[..., FrameSource]] = {}
@@ -39,7 +39,7 @@ def source_options(name: str) -> list[str]:
 
 def open_source(name: str, path: str, **kwargs: Any) -> FrameSource:
     """Open the reader `name` on `path` (resolved from the project root); an option it lacks is refused by name."""
-    from ..paths import resolve
+    from ..core.paths import resolve
 
     known = source_options(name)
     unknown = sorted(set(kwargs) - set(known))

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from ..errors import DataError
-from ..paths import display_path
+from ..core.errors import DataError
+from ..core.paths import display_path
 from .dataset import SPLITS, scene_hash
 from .frame import Frame, FrameSource, stored_jpeg
 

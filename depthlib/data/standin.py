@@ -30,8 +30,8 @@ from typing import Iterator, Sequence
 import numpy as np
 from PIL import Image, ImageChops
 
-from ..errors import DataError
-from ..paths import resolve
+from ..core.errors import DataError
+from ..core.paths import resolve
 
 FULL_TRAIN, FULL_TEST, FULL_SCENES = 50688, 654, 284
 # The 654 Eigen test frames as 0-based NYU labeled indices (NYU splits.mat testNdxs - 1; the names of

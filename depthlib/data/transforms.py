@@ -12,13 +12,18 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..config import DataConfig
-from ..errors import ConfigError, DataError
+from ..core.config import DataConfig
+from ..core.errors import ConfigError, DataError
 
 Sample = dict[str, Any]
 
 # NYU labeled-set white border: rows 0-5 and 474-479, cols 0-6 and 632-639 (of 480x640).
 NYU_BORDER = (6, 6, 7, 8)  # pixels removed at (top, bottom, left, right)
+# The frame size NYU's white border belongs to (H, W); other sizes have no such border (see models.adapter).
+NYU_FRAME = (480, 640)
+# border_crop value -> (border, the frame size it applies to): the crops inference replays on whole frames
+REPLAYABLE_BORDERS = {"nyu": (NYU_BORDER, NYU_FRAME), "none": ((0, 0, 0, 0), None)}
+REPLAYABLE_CROPS = tuple(REPLAYABLE_BORDERS)  # the border_crop values a checkpoint can be used with on whole frames
 _PERMS = [p for p in itertools.permutations(range(3)) if p != (0, 1, 2)]
 
 

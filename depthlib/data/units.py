@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import DataError
+from ..core.errors import DataError
 
 # (metres per stored unit, where that unit is used), in the order the refusal lists them.
 UNIT_CANDIDATES: list[tuple[float, str]] = [

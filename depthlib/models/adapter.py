@@ -10,7 +10,7 @@ training transform refuses the "nyu" crop on any other size). So the crop is rep
 exactly `border_frame` (H, W); any other image (a phone photo, a resized frame) has no such border and
 is resized whole. Building the adapter from a checkpoint is depthlib.inference's job.
 
-The adapter traces with torch.export for any H, W (depthlib.export): there the frame-size test is symbolic, so
+The adapter traces with torch.export for any H, W (depthlib.inference.export): there the frame-size test is symbolic, so
 both windows go into the graph under torch.cond and the input's size picks one at run time, as it does here.
 """
 

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import DataError
+from ..core.errors import DataError
 from .heads import DepthHead
 
 # torchvision's ImageNet statistics (the DenseNet weights were trained with them).

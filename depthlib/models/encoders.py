@@ -23,7 +23,7 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from ..errors import CheckpointError, ConfigError
+from ..core.errors import CheckpointError, ConfigError
 from .weights import WeightsSpec, resolve_weights
 
 _TV = "https://download.pytorch.org/models/"

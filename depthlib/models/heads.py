@@ -14,7 +14,7 @@ from typing import Callable
 
 from torch import Tensor
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError
+from ..core.errors import CheckpointError
 
 
 @dataclass(frozen=True)

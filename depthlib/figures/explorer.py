@@ -1,4 +1,4 @@
-"""What the explorer (depthlib.widgets) draws: its live picture and its static figure.
+"""What the explorer (depthlib.notebook.widgets) draws: its live picture and its static figure.
 
 The live picture is panels four to a row with readable titles, a pixel marker and colour bars,
 drawn with PIL rather than matplotlib because the slider waits on it (a few ms instead of ~0.3 s).
@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib import font_manager
 from PIL import Image, ImageDraw, ImageFont
 
-from .data.frame import Frame
+from ..data.frame import Frame
 from .viz import percentile_range, to_rgb_uint8
 
 COLUMNS = 4
@@ -36,7 +36,7 @@ def split_text(split: str | None) -> str:
 
 
 def ground_truth_range(frame: Frame) -> tuple[float, float]:
-    """(lo, hi) metres: 2nd-98th percentiles of the frame's valid ground truth (as depthlib.viz's grids), widened
+    """(lo, hi) metres: 2nd-98th percentiles of the frame's valid ground truth (as depthlib.figures.viz's grids), widened
     to 0.1 m steps; (0, 10) without any. A few far pixels (a window) no longer flatten the room."""
     if not frame.valid.any():
         return 0.0, 10.0

@@ -1,5 +1,6 @@
-"""Setting up a training run: config checks, initial weights (init_from), optimiser, LR schedule and the
-per-sample seeds of the training loader's workers."""
+"""Setting up a training run: the datasets of a prepared file and the input settings a checkpoint records,
+config checks, initial weights (init_from), optimiser, LR schedule and the per-sample seeds of the training
+loader's workers."""
 
 from __future__ import annotations
 
@@ -7,18 +8,43 @@ import copy
 import hashlib
 import math
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset, Sampler
 
-from .checkpoint import check_weights_fit, load_checkpoint
-from .config import TrainConfig, to_plain
-from .errors import CheckpointError, ConfigError
-from .reproducibility import seed_everything
+from ..core.config import DataConfig, TrainConfig, to_plain
+from ..core.errors import CheckpointError, ConfigError
+from ..core.paths import resolve
+from ..core.reproducibility import seed_everything
+from ..data.dataset import MappedDataset
+from ..data.prepared_loader import PreparedTorchDataset
+from ..data.transforms import REPLAYABLE_CROPS, build_transforms
+from ..models.checkpoint import check_weights_fit, load_checkpoint
 
 SCHEDULES = ("none", "cosine", "step", "onecycle")
+
+
+def training_sets(prepared_path: str, cfg: DataConfig, *, splits: Sequence[str] = ("train", "val")) -> dict[str, MappedDataset]:
+    """Datasets of the prepared file's splits: border crop + resize; flip / channel swap on "train" only."""
+    out = {}
+    for split in splits:
+        base = PreparedTorchDataset(str(resolve(prepared_path)), split=split, flip_p=0.0, swap_p=0.0)
+        out[split] = MappedDataset(base, build_transforms(cfg, train=split == "train"))
+    return out
+
+
+def data_settings(cfg: DataConfig) -> dict[str, Any]:
+    """The input settings a checkpoint must remember to be used on whole frames later.
+
+    Refuses a border crop that inference cannot replay (predict, 04 and 05 apply one fixed crop to every image):
+    before training, not after it.
+    """
+    if cfg.border_crop not in REPLAYABLE_CROPS:
+        raise ConfigError(f"border_crop={cfg.border_crop!r} cannot be replayed at inference (predict, 04 and 05 apply "
+                          "one fixed crop to every image). Fix: border_crop='nyu' for NYU's labeled frames, else 'none'.")
+    return {"image_size": list(cfg.image_size), "border_crop": cfg.border_crop}
 
 
 def check_config(cfg: TrainConfig, n_train: int) -> None:
@@ -172,7 +198,7 @@ class SampleSeeds(Sampler):
     """
 
     def __init__(self, sampler: Any, seed: int) -> None:
-        self.sampler, self.seed = sampler, seed   # sampler: has .epoch (depthlib.distributed.ShardSampler)
+        self.sampler, self.seed = sampler, seed   # sampler: has .epoch (depthlib.core.distributed.ShardSampler)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch = self.sampler.epoch

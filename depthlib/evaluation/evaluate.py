@@ -1,7 +1,7 @@
-"""Streaming evaluation of a model on a dataset under a named protocol (see depthlib.protocols).
+"""Streaming evaluation of a model on a dataset under a named protocol (see depthlib.evaluation.protocols).
 
 Predictions are made batch by batch and reduced at once to per-image metric sums
-(depthlib.metrics.metric_sums): memory stays at one batch whatever the test set's size, and
+(depthlib.evaluation.metrics.metric_sums): memory stays at one batch whatever the test set's size, and
 both the pooled and the per-image reduction come out exactly as if everything had been held.
 """
 
@@ -17,13 +17,13 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from ..core.distributed import resolve_device
+from ..core.errors import ConfigError, DataError
+from ..core.paths import display_path
+from ..models.fastpath import as_fast
+from ..models.predict import predict
 from .align import ALIGNERS
-from .distributed import resolve_device
-from .errors import ConfigError, DataError
-from .fastpath import as_fast
 from .metrics import METRIC_NAMES, metric_sums, metrics_from_sums, reduce_sums
-from .predict import predict
-from .paths import display_path
 from .protocols import Protocol, get_protocol
 
 RESULT_FORMAT = 1

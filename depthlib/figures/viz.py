@@ -18,8 +18,8 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from .atomic import atomic_path  # noqa: E402
-from .paths import resolve  # noqa: E402
+from ..core.atomic import atomic_path  # noqa: E402
+from ..core.paths import resolve  # noqa: E402
 
 HOLE_COLOUR = (255, 0, 255)  # magenta: no ground truth here
 

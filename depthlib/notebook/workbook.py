@@ -11,23 +11,22 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
-from .config import DataConfig
-from .data import open_source
-from .data.dataset import SPLITS, DepthDataset, MappedDataset, split_assignment
-from .data.frame import FrameSource
-from .data.prepared import PreparedDataset, write_prepared
-from .data.prepared_loader import PreparedTorchDataset
-from .data.holes import with_holes_filled  # noqa: F401  (a notebook step)
-from .data.select import check_split  # noqa: F401  (a notebook step)
-from .data.transforms import build_transforms
-from .errors import ConfigError, DataError
-from .inference import REPLAYABLE_CROPS, load_for_inference
-from .models.heads import make_head
-from .paths import resolve
-from .predict import predict
+from ..core.errors import ConfigError, DataError
+from ..core.paths import resolve
+from ..data import open_source
+from ..data.dataset import SPLITS, DepthDataset, MappedDataset, split_assignment
+from ..data.frame import FrameSource
+from ..data.holes import with_holes_filled  # noqa: F401  (a notebook step)
+from ..data.prepared import PreparedDataset
+from ..data.prepared_loader import PreparedTorchDataset
+from ..data.prepared_write import write_prepared
+from ..data.select import check_split  # noqa: F401  (a notebook step)
+from ..inference import load_for_inference
+from ..models.baseline import MeanDepthBaseline
+from ..models.predict import predict
+from ..training.train_setup import data_settings, training_sets  # noqa: F401  (notebook steps)
 
 
 def split_labels(source: FrameSource, *, split_file: str = "", val_frac: float = 0.1, test_frac: float = 0.0,
@@ -58,15 +57,6 @@ def prepare(source: FrameSource, out_path: str, *, labels: Sequence[str], indice
     return PreparedDataset(str(out))
 
 
-def training_sets(prepared_path: str, cfg: DataConfig, *, splits: Sequence[str] = ("train", "val")) -> dict[str, MappedDataset]:
-    """Datasets of the prepared file's splits: border crop + resize; flip / channel swap on "train" only."""
-    out = {}
-    for split in splits:
-        base = PreparedTorchDataset(str(resolve(prepared_path)), split=split, flip_p=0.0, swap_p=0.0)
-        out[split] = MappedDataset(base, build_transforms(cfg, train=split == "train"))
-    return out
-
-
 def hole_free(dataset: MappedDataset) -> MappedDataset:
     """The frames of a prepared-file dataset whose ground truth has no holes (same transform)."""
     base: PreparedTorchDataset = dataset.dataset  # type: ignore[assignment]
@@ -91,18 +81,6 @@ def eval_frames(prepared_path: str, split: str, *, source: str = "", path: str =
     return frames(prepared_path, split)
 
 
-def data_settings(cfg: DataConfig) -> dict[str, Any]:
-    """The input settings a checkpoint must remember to be used on whole frames later.
-
-    Refuses a border crop that inference cannot replay (predict, 04 and 05 apply one fixed crop to every image):
-    before training, not after it.
-    """
-    if cfg.border_crop not in REPLAYABLE_CROPS:
-        raise ConfigError(f"border_crop={cfg.border_crop!r} cannot be replayed at inference (predict, 04 and 05 apply "
-                          "one fixed crop to every image). Fix: border_crop='nyu' for NYU's labeled frames, else 'none'.")
-    return {"image_size": list(cfg.image_size), "border_crop": cfg.border_crop}
-
-
 def inference_model(checkpoint: str, *, device: str = "cpu") -> nn.Module:
     """Load a checkpoint for whole frames: cropped and resized exactly as in training (see depthlib.inference)."""
     return load_for_inference(resolve(checkpoint), device=device)
@@ -122,9 +100,9 @@ def train_scratch_control(model: str, model_kwargs: Mapping[str, Any], train: An
     """
     import dataclasses
 
-    from .models import create_model
-    from .train import fit
-    from .reproducibility import seed_everything
+    from ..core.reproducibility import seed_everything
+    from ..models import create_model
+    from ..training.train import fit
 
     if not out_dir:
         print("scratch control skipped (control_out_dir is empty)")
@@ -141,27 +119,11 @@ def train_scratch_control(model: str, model_kwargs: Mapping[str, Any], train: An
     return fit(net, train, val, ccfg)
 
 
-class MeanDepthBaseline(nn.Module):
-    """The trivial baseline: predicts the per-pixel mean depth of the training frames, whatever the image."""
-
-    def __init__(self, mean_depth: Tensor, *, min_depth: float = 0.1, max_depth: float = 10.0) -> None:
-        super().__init__()
-        self.head = make_head("linear", min_depth=min_depth, max_depth=max_depth)
-        self.register_buffer("mean_target", self.head.to_target(mean_depth.reshape(1, 1, *mean_depth.shape[-2:])))
-        self.arch, self.config, self.output_stride, self.input_multiple = "mean_depth", {}, 2, 1
-        self.anchor = nn.Parameter(torch.zeros(()), requires_grad=False)  # gives predict() a device and dtype
-
-    def forward(self, x: Tensor) -> Tensor:
-        """RGB float[B,3,H,W] -> the mean map at [B,1,H/2,W/2] (the image is ignored)."""
-        size = (-(-x.shape[-2] // 2), -(-x.shape[-1] // 2))
-        return F.interpolate(self.mean_target, size=size, mode="bilinear", align_corners=False).expand(x.shape[0], -1, -1, -1)
-
-
 def log_depth_correlations(model: nn.Module, frames: Any, *, protocol: str = "densedepth",
                            flip_average: bool = True) -> dict[str, float]:
     """{frame name: Pearson r of log depth vs ground truth inside the protocol's crop}: does the model see each scene?"""
-    from .metrics import log_depth_pearson
-    from .protocols import get_protocol
+    from ..evaluation.metrics import log_depth_pearson
+    from ..evaluation.protocols import get_protocol
 
     out = {}
     for i in range(len(frames)):
@@ -176,7 +138,7 @@ def log_depth_correlations(model: nn.Module, frames: Any, *, protocol: str = "de
 def edge_bands(model: nn.Module, frames: Any, *, flip_average: bool = True) -> dict[str, float]:
     """{side: mean over frames of metrics.edge_band} on whole frames as `predict` returns them (no protocol crop):
     does the prediction carry a band along an image edge that the ground truth does not?"""
-    from .metrics import EDGE_SIDES, edge_band
+    from ..evaluation.metrics import EDGE_SIDES, edge_band
 
     per = []
     for i in range(len(frames)):
@@ -246,17 +208,17 @@ def samples(dataset: Any, n: int) -> list[dict[str, Any]]:
 
 def frame_rows(source: FrameSource, indices: Sequence[int]) -> list[dict[str, Any]]:
     """Rows {"image", "depth", "valid", "name"} of source frames, for viz.depth_grid."""
-    from .data.frame import frame_to_sample
+    from ..data.frame import frame_to_sample
 
     return [frame_to_sample(source[int(i)]) for i in indices]
 
 
 def evaluate_all(models: Mapping[str, nn.Module], dataset: Any, **kwargs: Any) -> dict[str, Any]:
-    """depthlib.evaluate.evaluate for each named model on the same dataset and settings -> {name: EvalResult}.
+    """depthlib.evaluation.evaluate.evaluate for each named model on the same dataset and settings -> {name: EvalResult}.
 
     Each progress bar is labelled with its model's name (and the alignment, when not "none").
     """
-    from .evaluate import evaluate
+    from ..evaluation.evaluate import evaluate
 
     how = f", {kwargs['alignment']} aligned" if kwargs.get("alignment", "none") != "none" else ""
     return {name: evaluate(m, dataset, desc=f"{name}{how}", **kwargs) for name, m in models.items()}
@@ -266,8 +228,8 @@ def write_report(results: Mapping[str, Any], out_dir: str, *, stem: str = "metri
     """Write <stem>.json (every result, per-image records included) and <stem>.md (side-by-side table) -> the table."""
     import json
 
-    from .report import comparison_table
-    from .atomic import atomic_write_text
+    from ..core.atomic import atomic_write_text
+    from ..evaluation.report import comparison_table
 
     out = resolve(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -281,7 +243,7 @@ def write_report(results: Mapping[str, Any], out_dir: str, *, stem: str = "metri
 def milestone_figure(models: Mapping[str, nn.Module], dataset: Any, indices: Sequence[int], results: Mapping[str, Any],
                      path: str, *, flip_average: bool = True) -> Any:
     """RGB | ground truth | one column per model, titled with each model's AbsRel / delta1 on the whole split."""
-    from . import viz
+    from ..figures import viz
 
     rows = prediction_rows(models, dataset, indices, flip_average=flip_average)
     titles = ["RGB", "ground truth"] + [
@@ -298,7 +260,7 @@ def update_readme(table_md: str, figure: str, *, relative_md: str = "", relative
                   readme: str = "README.md", enabled: bool = True) -> Path | None:
     """Replace the README's generated results block with `table_md` (and the `relative`-aligned table) and a link to
     `figure`; no-op unless enabled."""
-    from .atomic import atomic_write_text
+    from ..core.atomic import atomic_write_text
 
     if not enabled:
         return None
@@ -328,7 +290,7 @@ def spread(n: int, k: int) -> list[int]:
 def select(source: FrameSource, *, scenes: Sequence[str] = (), scene_fraction: float = 1.0, stride: int = 1,
            seed: int = 0) -> tuple[list[int], dict[str, Any]]:
     """Frames kept by scene list / scene fraction / stride -> (indices, record for the prepared file)."""
-    from .data.select import select_frames
+    from ..data.select import select_frames
 
     sel = select_frames(source, scenes=list(scenes) or None, scene_fraction=scene_fraction, stride=stride, seed=seed)
     return sel.indices, sel.to_meta()
@@ -346,9 +308,9 @@ def hole_demo(bts_path: str, *, method: str, path: str) -> Any:
 def hole_filling_figure(source: FrameSource, indices: Sequence[int], *, method: str, path: str,
                         max_scan: int = 50) -> Any:
     """RGB | measured depth (holes magenta) | filled depth for the first frame with holes; None if there are none."""
-    from . import viz
-    from .data.frame import frame_to_sample
-    from .data.holes import fill_holes
+    from ..data.frame import frame_to_sample
+    from ..data.holes import fill_holes
+    from ..figures import viz
 
     for i in list(indices)[:max_scan]:
         f = source[int(i)]

@@ -1,4 +1,4 @@
-"""Run the numbered notebooks in order with papermill: `python -m depthlib.pipeline --profile sample`.
+"""Run the numbered notebooks in order with papermill: `python -m depthlib pipeline --profile sample`.
 
 Parameters come from named profiles in notebooks/profiles/<name>.toml: a [common] table applied to
 every notebook that declares the name, then one table per notebook. A name that no notebook's
@@ -9,7 +9,7 @@ name a notebook by name or number (02_train or 02); both spellings of one notebo
 and a notebook that does not exist (or, for --set, is not part of the run) is refused. Executed copies
 go to runs/<run>/; the first failing notebook stops the run, keeps its executed copy and names the cell.
 The lines a notebook prints show as it prints them (a text progress bar as its last state; notices of
-depthlib.notices, "resumed ...", "nothing to train ...", as [pipeline] lines); `--quiet` shows only the notices,
+depthlib.core.notices, "resumed ...", "nothing to train ...", as [pipeline] lines); `--quiet` shows only the notices,
 after each notebook.
 Training resumes what its out_dir holds; `--fresh` starts 02 and 03 over. Ctrl-C stops a run with one line
 and exit status 130; the same command resumes it.
@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import fits_default, parse_setting
-from .errors import ConfigError
-from .lock import LockError, hold_lock
-from .notices import NotebookLines, notices_in
-from .paths import display_path, project_root, resolve
+from ..core.config import fits_default, parse_setting
+from ..core.errors import ConfigError
+from ..core.lock import LockError, hold_lock
+from ..core.notices import NotebookLines, notices_in
+from ..core.paths import display_path, project_root, resolve
 
 NOTEBOOKS = ("01_data_prep", "02_train", "03_finetune", "04_evaluate", "05_explore")
 
@@ -187,11 +187,11 @@ def output_folders(plan: Plan) -> list[Path]:
 def run(plan: Plan, *, progress: bool = True, log_output: bool = False, stream: bool = True) -> Plan:
     """Execute the plan's notebooks in order; raise SystemExit naming the failing notebook and cell.
 
-    stream: show each line a notebook prints as it prints it (depthlib.notices.NotebookLines: a text progress bar
+    stream: show each line a notebook prints as it prints it (depthlib.core.notices.NotebookLines: a text progress bar
     as one line, a notice as a [pipeline] line); otherwise only the notices, once the notebook has run.
     log_output: papermill's own log of every output instead (each progress redraw, displayed values).
     Holds a lock (LOCK_NAME, with this pid) in every output folder while it runs: a second run of the
-    same profile is refused with depthlib.lock.LockError instead of training into the same out_dir.
+    same profile is refused with depthlib.core.lock.LockError instead of training into the same out_dir.
     """
     with contextlib.ExitStack() as locks:
         for folder in output_folders(plan):
@@ -251,8 +251,8 @@ def _show_papermill_log() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry: python -m depthlib.pipeline [--profile sample] [--only 02 03] [--set 02_train:epochs=3]."""
-    ap = argparse.ArgumentParser(prog="python -m depthlib.pipeline", description=__doc__.split("\n")[0])
+    """Command-line entry: python -m depthlib pipeline [--profile sample] [--only 02 03] [--set 02_train:epochs=3]."""
+    ap = argparse.ArgumentParser(prog="python -m depthlib pipeline", description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="sample", help="profile name in notebooks/profiles/ or a .toml path")
     ap.add_argument("--run-name", default=None, help="folder under runs/ for executed notebooks (default: the profile's name)")
     ap.add_argument("--only", nargs="+", default=None, metavar="NB",

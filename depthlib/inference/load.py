@@ -1,9 +1,9 @@
 """Loading a model for inference: a checkpoint's model, wrapped to see frames exactly as in training.
 
-A step above both depthlib.checkpoint (the file) and depthlib.models (the networks and the InputAdapter),
+A step above both depthlib.models.checkpoint (the file) and depthlib.models (the networks and the InputAdapter),
 so imports run one way: inference -> checkpoint -> models. Every caller that runs a checkpoint on whole
-images (the CLI, evaluation, the explorer) loads it here and then runs depthlib.predict.predict. What is
-returned is the fast inference copy of depthlib.fastpath (BatchNorm folded, channels_last): for predict only.
+images (the CLI, evaluation, the explorer) loads it here and then runs depthlib.models.predict.predict. What is
+returned is the fast inference copy of depthlib.models.fastpath (BatchNorm folded, channels_last): for predict only.
 """
 
 from __future__ import annotations
@@ -12,17 +12,15 @@ import os
 
 from torch import nn
 
-from .checkpoint import load_checkpoint, model_from_checkpoint
-from .data.transforms import NYU_BORDER
-from .errors import CheckpointError
-from .fastpath import prepare_for_inference
-from .models.adapter import InputAdapter
-from .paths import resolve
+from ..core.errors import CheckpointError
+from ..core.paths import resolve
+from ..data.transforms import NYU_FRAME, REPLAYABLE_BORDERS, REPLAYABLE_CROPS
+from ..models.adapter import InputAdapter
+from ..models.checkpoint import load_checkpoint, model_from_checkpoint
+from ..models.fastpath import prepare_for_inference
 
-# The frame size NYU's white border belongs to (H, W); other sizes have no such border (see models.adapter).
-NYU_FRAME = (480, 640)
-_BORDERS = {"nyu": (NYU_BORDER, NYU_FRAME), "none": ((0, 0, 0, 0), None)}
-REPLAYABLE_CROPS = tuple(_BORDERS)  # the border_crop values a checkpoint can be used with on whole frames
+__all__ = ["NYU_FRAME", "REPLAYABLE_CROPS", "load_for_inference"]
+
 
 
 def load_for_inference(path: str | os.PathLike[str], *, device: str = "cpu", bf16: bool = False) -> nn.Module:
@@ -43,6 +41,6 @@ def _load(path: str | os.PathLike[str], device: str) -> nn.Module:
     if crop not in REPLAYABLE_CROPS:
         raise CheckpointError(f"{path}: border_crop={crop!r} cannot be replayed at inference. "
                               "Fix: train with border_crop='nyu' or 'none'.")
-    border, frame = _BORDERS[crop]
+    border, frame = REPLAYABLE_BORDERS[crop]
     return InputAdapter(model, input_size=data.get("image_size"), border=border,
                         border_frame=frame).to(device).eval()

@@ -2,7 +2,7 @@
 
 The graph takes the image as decoded: `image` uint8[B,H,W,3] RGB (height x width x channel, as PIL,
 imageio and OpenCV after BGR->RGB give it) and returns `depth` float32[B,1,H,W] in metres at the
-input's size. It is depthlib.predict's own arithmetic (depthlib.predict.depth_at_input_size), traced:
+input's size. It is depthlib.models.predict's own arithmetic (depthlib.models.predict.depth_at_input_size), traced:
 / 255, the checkpoint's border crop and resize (depthlib.models.adapter.InputAdapter), the padding,
 the network with its encoder's normalisation, the placement back on the input grid, the upsampling and
 (with flip_average) the flip averaging. So ONNX Runtime alone reproduces `depthlib predict` (within
@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .atomic import atomic_path
-from .errors import ConfigError, DepthlibError
-from .paths import resolve
-from .predict import MIN_SIDE, depth_at_input_size, images_from_rgb, predict
+from ..core.atomic import atomic_path
+from ..core.errors import ConfigError, DepthlibError
+from ..core.paths import resolve
+from ..models.predict import MIN_SIDE, depth_at_input_size, images_from_rgb, predict
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "depth"
@@ -40,11 +40,11 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class ExportError(DepthlibError):
-    """The ONNX export failed, or ONNX Runtime disagrees with depthlib.predict."""
+    """The ONNX export failed, or ONNX Runtime disagrees with depthlib.models.predict."""
 
 
 class PredictGraph(nn.Module):
-    """What the ONNX file computes: uint8 RGB [B,H,W,3] -> metres float[B,1,H,W], through depthlib.predict's path."""
+    """What the ONNX file computes: uint8 RGB [B,H,W,3] -> metres float[B,1,H,W], through depthlib.models.predict's path."""
 
     def __init__(self, model: nn.Module, flip_average: bool = False) -> None:
         super().__init__()
@@ -214,7 +214,7 @@ def run_onnx(path: str | os.PathLike[str], rgb: Tensor | np.ndarray) -> Tensor:
 
 def check_onnx(model: nn.Module, path: str | os.PathLike[str], rgb: Tensor | np.ndarray, *,
                flip_average: bool = False, atol: float = MM) -> float:
-    """Max |ONNX Runtime - depthlib.predict| in metres on the same uint8 rgb [B,H,W,3]; ExportError above atol."""
+    """Max |ONNX Runtime - depthlib.models.predict| in metres on the same uint8 rgb [B,H,W,3]; ExportError above atol."""
     x = torch.as_tensor(np.asarray(rgb))
     got = run_onnx(path, x)
     expected = predict(model, images_from_rgb(x), flip_average=flip_average).float().cpu()

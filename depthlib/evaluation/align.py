@@ -6,7 +6,7 @@ Modes (all masked, per image, closed form, computed in float64):
   "scale_shift"          s * p + t, least squares in depth
   "scale_shift_inverse"  1 / (s / p + t), least squares in inverse depth  (MiDaS, Depth Anything)
 
-`pred` is always depth-like (what depthlib.predict returns); the inverse mode inverts it, fits in
+`pred` is always depth-like (what depthlib.models.predict returns); the inverse mode inverts it, fits in
 disparity against 1/g and inverts back. As MiDaS does, the fitted disparity is clamped to
 [1/max_depth, 1/min_depth] when `depth_range` is given, so non-positive disparities become
 max_depth instead of negative or infinite depths.
@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 from .metrics import flatten_images
 
 

@@ -1,7 +1,7 @@
-"""torchrun / DistributedDataParallel plumbing used by depthlib.train.fit.
+"""torchrun / DistributedDataParallel plumbing used by depthlib.training.train.fit.
 
 Launch (one machine, 4 GPUs):
-    torchrun --standalone --nproc_per_node=4 -m depthlib.train_cli ...   (or any script calling fit)
+    torchrun --standalone --nproc_per_node=4 -m depthlib train ...   (or any script calling fit)
 Several machines: the same command on each, with --nnodes=N --node_rank=i
 --rdzv_backend=c10d --rdzv_endpoint=HOST:PORT --rdzv_id=JOB instead of --standalone.
 torchrun sets RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT; fit reads them here.

@@ -1,6 +1,6 @@
 """The fast inference copy of a model: BatchNorm folded into convolutions, channels_last, optional bf16 decoder.
 
-`prepare_for_inference(model)` returns a copy that only `depthlib.predict.predict` should run (the
+`prepare_for_inference(model)` returns a copy that only `depthlib.models.predict.predict` should run (the
 copy is eval-only: its folded convolutions no longer hold the BatchNorm statistics, so it cannot
 train). The original model is left untouched (unless inplace=True). depthlib.inference.load_for_inference applies it, and
 so every caller of predict that loads a checkpoint (the CLI, evaluation, 04, the explorer) runs it.
@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .errors import ConfigError
+from ..core.errors import ConfigError
 
 # Marks a module returned by prepare_for_inference (predict reads it to pick the input memory format).
 FAST_ATTR = "depthlib_inference_ready"

@@ -14,7 +14,7 @@ Definitions (p = prediction, g = ground truth, both metres, over valid pixels on
 Every metric is a ratio of per-pixel sums, so one [K] vector of sums per image is enough to get
 both reductions: "pooled" sums all images' vectors first (DenseDepth: all pixels of the test set
 at once), "per_image" computes the metrics per image and averages them (BTS, AdaBins, ZoeDepth).
-That is also what lets depthlib.evaluate stream: it keeps sums, never predictions.
+That is also what lets depthlib.evaluation.evaluate stream: it keeps sums, never predictions.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 
 METRIC_NAMES: tuple[str, ...] = (
     "delta1", "delta2", "delta3", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog",
@@ -56,7 +56,7 @@ def metric_sums(*, pred: Tensor, target: Tensor, valid: Tensor) -> Tensor:
     if pred.shape != target.shape or valid.shape != target.shape:
         raise DataError(None, f"pred {tuple(pred.shape)}, target {tuple(target.shape)} and valid "
                         f"{tuple(valid.shape)} must have the same shape.",
-                        "resize/crop the prediction to the ground truth first (depthlib.protocols does).")
+                        "resize/crop the prediction to the ground truth first (depthlib.evaluation.protocols does).")
     if valid.dtype != torch.bool:
         raise DataError(None, f"valid must be a bool mask, got {valid.dtype}.", "pass target > 0 or the sample's 'valid'.")
     p_all, g_all, m_all = flatten_images(pred, "pred"), flatten_images(target, "target"), flatten_images(valid, "valid")

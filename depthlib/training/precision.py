@@ -11,7 +11,7 @@ from typing import ContextManager
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from ..core.errors import ConfigError
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -5,13 +5,13 @@ last.pt (every epoch, every cfg.checkpoint_every steps, and when max_steps pause
 schedule spans cfg.epochs, so resuming continues its curve),
 best.pt (lowest val loss; train loss without a val set), history.csv / history.json, and
 tensorboard/ when cfg.tensorboard. Launched by torchrun it trains with DistributedDataParallel
-(see depthlib.distributed); rank 0 alone logs and writes.
+(see depthlib.core.distributed); rank 0 alone logs and writes.
 
 Targets: the ground truth is brought to the model's output resolution (stride s) before the
 loss: an output pixel is valid only when all s*s pixels under it are (min-pool of `valid`), and
 its depth is their mean. Validation reports val_loss (batch means weighted by batch size) and
 AbsRel / delta1 / RMSE in metres at that same resolution, pooled over pixels; the paper's
-protocol (crop, full resolution, flip averaging) is depthlib.evaluate's job.
+protocol (crop, full resolution, flip averaging) is depthlib.evaluation.evaluate's job.
 """
 
 from __future__ import annotations
@@ -30,19 +30,19 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from . import distributed as D
 from . import precision as P
+from ..core import distributed as D
+from ..core.config import TrainConfig, to_dict, to_plain
+from ..core.errors import CheckpointError, ConfigError, DepthlibError
+from ..core.notices import notice
+from ..core.paths import resolve
+from ..core.reproducibility import kernel_mode, rng_state, seed_everything, set_rng_state
+from ..data.dataset import make_loader
+from ..evaluation.metrics import metrics_from_sums
+from ..models.checkpoint import load_checkpoint, save_checkpoint
 from .callbacks import Callback, TensorBoardLogger, TrainState
-from .checkpoint import load_checkpoint, save_checkpoint
-from .config import TrainConfig, to_dict, to_plain
-from .data.dataset import make_loader
-from .errors import CheckpointError, ConfigError, DepthlibError
-from .losses import LOSSES
-from .metrics import metrics_from_sums
-from .notices import notice
-from .paths import resolve
 from .history import History
-from .reproducibility import kernel_mode, rng_state, seed_everything, set_rng_state
+from .losses import LOSSES
 from .train_setup import (SampleSeeds, SeededSamples, check_config, check_schedule_kept, init_weights,
                           interpolate_weights, lr_factor, make_optimizer, make_scheduler)
 from .train_step import batch_to, forward_with_targets, gpu_augment, validation_sums
@@ -76,7 +76,7 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig,
     """Train `model` on `train` ({"image" [3,H,W], "depth" [1,H,W] m, "valid" [1,H,W]}) -> History."""
     for cb in callbacks:
         if not isinstance(cb, Callback):
-            raise TypeError(f"callbacks must be depthlib.callbacks.Callback instances, got {type(cb).__name__}.")
+            raise TypeError(f"callbacks must be depthlib.training.callbacks.Callback instances, got {type(cb).__name__}.")
     check_config(cfg, len(train))  # type: ignore[arg-type]
     device = D.resolve_device(cfg.device)
     info = D.init_distributed(device)

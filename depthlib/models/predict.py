@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .errors import ConfigError
+from ..core.errors import ConfigError
+from .adapter import InputAdapter
 from .fastpath import FAST_ATTR
-from .models.adapter import InputAdapter
 
 # Smallest side predict accepts. Below it an image holds too little scene for a depth estimate, and a
 # stride-32 encoder sees a single replicated pixel; 8 also keeps every border replay well-defined.
@@ -62,7 +62,7 @@ def _depth_native(model: nn.Module, x: Tensor, flip_average: bool) -> Tensor:
 
 def depth_at_input_size(model: nn.Module, x: Tensor, *, flip_average: bool) -> Tensor:
     """Images float[B,3,H,W] on the model's device and dtype -> metres float[B,1,H,W]: predict's arithmetic without
-    its checks, mode switch and inference_mode, so that torch.export traces it (depthlib.export's graph is this)."""
+    its checks, mode switch and inference_mode, so that torch.export traces it (depthlib.inference.export's graph is this)."""
     h, w = x.shape[-2:]
     depth = _depth_native(model, x, flip_average)
     stride = model.output_stride
@@ -87,7 +87,7 @@ def predict(
     "native" returns the model's own resolution, (ceil(H/s), ceil(W/s)) with s = output_stride.
     Runs in eval mode under torch.inference_mode, on the model's device and dtype; the model's
     train/eval mode is restored afterwards. The result stays on the model's device. Fastest with the
-    copy from depthlib.fastpath.prepare_for_inference (what depthlib.inference.load_for_inference
+    copy from depthlib.models.fastpath.prepare_for_inference (what depthlib.inference.load_for_inference
     returns): its images go in as channels_last, matching its weights.
     """
     if not isinstance(images, Tensor) or not images.is_floating_point():

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ConfigError
-from .metrics import SUM_KEYS, metric_sums
+from ..core.errors import ConfigError
+from ..evaluation.metrics import SUM_KEYS, metric_sums
 from .precision import autocast
 
 

@@ -12,13 +12,13 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from .atomic import atomic_write_text
-from .errors import ConfigError, DataError
-from .distributed import resolve_device
+from ..core.atomic import atomic_write_text
+from ..core.distributed import resolve_device
+from ..core.errors import ConfigError, DataError
+from ..core.paths import resolve
+from ..models.fastpath import as_fast
 from .evaluate import EvalResult, prepare_batch
-from .fastpath import as_fast
 from .metrics import HIGHER_IS_BETTER, METRIC_NAMES
-from .paths import resolve
 from .protocols import Protocol, get_protocol
 
 LABELS = {"delta1": "δ1", "delta2": "δ2", "delta3": "δ3", "abs_rel": "AbsRel", "sq_rel": "SqRel",

@@ -45,7 +45,7 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    """Settings of depthlib.train.fit (fine-tuning uses the same fields)."""
+    """Settings of depthlib.training.train.fit (fine-tuning uses the same fields)."""
 
     epochs: int = 1
     lr: float = 1e-4                    # DenseDepth paper: Adam, lr 0.0001
@@ -58,7 +58,7 @@ class TrainConfig:
     warmup_steps: int = 0
     grad_clip: float = 1.0              # max global grad norm; 0 disables
     grad_accum: int = 1
-    loss: str = "densedepth"            # see depthlib.losses.LOSSES
+    loss: str = "densedepth"            # see depthlib.training.losses.LOSSES
     device: str = "auto"                # "auto", "cpu", "cuda", "cuda:1", ...
     precision: str = "fp32"             # "fp32", "bf16", "fp16"
     channels_last: bool = True          # NHWC weights and images: faster convolutions on CPU (benchmarks/RESULTS_models.md)
@@ -95,7 +95,7 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    """Settings of depthlib.evaluate."""
+    """Settings of depthlib.evaluation.evaluate."""
 
     protocol: str = "densedepth"        # "densedepth", "eigen" or "no_crop_valid"
     flip_average: bool | None = None    # None = the protocol's own default

@@ -1,14 +1,14 @@
 r"""Command-line training on a prepared dataset, for runs bigger than a notebook: the same fit.
 
 One GPU (or CPU):
-    python -m depthlib.train_cli --prepared data/prepared/nyu_train.h5 --model densedepth \
+    python -m depthlib train --prepared data/prepared/nyu_train.h5 --model densedepth \
         --model-kwargs '{"pretrained": true}' --data image_size=[480,640] \
         --train epochs=20 batch_size=8 precision=bf16 out_dir=checkpoints/nyu/train
 Four GPUs on one machine (batch_size is per GPU; the effective batch is 4 x 8):
-    torchrun --standalone --nproc_per_node=4 -m depthlib.train_cli <same arguments>
+    torchrun --standalone --nproc_per_node=4 -m depthlib train <same arguments>
 Two machines with 8 GPUs each (run on both, node_rank 0 and 1; HOST = node 0's address):
     torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 --rdzv_backend=c10d \
-        --rdzv_endpoint=HOST:29500 --rdzv_id=depth1 -m depthlib.train_cli <same arguments>
+        --rdzv_endpoint=HOST:29500 --rdzv_id=depth1 -m depthlib train <same arguments>
 Rerunning the same command resumes from out_dir/last.pt (TrainConfig.resume, default True).
 """
 
@@ -20,9 +20,9 @@ import os
 import sys
 from typing import Any, Sequence
 
-from .config import DataConfig, ModelConfig, TrainConfig, fits_default, from_dict, to_dict
-from .errors import ConfigError, DepthlibError
-from .paths import resolve
+from ..core.config import DataConfig, ModelConfig, TrainConfig, fits_default, from_dict, to_dict
+from ..core.errors import ConfigError, DepthlibError
+from ..core.paths import resolve
 
 
 def parse_settings(items: Sequence[str], what: str) -> dict[str, Any]:
@@ -78,7 +78,7 @@ def settings_help() -> str:
     """Every --data and --train setting with its default, as listed under --help."""
     import textwrap
 
-    from .models import list_models
+    from ..models import list_models
 
     def listing(cfg: Any, skip: Sequence[str] = ()) -> str:
         items = [f"{k}={json.dumps(v)}" for k, v in to_dict(cfg).items() if k not in skip]
@@ -91,8 +91,8 @@ def settings_help() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Arguments of python -m depthlib.train_cli."""
-    p = argparse.ArgumentParser(prog="python -m depthlib.train_cli", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    """Arguments of python -m depthlib train."""
+    p = argparse.ArgumentParser(prog="python -m depthlib train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=settings_help())
     p.add_argument("--prepared", required=True, help="prepared HDF5 file (notebook 01) with train/val splits")
     p.add_argument("--model", default=None, help="registered model name (default: unet); with --train init_from=CKPT "
@@ -119,17 +119,17 @@ def summary(history: Any, cfg: TrainConfig) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Build datasets and model, run fit, print the best epoch; 2 on a depthlib error."""
-    from . import workbook
-    from .checkpoint import load_model
-    from .models import create_model
+    from ..core.reproducibility import seed_everything
+    from ..models import create_model
+    from ..models.checkpoint import load_model
     from .train import fit
-    from .reproducibility import seed_everything
+    from .train_setup import data_settings, training_sets
 
     args = build_parser().parse_args(argv)
     try:
         data_cfg, model_cfg, train_cfg = build_configs(args)
-        train_cfg.data = workbook.data_settings(data_cfg)
-        sets = workbook.training_sets(args.prepared, data_cfg)
+        train_cfg.data = data_settings(data_cfg)
+        sets = training_sets(args.prepared, data_cfg)
         seed_everything(train_cfg.seed)  # before the model is built: its initial weights are part of the run
         if train_cfg.init_from and args.model is None and args.model_kwargs == "{}":
             net = load_model(train_cfg.init_from)  # fine-tuning: the architecture the checkpoint holds, as 03 does

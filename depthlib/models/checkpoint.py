@@ -22,9 +22,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import __version__
-from .errors import CheckpointError, ConfigError
-from .paths import resolve
+from .. import __version__
+from ..core.errors import CheckpointError, ConfigError
+from ..core.paths import resolve
+from .registry import create_model, list_models
 
 __all__ = [
     "FORMAT_VERSION",
@@ -203,7 +204,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
     if not path.is_file():
         where = " (relative paths resolve from the project root)" if not Path(given).is_absolute() else ""
         raise CheckpointError(
-            f"{path}: no such checkpoint file. Fix: check the path{where} or train one with depthlib.train.fit."
+            f"{path}: no such checkpoint file. Fix: check the path{where} or train one with depthlib.training.train.fit."
         )
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: is empty (0 bytes): a copy or download that never finished. "
@@ -267,8 +268,6 @@ def load_model(path: str | os.PathLike[str], map_location: Any = "cpu") -> nn.Mo
 
 def model_from_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike[str], map_location: Any = "cpu") -> nn.Module:
     """Rebuild and strictly load the model of an already loaded checkpoint dict (`path` names it in errors)."""
-    from .models import create_model, list_models  # late: models import heavy torchvision code
-
     arch, config = ckpt["arch"], dict(ckpt["model_config"])
     if arch not in list_models():
         raise CheckpointError(

@@ -9,7 +9,7 @@ widget; this works in JupyterLab 4 and Notebook 7 as installed. Predictions are 
 shown and kept in an LRU cache, so returning to a frame or toggling the comparison is instant.
 Without a frontend (papermill) everything still runs, and `save_static(path)` writes the current
 view as a PNG figure. The metrics count every valid pixel, no crop, or with `protocol` (e.g. "densedepth")
-the pixels 04 evaluates, computed as depthlib.evaluate does, so a frame's numbers are the ones 04 gives it.
+the pixels 04 evaluates, computed as depthlib.evaluation.evaluate does, so a frame's numbers are the ones 04 gives it.
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data.frame import Frame, FrameSource
-from .explorer_figures import COLUMNS, Layout, compose, ground_truth_range, split_text, static_figure
-from .errors import CheckpointError, ConfigError
-from .metrics import depth_metrics, metric_sums, metrics_from_sums
-from .paths import resolve
-from .protocols import Protocol, get_protocol
-from .viz import colorize, save_figure, short_name
+from ..core.errors import CheckpointError, ConfigError
+from ..core.paths import resolve
+from ..data.frame import Frame, FrameSource
+from ..evaluation.metrics import depth_metrics, metric_sums, metrics_from_sums
+from ..evaluation.protocols import Protocol, get_protocol
+from ..figures.explorer import COLUMNS, Layout, compose, ground_truth_range, split_text, static_figure
+from ..figures.viz import colorize, save_figure, short_name
 
 CMAPS = ("magma_r", "viridis_r", "plasma_r", "inferno_r", "turbo_r", "jet_r", "gray")
 ERROR_CMAP = "RdBu_r"  # signed error pred - gt: blue = too near, red = too far
@@ -97,7 +97,7 @@ class Explorer:
 
     depth_range (lo, hi) metres fixes the depth colour scale; None or empty: each frame's ground-truth range.
     protocol: the metrics' pixels. "" (default): every valid pixel, no crop; a protocol name (e.g. "densedepth",
-    as 04 evaluates): its crop, masks and clamps, applied as depthlib.evaluate does, so a frame's numbers are
+    as 04 evaluates): its crop, masks and clamps, applied as depthlib.evaluation.evaluate does, so a frame's numbers are
     the ones 04 gives that frame.
     """
 
@@ -124,7 +124,7 @@ class Explorer:
             raise ConfigError(f"colormap {cmap!r} is not offered; use one of {CMAPS}.")
         if not 0 <= int(frame) < len(source):
             raise ConfigError(f"frame {frame} is out of range: {source.path} has {len(source)} frames (0..{len(source) - 1}).")
-        from .distributed import resolve_device
+        from ..core.distributed import resolve_device
 
         self.protocol: Protocol | None = get_protocol(protocol) if protocol else None
         self.source = source
@@ -200,7 +200,7 @@ class Explorer:
         return self.predictions.get((label, i, flip), lambda: self._predict(label, i, flip))
 
     def _predict(self, label: str, i: int, flip: bool) -> np.ndarray:
-        from .predict import predict
+        from ..models.predict import predict
 
         rgb = self._frame(i).rgb
         x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].float().div_(255.0)
@@ -221,10 +221,10 @@ class Explorer:
         return self.predictions.get(("metrics", label, i, flip), make)
 
     def _protocol_metrics(self, label: str, f: Frame, flip: bool) -> dict[str, float]:
-        """The metrics depthlib.evaluate records for frame `f` under self.protocol (its per-image record)."""
-        from .data.frame import frame_to_sample
-        from .evaluate import prepare_batch
-        from .fastpath import as_fast
+        """The metrics depthlib.evaluation.evaluate records for frame `f` under self.protocol (its per-image record)."""
+        from ..data.frame import frame_to_sample
+        from ..evaluation.evaluate import prepare_batch
+        from ..models.fastpath import as_fast
 
         s = frame_to_sample(f)
         batch = {k: s[k][None] for k in ("image", "depth", "valid")}
@@ -420,8 +420,8 @@ def explore(*, source: str, path: str, split: str = "test", current: str | os.Pa
     options: the reader's own settings (e.g. {"depth_scale": 0.001} for `pairs`). `split` goes to readers that
     have splits; the others (bts, pairs, raw_kinect, nyu_test_npy) show every frame at `path`.
     """
-    from .data import open_source
-    from .data.registry import source_options
+    from ..data import open_source
+    from ..data.registry import source_options
 
     opts = dict(options or {})
     if "split" in source_options(source):

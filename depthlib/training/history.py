@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_write_text
+from ..core.atomic import atomic_write_text
 
 
 @dataclass

@@ -13,7 +13,7 @@ def project_root() -> Path:
     env = os.environ.get("DEPTH_WORKBOOK_ROOT")
     if env:
         return Path(env).resolve()
-    here = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parents[2]  # depthlib/core/paths.py -> the folder holding depthlib/
     if all((here / m).exists() for m in _MARKERS):
         return here
     # Installed non-editable: fall back to the cwd, which is then the caller's choice.

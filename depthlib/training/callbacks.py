@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import TrainConfig
+from ..core.config import TrainConfig
 
 
 @dataclass
@@ -95,7 +95,7 @@ class TensorBoardLogger(Callback):
 
 def preview_strip(preview: dict[str, torch.Tensor], n: int, model: nn.Module) -> np.ndarray:
     """uint8 [N,h,3w,3]: RGB input, colourised GT and prediction (metres, shared range) per row."""
-    from .viz import colorize  # late: matplotlib
+    from ..figures.viz import colorize  # late: matplotlib
 
     head = model.head
     img = torch.nn.functional.interpolate(preview["image"][:n].float(), size=preview["depth"].shape[-2:],

@@ -38,8 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..core.errors import ConfigError, DataError
 from .align import align
-from .errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class Protocol:
     pred_range: tuple[float, float] = (1e-3, 10.0)        # prediction clamp, metres
     clamp_before_upsample: bool = False                   # DenseDepth clips at model resolution
     align_corners: bool = False                           # bilinear upsampling convention
-    reduce: str = "pooled"                                # "pooled" | "per_image" (depthlib.metrics)
+    reduce: str = "pooled"                                # "pooled" | "per_image" (depthlib.evaluation.metrics)
     flip_average: bool = True
     reference: str = ""
 
