@@ -18,11 +18,12 @@ import numpy as np
 
 from .core.ahead import ahead
 from .core.atomic import atomic_path
+from .core.camera import NYU_KINECT, Camera, assumed_line, resolve, upright_size
 from .core.errors import ConfigError, DataError, DepthlibError
 
 # NYU Depth V2 Kinect RGB camera (NYU toolbox camera_params.m), 640x480, 0-based pixel centres.
-NYU_INTRINSICS = (518.8579, 519.4696, 325.5824, 253.7362)
-NYU_SIZE = (480, 640)  # (H, W)
+NYU_INTRINSICS = NYU_KINECT.intrinsics
+NYU_SIZE = (NYU_KINECT.height, NYU_KINECT.width)  # (H, W)
 
 
 def scaled_intrinsics(height: int, width: int, k: Sequence[float] = NYU_INTRINSICS,
@@ -196,15 +197,14 @@ def _same_size_batches(items: Iterator[tuple[Path, np.ndarray]], size: int) -> I
         yield group
 
 
-def _write_outputs(p: Path, rgb: np.ndarray, depth: np.ndarray, out_dir: Path, *, ply: bool,
-                   intrinsics: Sequence[float] | None, cmap: str, depth_range: tuple[float, float] | None) -> list[Path]:
-    """Depth PNG, colour PNG and optional PLY of one image's depth [H,W] metres, each written atomically."""
+def _write_outputs(p: Path, rgb: np.ndarray, depth: np.ndarray, out_dir: Path, *, ply: bool, camera: Camera,
+                   cmap: str, depth_range: tuple[float, float] | None) -> list[Path]:
+    """Depth PNG, colour PNG and optional PLY (through `camera`) of one image's depth [H,W] metres, each atomic."""
     from PIL import Image
 
     from .data.io import write_depth_png
     from .figures.viz import colorize
 
-    h, w = depth.shape
     # auto: the image's own range, widened to whole centimetres so the file name states it exactly
     lo, hi = depth_range if depth_range is not None else (math.floor(float(depth.min()) * 100) / 100,
                                                           math.ceil(float(depth.max()) * 100) / 100)
@@ -213,8 +213,7 @@ def _write_outputs(p: Path, rgb: np.ndarray, depth: np.ndarray, out_dir: Path, *
     colours = colorize(depth, vmin=lo, vmax=hi, cmap=cmap)
     _write_atomic(targets["color"], lambda t: Image.fromarray(colours).save(t, format="PNG"))
     if ply:
-        k = tuple(intrinsics) if intrinsics is not None else scaled_intrinsics(h, w)
-        pts = backproject(depth, k).reshape(-1, 3)
+        pts = backproject(depth, camera.intrinsics).reshape(-1, 3)
         targets["ply"] = out_dir / f"{p.stem}.ply"
         data = ply_bytes(pts, rgb.reshape(-1, 3))
         _write_atomic(targets["ply"], lambda t: t.write_bytes(data))
@@ -222,7 +221,9 @@ def _write_outputs(p: Path, rgb: np.ndarray, depth: np.ndarray, out_dir: Path, *
 
 
 def predict_images(images: Sequence[str], *, checkpoint: str, out: str, ply: bool = False,
-                   intrinsics: Sequence[float] | None = None, flip_average: bool = True, device: str = "auto",
+                   intrinsics: Sequence[float] | None = None, focal_35mm: float | None = None,
+                   fov: float | None = None, known: Sequence[str] = (), known_file: str | None = None,
+                   flip_average: bool = True, device: str = "auto",
                    cmap: str = "magma_r", depth_range: tuple[float, float] | None = DEFAULT_RANGE,
                    progress: bool = True, batch_size: int = 4, bf16: bool = False) -> list[Path]:
     """Write <stem>_depth.png (uint16 mm), <stem>_depth_color_<lo>-<hi>m.png and optionally <stem>.ply per image.
@@ -233,12 +234,18 @@ def predict_images(images: Sequence[str], *, checkpoint: str, out: str, ply: boo
     own min..max); the range used is in the colour PNG's name. Consecutive images of one size are predicted
     in batches of up to `batch_size` while a thread decodes the next ones; bf16: the decoder's stages but its last
     in CPU bfloat16 (native-bf16 CPUs; see depthlib.models.fastpath.prepare_for_inference).
+
+    Each image's camera (for the PLY) is resolved by depthlib.core.camera.resolve: intrinsics (pixels of every
+    image), focal_35mm or fov, the image's EXIF, else the training camera, said once per run. known ('X,Y,METRES',
+    one image) or known_file (CSV image,x,y,metres) rescale the depth of the images they name before any output is
+    written (depthlib.inference.calibrate), and each such image's residuals are printed.
     """
     import torch
     from tqdm import tqdm
 
     from .core.distributed import resolve_device
     from .inference import load_for_inference
+    from .inference.calibrate import calibrate, check_inside, known_points, residual_table
     from .models.predict import images_from_rgb, predict
 
     check_cmap(cmap)
@@ -246,6 +253,7 @@ def predict_images(images: Sequence[str], *, checkpoint: str, out: str, ply: boo
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}.")
     if intrinsics is not None:
         intrinsics = check_intrinsics(intrinsics, "intrinsics")
+    resolve(NYU_KINECT.width, NYU_KINECT.height, intrinsics=intrinsics, focal_35mm=focal_35mm, fov=fov)  # refuse early
     paths, others = expand_images(images)
     if others:
         print(skipped_line(others), file=sys.stderr)
@@ -254,6 +262,9 @@ def predict_images(images: Sequence[str], *, checkpoint: str, out: str, ply: boo
     if dup:
         raise ConfigError(f"several inputs are named {dup}: their outputs would overwrite each other in {out}. "
                           "Fix: run them with different --out folders.")
+    points = known_points(paths, known, known_file)
+    for p, pts in points.items():
+        check_inside(pts, *upright_size(p), p)
     out_dir = cli_path(out)
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"{out_dir}: --out names an existing file; it must be a folder. "
@@ -267,13 +278,22 @@ def predict_images(images: Sequence[str], *, checkpoint: str, out: str, ply: boo
         raise DataError(out_dir, f"the output folder cannot be created ({e.strerror or e}).",
                         "choose another --out folder.") from e
     written: list[Path] = []
+    said = False
     with tqdm(total=len(paths), desc="predict", unit="image", disable=not progress) as bar:
         for group in _same_size_batches(zip(paths, ahead(_decoded, paths, threads=1, name="decode")), batch_size):
             x = images_from_rgb(torch.from_numpy(np.stack([rgb for _, rgb in group])))   # what the ONNX graph does too
             h, w = group[0][1].shape[:2]
             depths = predict(model, x.to(dev), flip_average=flip_average, out_size=(h, w))[:, 0].float().cpu().numpy()
             for (p, rgb), depth in zip(group, depths):
-                written += _write_outputs(p, rgb, depth, out_dir, ply=ply, intrinsics=intrinsics, cmap=cmap,
+                camera, origin = resolve(w, h, intrinsics=intrinsics, focal_35mm=focal_35mm, fov=fov, path=p)
+                if origin == "assumed" and not said:
+                    tqdm.write(assumed_line(camera, p), file=sys.stderr)
+                    said = True
+                if p in points:
+                    cal = calibrate(depth, points[p], p)
+                    depth = cal.depth
+                    tqdm.write(residual_table(cal, p.name))
+                written += _write_outputs(p, rgb, depth, out_dir, ply=ply, camera=camera, cmap=cmap,
                                           depth_range=depth_range)
                 bar.update(1)
     return written
@@ -283,6 +303,7 @@ def _cmd_predict(a: argparse.Namespace) -> int:
     k = None if a.intrinsics is None else check_intrinsics(
         _floats(a.intrinsics, 4, "--intrinsics", "518.9,519.5,325.6,253.7"), f"--intrinsics {a.intrinsics}")
     files = predict_images(a.images, checkpoint=a.checkpoint, out=a.out, ply=a.ply, intrinsics=k,
+                           focal_35mm=a.focal_35mm, fov=a.fov, known=a.known or (), known_file=a.known_file,
                            flip_average=not a.no_flip, device=a.device, cmap=a.cmap,
                            depth_range=parse_range(a.range), batch_size=a.batch_size, bf16=a.bf16)
     print(f"wrote {len(files)} files to {cli_path(a.out)}")
@@ -329,7 +350,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (created)")
     p.add_argument("--ply", action="store_true", help="also write <stem>.ply coloured point clouds (metres)")
     p.add_argument("--intrinsics", metavar="FX,FY,CX,CY",
-                   help="pinhole intrinsics of the input images in pixels (default: NYU Kinect RGB, scaled from 640x480)")
+                   help="pinhole intrinsics of the input images in pixels, for the PLY. The camera of an image is, in "
+                   "this order: --intrinsics, --focal-35mm or --fov, its EXIF focal length, else the training camera "
+                   "(NYU Kinect RGB, scaled from 640x480), said once per run")
+    p.add_argument("--focal-35mm", type=float, metavar="MM",
+                   help="35 mm-equivalent focal length of the images (a phone's main camera: about 26)")
+    p.add_argument("--fov", type=float, metavar="DEG", help="horizontal field of view of the images in degrees")
+    p.add_argument("--known", action="append", metavar="X,Y,METRES",
+                   help="a distance measured at pixel X,Y of the image as shown (repeatable; one input image only): "
+                   "the depth is rescaled to the known distances and the residual at each is printed")
+    p.add_argument("--known-file", metavar="CSV", help="known distances of several images: a CSV with the header "
+                   "image,x,y,metres, image being a file's name or its path as given")
     p.add_argument("--no-flip", action="store_true", help="no flip averaging (twice as fast)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default auto)")
     p.add_argument("--cmap", default="magma_r", help="matplotlib colormap of the colour PNG (default magma_r)")
