@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import io
 import os
-import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -58,38 +58,64 @@ def project_at(root: Path) -> Iterator[Path]:
             os.environ["DEPTH_WORKBOOK_ROOT"] = before
 
 
-# What `make pipeline` runs, but for the scratch control's length: the control trains from random weights after
-# 02's model and touches nothing 03-05 read, and 20 epochs of it cost a third of the run. 2 epochs keep every code
-# path (its checkpoint, 04's four-way table and require_beat_control) at a tenth of the cost.
-SAMPLE_RUN_OVERRIDES = ("02:control_epochs=2",)
+from _sample_project import SAMPLE_RUN_OVERRIDES, run_locked  # noqa: E402,F401  (tests import the overrides from here)
+
+
+def _shared_base(config: pytest.Config) -> Path:
+    """The temp folder every pytest-xdist worker of this run shares (the run's own one without xdist)."""
+    base = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+_background: list[subprocess.Popen] = []
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests of the model a user has run last, and its pipeline starts now, in the background.
+
+    pytest-xdist hands tests out in this order, so while one process runs the sample pipeline the workers run every
+    test that does not need it, and no worker sits waiting on the lock. Only the first worker to collect starts it.
+    """
+    users = [it for it in items if "sample_project" in getattr(it, "fixturenames", ())]
+    if not users:
+        return
+    items.sort(key=lambda it: "sample_project" in getattr(it, "fixturenames", ()))   # stable: order kept otherwise
+    base = _shared_base(config)
+    try:
+        os.close(os.open(base / "sample_project.started", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return
+    # one torch thread: the workers have the cores' other share
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "tests")}
+    with open(base / "sample_project.out", "w") as out:
+        _background.append(subprocess.Popen([sys.executable, str(ROOT / "tests" / "_sample_project.py"), str(base)],
+                                            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                            start_new_session=True))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A run stopped early (-x, Ctrl-C) stops the background pipeline with it."""
+    for proc in _background:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="session")
-def sample_project(tmp_path_factory) -> Path:
+def sample_project(request: pytest.FixtureRequest) -> Path:
     """`make pipeline` once per test run, in a fresh project root -> that root.
 
     The sample profile's five notebooks on the embedded frames, as a new user runs them (README block, figures,
     checkpoints, executed notebooks, all under the root); what they printed is in <root>/pipeline.log. Every test of
-    the model a user has after the demo (transfer, own data, the pipeline's outputs) shares this one run: under
-    pytest-xdist the first worker to ask runs it while holding a lock, and the others wait and take its root.
+    the model a user has after the demo (transfer, own data, the pipeline's outputs) shares this one run: it starts
+    in the background at collection (pytest_collection_modifyitems) and this waits for it on its lock, or runs it
+    here when nothing started it.
     """
-    from depthlib.notebook.pipeline import make_plan, run
-
-    base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent                       # the folder every worker of this run shares
-    home, root = base / "sample_project", base / "sample_project" / "project"
-    with open(base / "sample_project.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (home / "done").is_file():
-            shutil.rmtree(home, ignore_errors=True)    # a run that failed part-way: start it over
-            fresh_project(root)
-            log = io.StringIO()
-            with project_at(root), contextlib.redirect_stdout(log):
-                run(make_plan("sample", overrides=list(SAMPLE_RUN_OVERRIDES)), progress=False)
-            (root / "pipeline.log").write_text(log.getvalue())
-            (home / "done").write_text("")
-    return root
+    try:
+        return run_locked(_shared_base(request.config))
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
 
 
 def pytest_report_header(config) -> str:
