@@ -36,8 +36,9 @@ from torch.utils.data import Dataset
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from depthlib.data import open_source  # noqa: E402
-from depthlib.data.dataset import make_loader  # noqa: E402
+from depthlib.data.dataset import MappedDataset, make_loader  # noqa: E402
 from depthlib.data.prepared_loader import PreparedTorchDataset  # noqa: E402
+from depthlib.data.transforms import Compose, RandomChannelSwap, RandomHorizontalFlip  # noqa: E402
 from depthlib.data.prepared_write import write_prepared  # noqa: E402
 
 SAMPLES = ROOT.parent / "shared" / "data" / "nyu_samples" / "densedepth_nyu2_test"
@@ -161,10 +162,12 @@ def main() -> None:
     n = len(src)
     prep = {q: write_prepared(src, out / f"prepared_q{q}.h5", jpeg_quality=q, depth_unit_m=10.0 / 255,
                               overwrite=True, progress=False) for q in (95, 90)}
-    # Same augmentation probabilities for both: flip 0.5, channel swap 0.5 (DenseDepth's PyTorch defaults).
+    # Same augmentation probabilities for both: flip 0.5, channel swap 0.5 (DenseDepth's PyTorch defaults); the
+    # prepared file's through depthlib's transforms, as training applies them.
+    augment = Compose([RandomHorizontalFlip(0.5), RandomChannelSwap(0.5)])
     loaders = {"densedepth_zip": ZipInMemoryLoader(zp),
-               "prepared_q95": PreparedTorchDataset(str(prep[95]), flip_p=0.5, swap_p=0.5),
-               "prepared_q90": PreparedTorchDataset(str(prep[90]), flip_p=0.5, swap_p=0.5)}
+               "prepared_q95": MappedDataset(PreparedTorchDataset(str(prep[95])), augment),
+               "prepared_q90": MappedDataset(PreparedTorchDataset(str(prep[90])), augment)}
     for ds in loaders.values():  # warm-up
         time_loader(ds, 1, 0)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads 1, "

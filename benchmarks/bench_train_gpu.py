@@ -30,8 +30,8 @@ import torch
 
 from depthlib.core.config import DataConfig, TrainConfig
 from depthlib.data import open_source
-from depthlib.data.dataset import DepthDataset, make_loader
-from depthlib.data.transforms import build_transforms
+from depthlib.data.dataset import DepthDataset, MappedDataset, make_loader
+from depthlib.data.transforms import BatchFlipSwap, build_transforms
 from depthlib.models import create_model
 from depthlib.training.callbacks import Callback, TrainState
 from depthlib.training.train import fit
@@ -63,6 +63,10 @@ class HostSamples(torch.utils.data.Dataset):
         return {"image": self.image[j], "depth": self.depth[j], "valid": self.depth[j] > 0, "name": str(i)}
 
 
+def _same(sample: dict[str, Any]) -> dict[str, Any]:
+    return sample
+
+
 class Timer(Callback):
     """Wall time between the end of optimiser step `warmup` and the last step, device-synchronised, and the
     part of it fit spent waiting for the loader (TrainState.data_wait_s)."""
@@ -91,6 +95,8 @@ def bench_train(args: argparse.Namespace, name: str, device: torch.device,
     of at least (warmup + steps) x batch frames (default: HostSamples, which costs the loader nothing)."""
     steps = args.warmup + args.steps
     data = HostSamples(steps * args.batch, args.height, args.width) if data is None else data
+    if CONFIGS[name].get("gpu_augment"):  # the data hands DataConfig's flip / swap to fit, as training_sets does
+        data = MappedDataset(data, _same, device_augment=BatchFlipSwap.from_config(DataConfig()))
     model = create_model(args.model, **json.loads(args.model_kwargs))
     timer = Timer(device, args.warmup)
     if device.type == "cuda":

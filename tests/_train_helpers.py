@@ -16,7 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from depthlib.core.config import TrainConfig
+from depthlib.core.config import DataConfig, TrainConfig
+from depthlib.data.dataset import MappedDataset
+from depthlib.data.transforms import BatchFlipSwap
 from depthlib.models.base import DepthModel
 from depthlib.models.heads import make_head
 from depthlib.training.callbacks import Callback, TrainState
@@ -69,6 +71,16 @@ class SynthDepth(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         return {"image": self.image[i], "depth": self.depth[i], "valid": self.valid[i], "name": f"s{i}"}
+
+
+def on_device(dataset: torch.utils.data.Dataset, **rates: float) -> MappedDataset:
+    """`dataset` handing its flip and channel swap (DataConfig's flip_p / swap_p, default or `rates`) to fit, which
+    applies them per batch on the device: what training_sets(..., gpu_augment=True) builds, for TrainConfig.gpu_augment."""
+    return MappedDataset(dataset, _same, device_augment=BatchFlipSwap.from_config(DataConfig(**rates)))
+
+
+def _same(sample: dict[str, Any]) -> dict[str, Any]:
+    return sample
 
 
 class Recorder(Callback):

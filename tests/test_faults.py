@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from _train_helpers import KILLABLE, Recorder, SynthDepth, cfg, tiny_model, weights
+from _train_helpers import KILLABLE, Recorder, SynthDepth, cfg, on_device, tiny_model, weights
 from depthlib.core.errors import CheckpointError
 from depthlib.models.checkpoint import load_checkpoint
 from depthlib.training.callbacks import Callback, TrainState
@@ -129,7 +129,7 @@ def test_deterministic_mode_same_seed_same_losses(tmp_path):
     def losses(seed: int, name: str) -> list[float]:
         rec = Recorder()
         kw = dict(deterministic=True, seed=seed, gpu_augment=True)
-        fit(tiny_model(), SynthDepth(8, holes=True), None, cfg(tmp_path / name, **kw), [rec])
+        fit(tiny_model(), on_device(SynthDepth(8, holes=True)), None, cfg(tmp_path / name, **kw), [rec])
         return [r[1] for r in rec.rows]
 
     first = losses(3, "a")

@@ -74,26 +74,20 @@ def test_round_trip_raw_and_jpeg(tmp_path: Path) -> None:
         assert f["depth"].chunks == (1, 24, 32) and f.attrs["complete"]
 
 
-def test_fast_loader_matches_frames_and_augments(tmp_path: Path) -> None:
+def test_fast_loader_matches_frames(tmp_path: Path) -> None:
+    # Frames come out as stored: flip and swap are the transforms' (DataConfig's rates), after the border crop.
     src = _Source()
     p = write_prepared(src, tmp_path / "d.h5", rgb_codec="raw", progress=False)
-    plain = PreparedTorchDataset(str(p), flip_p=0.0, swap_p=0.0)
+    plain = PreparedTorchDataset(str(p))
     ref = PreparedDataset(str(p))
     s = plain[4]
     np.testing.assert_array_equal(s["valid"][0].numpy(), ref[4].valid)  # code 0 <=> invalid invariant
     np.testing.assert_allclose(s["depth"][0].numpy(), ref[4].depth, atol=1e-6)
     np.testing.assert_allclose(s["image"].numpy(), ref[4].rgb.transpose(2, 0, 1) / 255.0, atol=1e-6)
-    flipped = PreparedTorchDataset(str(p), flip_p=1.0, swap_p=0.0)[4]
-    for k in ("image", "depth", "valid"):
-        assert torch.equal(flipped[k], s[k].flip(-1))
-    swapped = PreparedTorchDataset(str(p), flip_p=0.0, swap_p=1.0)[4]
-    assert torch.equal(swapped["depth"], s["depth"]) and not torch.equal(swapped["image"], s["image"])
-    means = sorted(s["image"].mean(dim=(1, 2)).tolist())
-    assert sorted(swapped["image"].mean(dim=(1, 2)).tolist()) == pytest.approx(means)
     loader = make_loader(PreparedTorchDataset(str(p)), batch_size=4, shuffle=True, seed=0)
     batch = next(iter(loader))
     assert batch["image"].shape == (4, 3, 24, 32) and batch["valid"].dtype == torch.bool
-    ds = PreparedTorchDataset(str(p), flip_p=0.0, swap_p=0.0)
+    ds = PreparedTorchDataset(str(p))
     ds[0]  # opens the file in this process; pickling must not carry the handle
     clone = pickle.loads(pickle.dumps(ds))
     assert torch.equal(clone[1]["depth"], ds[1]["depth"])
@@ -111,10 +105,10 @@ def test_fast_loader_serves_each_splits_own_frames(tmp_path: Path, codec: str) -
     p = write_prepared(src, tmp_path / f"{codec}.h5", split=splits, rgb_codec=codec, progress=False)
     for split in ("train", "val", "test"):
         ref = PreparedDataset(str(p), split=split)
-        fast = PreparedTorchDataset(str(p), split=split, flip_p=0.0, swap_p=0.0)
+        fast = PreparedTorchDataset(str(p), split=split)
         expect = [n for n, s in zip(src.names, splits) if s == split]
         assert len(fast) == len(ref) == 3 and ref.names == expect
-        picked = PreparedTorchDataset(ref, indices=[2, 0], flip_p=0.0, swap_p=0.0)   # a subset of the split
+        picked = PreparedTorchDataset(ref, indices=[2, 0])   # a subset of the split
         for s, k in [(fast[k], k) for k in range(3)] + [(picked[0], 2), (picked[1], 0)]:
             f = ref[k]
             assert s["name"] == f.name == expect[k] and f.meta["split"] == split
@@ -187,7 +181,7 @@ def test_prepared_from_real_frames(shared_nyu: Path, tmp_path: Path) -> None:
 
 def test_loader_worker_opens_its_own_handle(tmp_path: Path) -> None:
     p = write_prepared(_Source(), tmp_path / "w.h5", rgb_codec="raw", progress=False)
-    ds = PreparedTorchDataset(str(p), flip_p=0.0, swap_p=0.0)
+    ds = PreparedTorchDataset(str(p))
     first = ds[2]["depth"]  # the parent opens the file before the worker forks
     loader = make_loader(ds, batch_size=6, shuffle=False, num_workers=1, seed=0)
     batch = next(iter(loader))

@@ -90,7 +90,7 @@ def test_jpeg_sources_are_copied_png_sources_encoded(tiny_zip: Path, tmp_path: P
     with h5py.File(q) as f:
         assert f.attrs["rgb_jpeg_copied"] == 0 and not f["rgb_copied"][()].any()
     for path, src in ((p, SubsetSource(train, range(0, 60, 7))), (q, test)):
-        fast = PreparedTorchDataset(str(path), flip_p=0.0, swap_p=0.0)[2]["image"]
+        fast = PreparedTorchDataset(str(path))[2]["image"]
         ref = torch.from_numpy(src[2].rgb).permute(2, 0, 1).float() / 255
         assert fast.shape == ref.shape and float((fast - ref).abs().mean()) < 0.02
     assert verify_prepared(p) == [] and verify_prepared(q) == []

@@ -28,8 +28,10 @@ class DataConfig:
     border_crop: str = "nyu"            # "nyu" (labeled-set white border), "detect", "none"
     max_depth: float = 10.0             # metres; Kinect v1 range cap used by NYU
     min_depth: float = 0.1              # metres
-    flip_p: float = 0.5                 # DenseDepth paper, Sec. 3.3
+    flip_p: float = 0.5                 # DenseDepth paper, Sec. 3.3 (training only, as swap_p)
     swap_p: float = 0.25                # colour-channel swap probability (DenseDepth paper, Sec. 3.3)
+    # flip_p / swap_p are the only augmentation rates: the loader applies them, or with TrainConfig.gpu_augment
+    # the device does (depthlib.training.train_setup.training_sets), never both
     color_jitter: float = 0.0           # brightness / contrast / saturation / gamma jitter strength (0 = off)
     zoom_max: float = 1.0               # training crops 1/z of the frame, z in [1, zoom_max], depth kept (1 = off)
     seed: int = 0                       # batch size and loader workers are TrainConfig's
@@ -85,9 +87,7 @@ class TrainConfig:
     lr_gamma: float = 0.1               # "step" schedule: decay factor
     min_lr_ratio: float = 0.0           # "cosine"/"onecycle": final lr as a fraction of lr
     non_blocking: bool = True           # pinned host memory + async host-to-device copies (cuda only)
-    gpu_augment: bool = False           # flip + channel swap on the batch on the device
-    aug_flip_p: float = 0.5             # gpu_augment: horizontal flip probability per sample
-    aug_swap_p: float = 0.25            # gpu_augment: random RGB permutation probability per sample
+    gpu_augment: bool = False           # DataConfig's flip + channel swap per batch on the device, not in the loader
     compile_backend: str = "inductor"   # torch.compile backend when compile=True
     sync_batchnorm: bool = False        # DDP: convert BatchNorm to SyncBatchNorm (cuda only)
     data: dict[str, Any] = field(default_factory=dict)  # input settings (image_size, border_crop) kept in checkpoints

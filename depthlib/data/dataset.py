@@ -127,11 +127,17 @@ def make_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, num_workers
 
 
 class MappedDataset(Dataset):
-    """Apply `transform` to every sample of `dataset` (e.g. crop/resize/augment over a prepared file)."""
+    """Apply `transform` to every sample of `dataset` (e.g. crop/resize/augment over a prepared file).
 
-    def __init__(self, dataset: Dataset, transform: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    device_augment: what the training loop applies per batch on the device instead of `transform` (the flip and
+    channel swap of depthlib.data.transforms.BatchFlipSwap, with TrainConfig.gpu_augment); None for none.
+    """
+
+    def __init__(self, dataset: Dataset, transform: Callable[[dict[str, Any]], dict[str, Any]],
+                 device_augment: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
         self.dataset = dataset
         self.transform = transform
+        self.device_augment = device_augment
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]

@@ -1,4 +1,7 @@
-"""Fast training path over a prepared file: one chunk read + one JPEG decode per sample, flip and channel swap.
+"""Fast training path over a prepared file: one chunk read + one JPEG decode per sample.
+
+Frames come out as stored; flip and channel swap are depthlib.data.transforms' (DataConfig's rates), after the
+border crop: a flip here, before NYU's uneven crop (7 columns left, 8 right), would show the model another window.
 
 Memory does not grow with the dataset: a sample reads its own chunks; the only per-frame state is the row
 index array (8 bytes a frame); the HDF5 handle opens lazily in each loader worker.
@@ -16,18 +19,14 @@ from torchvision.io import decode_jpeg
 from ..core.errors import DataError
 from .prepared import PreparedDataset
 
-# The five non-identity channel orders (DenseDepth, Sec. 3.3: swap colour channels).
-_PERMS = ((0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
-
 
 class PreparedTorchDataset(Dataset):
     """Samples {"image": float[3,H,W] in [0,1], "depth": float[1,H,W] m (0 = hole), "valid": bool[1,H,W], "name"}."""
 
     def __init__(self, prepared: PreparedDataset | str, *, split: str | None = None,
-                 indices: Sequence[int] | None = None, flip_p: float = 0.5, swap_p: float = 0.25) -> None:
+                 indices: Sequence[int] | None = None) -> None:
         self.src = prepared if isinstance(prepared, PreparedDataset) else PreparedDataset(prepared, split=split)
         self.indices = None if indices is None else np.asarray(indices, dtype=np.int64)
-        self.flip_p, self.swap_p = flip_p, swap_p
         self._ds: dict[str, Any] = {}
 
     def __len__(self) -> int:
@@ -63,12 +62,6 @@ class PreparedTorchDataset(Dataset):
         j = int(i if self.indices is None else self.indices[i])
         ds, r = self._datasets(), int(self.src.rows[j])
         rgb, code = self._rgb(ds, r), ds["depth"][r]
-        # Augment on strided views of the uint8/uint16 arrays; the float conversions below then write
-        # contiguous flipped outputs in one pass each (no separate flip copies).
-        if self.flip_p > 0 and torch.rand(()) < self.flip_p:
-            rgb, code = rgb[:, :, ::-1], code[:, ::-1]
-        if self.swap_p > 0 and torch.rand(()) < self.swap_p:
-            rgb = rgb[list(_PERMS[int(torch.randint(len(_PERMS), ()))])]
         image = np.multiply(rgb, np.float32(1 / 255), dtype=np.float32, order="C")
         depth = np.multiply(code, np.float32(self.src.depth_unit_m), dtype=np.float32, order="C")
         # Writer invariant (tested): code 0 <=> invalid, so `valid` needs no second read and holes are already 0.

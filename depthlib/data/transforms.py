@@ -2,11 +2,16 @@
 
 Samples follow depthlib.data.frame: image float[3,H,W] in [0,1], depth float[1,H,W] metres,
 valid bool[1,H,W]. Randomness comes from torch's global generator, which make_loader seeds per worker.
+
+Flip and channel swap run at DataConfig's flip_p / swap_p in one of two places, never both: per sample here
+(build_transforms), or, with TrainConfig.gpu_augment, per batch on the device (BatchFlipSwap, which
+depthlib.training.train_setup.training_sets hands to fit instead).
 """
 
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
@@ -24,6 +29,7 @@ NYU_FRAME = (480, 640)
 # border_crop value -> (border, the frame size it applies to): the crops inference replays on whole frames
 REPLAYABLE_BORDERS = {"nyu": (NYU_BORDER, NYU_FRAME), "none": ((0, 0, 0, 0), None)}
 REPLAYABLE_CROPS = tuple(REPLAYABLE_BORDERS)  # the border_crop values a checkpoint can be used with on whole frames
+# The five non-identity channel orders (DenseDepth, Sec. 3.3: swap colour channels): a swap always changes the image.
 _PERMS = [p for p in itertools.permutations(range(3)) if p != (0, 1, 2)]
 
 
@@ -214,14 +220,53 @@ class Compose:
         return "Compose(" + ", ".join(type(t).__name__ for t in self.transforms) + ")"
 
 
-def build_transforms(cfg: DataConfig, train: bool, multiple: int = 32) -> Compose:
-    """Border crop -> (train only) random zoom -> resize to cfg.image_size -> (train only) flip, channel swap and
-    photometric jitter."""
+def build_transforms(cfg: DataConfig, train: bool, multiple: int = 32, *, flip_swap_on_device: bool = False) -> Compose:
+    """Border crop -> (train only) random zoom -> resize to cfg.image_size -> (train only) flip and channel swap,
+    unless flip_swap_on_device (then BatchFlipSwap(cfg) does them per batch), and photometric jitter."""
     steps: list[Callable[[Sample], Sample]] = [BorderCrop(cfg.border_crop)]
     zoom = RandomZoom(cfg.zoom_max)  # checks the value for either split
     if train and zoom.max_zoom > 1.0:
         steps.append(zoom)
     steps.append(Resize(cfg.image_size, multiple))
     if train:
-        steps += [RandomHorizontalFlip(cfg.flip_p), RandomChannelSwap(cfg.swap_p), RandomPhotometric(cfg.color_jitter)]
+        if not flip_swap_on_device:
+            steps += [RandomHorizontalFlip(cfg.flip_p), RandomChannelSwap(cfg.swap_p)]
+        steps.append(RandomPhotometric(cfg.color_jitter))
     return Compose(steps)
+
+
+def flip_swap_batch(batch: dict[str, Any], *, flip_p: float, swap_p: float) -> dict[str, Any]:
+    """Per-sample horizontal flip (image, depth, valid) and non-identity RGB order (image) of a collated batch
+    ([B,C,H,W] on any device), as RandomHorizontalFlip and RandomChannelSwap do to one sample.
+
+    The draws (3 x B numbers) come from torch's global CPU generator, so seeding and resume cover them; only the
+    masks and orders travel to the device.
+    """
+    img = batch["image"]
+    B = img.shape[0]
+    flip = (torch.rand(B) < flip_p).to(img.device).view(B, 1, 1, 1)
+    out = dict(batch)
+    for k in ("image", "depth", "valid"):
+        out[k] = torch.where(flip, batch[k].flip(-1), batch[k])
+    swap = torch.rand(B) < swap_p
+    perm = torch.tensor(_PERMS)[torch.randint(len(_PERMS), (B,))]
+    perm = torch.where(swap.view(B, 1), perm, torch.arange(3).expand(B, 3)).to(img.device)
+    out["image"] = torch.gather(out["image"], 1, perm.view(B, 3, 1, 1).expand_as(out["image"]))
+    return out
+
+
+@dataclass(frozen=True)
+class BatchFlipSwap:
+    """DataConfig's flip and channel swap, applied per batch where the batch is (TrainConfig.gpu_augment)."""
+
+    flip_p: float
+    swap_p: float
+
+    @classmethod
+    def from_config(cls, cfg: DataConfig) -> BatchFlipSwap:
+        """The rates of `cfg` (flip_p, swap_p)."""
+        return cls(cfg.flip_p, cfg.swap_p)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Collated batch {"image" [B,3,H,W], "depth" / "valid" [B,1,H,W], ...} -> the same, flipped and swapped."""
+        return flip_swap_batch(batch, flip_p=self.flip_p, swap_p=self.swap_p)

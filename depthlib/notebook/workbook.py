@@ -64,13 +64,13 @@ def hole_free(dataset: MappedDataset) -> MappedDataset:
     keep = [i for i in range(len(base.src)) if bool(np.all(f["valid"][int(rows[i])]))]
     if not keep:
         raise DataError(base.src.path, "no hole-free frames in this split.", "use subset='all' or another split.")
-    sub = PreparedTorchDataset(base.src, indices=keep, flip_p=0.0, swap_p=0.0)
-    return MappedDataset(sub, dataset.transform)
+    sub = PreparedTorchDataset(base.src, indices=keep)
+    return MappedDataset(sub, dataset.transform, dataset.device_augment)
 
 
 def frames(prepared_path: str, split: str) -> PreparedTorchDataset:
     """Full-resolution, un-augmented frames of one split (what evaluation protocols expect)."""
-    return PreparedTorchDataset(str(resolve(prepared_path)), split=split, flip_p=0.0, swap_p=0.0)
+    return PreparedTorchDataset(str(resolve(prepared_path)), split=split)
 
 
 def eval_frames(prepared_path: str, split: str, *, source: str = "", path: str = "",

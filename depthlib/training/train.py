@@ -44,8 +44,8 @@ from .callbacks import Callback, TensorBoardLogger, TrainState
 from .history import History
 from .losses import LOSSES
 from .train_setup import (SampleSeeds, SeededSamples, check_config, check_schedule_kept, init_weights,
-                          interpolate_weights, lr_factor, make_optimizer, make_scheduler)
-from .train_step import batch_to, forward_with_targets, gpu_augment, validation_sums
+                          device_augment, interpolate_weights, lr_factor, make_optimizer, make_scheduler)
+from .train_step import batch_to, forward_with_targets, validation_sums
 
 __all__ = ["Callback", "History", "NonFiniteLossError", "fit"]
 # What _save puts into extra beside train_config, all of which resuming needs.
@@ -57,8 +57,7 @@ log = logging.getLogger(__name__)
 # (device, precision, workers, logging, max_steps, ...) may change between sessions; epochs too, unless
 # the LR schedule's curve depends on the run's length (train_setup.check_schedule_kept).
 RUN_SETTINGS = ("lr", "encoder_lr_mult", "betas", "weight_decay", "amsgrad", "scheduler", "warmup_steps", "grad_clip",
-                "grad_accum", "seed", "lr_step_size", "lr_gamma", "min_lr_ratio", "gpu_augment", "aug_flip_p", "aug_swap_p",
-                "wise_alpha")
+                "grad_accum", "seed", "lr_step_size", "lr_gamma", "min_lr_ratio", "gpu_augment", "wise_alpha")
 FRESH_HINT = "in the pipeline: --fresh"
 
 
@@ -73,7 +72,10 @@ class NonFiniteLossError(DepthlibError, FloatingPointError):
 
 def fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig,
         callbacks: Sequence[Callback] = ()) -> History:
-    """Train `model` on `train` ({"image" [3,H,W], "depth" [1,H,W] m, "valid" [1,H,W]}) -> History."""
+    """Train `model` on `train` ({"image" [3,H,W], "depth" [1,H,W] m, "valid" [1,H,W]}) -> History.
+
+    With cfg.gpu_augment, `train` hands its flip and channel swap to fit (training_sets(..., gpu_augment=True)).
+    """
     for cb in callbacks:
         if not isinstance(cb, Callback):
             raise TypeError(f"callbacks must be depthlib.training.callbacks.Callback instances, got {type(cb).__name__}.")
@@ -93,6 +95,7 @@ class _Run:
     def __init__(self, model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig,
                  callbacks: list[Callback], device: torch.device, info: D.DistInfo) -> None:
         self.cfg, self.device, self.info, self.val = cfg, device, info, val
+        self.device_augment = device_augment(train, cfg)  # gpu_augment: the training set's flip / swap, per batch
         self.out_dir = resolve(cfg.out_dir)
         P.check_precision(cfg.precision, device)
         seed_everything(cfg.seed + info.rank)
@@ -334,8 +337,8 @@ class _Run:
 
     def _loss(self, batch: dict[str, Any]) -> torch.Tensor:
         b = batch_to(batch, self.device, non_blocking=self.pin, channels_last=self.cfg.channels_last)
-        if self.cfg.gpu_augment:
-            b = gpu_augment(b, self.cfg.aug_flip_p, self.cfg.aug_swap_p)
+        if self.device_augment is not None:
+            b = self.device_augment(b)
         raw, depth, valid = forward_with_targets(self.fwd, b, self.cfg.precision, self.device)
         return self.loss_fn(pred=raw, target=depth, valid=valid, head=self.core.head)
 

@@ -65,6 +65,11 @@ def build_configs(args: argparse.Namespace) -> tuple[DataConfig, ModelConfig, Tr
     data = from_dict(DataConfig, {**to_dict(DataConfig()), **given})
     model = ModelConfig(name=args.model or "unet", kwargs=json.loads(args.model_kwargs))
     train_given = parse_settings(args.train, "train")
+    moved = sorted(set(train_given) & set(_MOVED_TO_DATA))
+    if moved:
+        raise ConfigError(f"--train {', '.join(moved)}: the augmentation rates are DataConfig's, wherever they are "
+                          f"applied. Fix: --data {' '.join(f'{_MOVED_TO_DATA[k]}=...' for k in moved)} (with --train "
+                          "gpu_augment=true the device applies them instead of the loader).")
     check_types(train_given, to_dict(TrainConfig()), "train")
     train = from_dict(TrainConfig, {**to_dict(TrainConfig()), **train_given})
     return data, model, train
@@ -72,6 +77,8 @@ def build_configs(args: argparse.Namespace) -> tuple[DataConfig, ModelConfig, Tr
 
 # DataConfig fields that describe a source: train_cli reads --prepared instead.
 _NOT_USED_HERE = ("source", "path", "split")
+# TrainConfig's former gpu_augment rates -> the DataConfig rates that replaced them
+_MOVED_TO_DATA = {"aug_flip_p": "flip_p", "aug_swap_p": "swap_p"}
 
 
 def settings_help() -> str:
@@ -129,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         data_cfg, model_cfg, train_cfg = build_configs(args)
         train_cfg.data = data_settings(data_cfg)
-        sets = training_sets(args.prepared, data_cfg)
+        sets = training_sets(args.prepared, data_cfg, gpu_augment=train_cfg.gpu_augment)
         seed_everything(train_cfg.seed)  # before the model is built: its initial weights are part of the run
         if train_cfg.init_from and args.model is None and args.model_kwargs == "{}":
             net = load_model(train_cfg.init_from)  # fine-tuning: the architecture the checkpoint holds, as 03 does

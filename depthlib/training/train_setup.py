@@ -8,7 +8,7 @@ import copy
 import hashlib
 import math
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -20,19 +20,47 @@ from ..core.paths import resolve
 from ..core.reproducibility import seed_everything
 from ..data.dataset import MappedDataset
 from ..data.prepared_loader import PreparedTorchDataset
-from ..data.transforms import REPLAYABLE_CROPS, build_transforms
+from ..data.transforms import REPLAYABLE_CROPS, BatchFlipSwap, build_transforms
 from ..models.checkpoint import check_weights_fit, load_checkpoint
 
 SCHEDULES = ("none", "cosine", "step", "onecycle")
 
 
-def training_sets(prepared_path: str, cfg: DataConfig, *, splits: Sequence[str] = ("train", "val")) -> dict[str, MappedDataset]:
-    """Datasets of the prepared file's splits: border crop + resize; flip / channel swap on "train" only."""
+def training_sets(prepared_path: str, cfg: DataConfig, *, splits: Sequence[str] = ("train", "val"),
+                  gpu_augment: bool = False) -> dict[str, MappedDataset]:
+    """Datasets of the prepared file's splits: border crop + resize; cfg's flip / channel swap on "train" only.
+
+    gpu_augment (as TrainConfig.gpu_augment): the loader leaves flip and swap out and the "train" set hands them to
+    fit as its device_augment, which fit applies per batch on the device; never both.
+    """
     out = {}
     for split in splits:
-        base = PreparedTorchDataset(str(resolve(prepared_path)), split=split, flip_p=0.0, swap_p=0.0)
-        out[split] = MappedDataset(base, build_transforms(cfg, train=split == "train"))
+        base = PreparedTorchDataset(str(resolve(prepared_path)), split=split)
+        train = split == "train"
+        out[split] = MappedDataset(base, build_transforms(cfg, train=train, flip_swap_on_device=gpu_augment),
+                                   device_augment=BatchFlipSwap.from_config(cfg) if train and gpu_augment else None)
     return out
+
+
+def device_augment(train: Dataset, cfg: TrainConfig) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
+    """What fit applies to each training batch on the device: the training set's device_augment when gpu_augment.
+
+    Refuses the two mismatches: gpu_augment over a set that flips and swaps in the loader (each frame would be
+    augmented twice, at rates that are not DataConfig's), and a set built for the device without gpu_augment
+    (nothing would flip or swap).
+    """
+    aug = getattr(train, "device_augment", None)
+    if cfg.gpu_augment and aug is None:
+        raise ConfigError("gpu_augment=True applies the training set's flip and channel swap on the device, but this "
+                          "set has none to hand over (it flips and swaps in the loader, if at all). Fix: build it with "
+                          "training_sets(path, data_cfg, gpu_augment=True), or for a dataset of your own "
+                          "MappedDataset(ds, transform, device_augment=BatchFlipSwap.from_config(data_cfg)); or set "
+                          "gpu_augment=False.")
+    if aug is not None and not cfg.gpu_augment:
+        raise ConfigError("the training set leaves its flip and channel swap to the device (built with gpu_augment="
+                          "True), but TrainConfig.gpu_augment is False: nothing would flip or swap. Fix: set "
+                          "gpu_augment=True, or build the set with training_sets(path, data_cfg).")
+    return aug
 
 
 def data_settings(cfg: DataConfig) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""One training / validation step's pieces: batches to the device, on-device augmentation, targets at
-the model's resolution, the forward pass and validation sums."""
+"""One training / validation step's pieces: batches to the device, targets at the model's resolution, the
+forward pass and validation sums. (On-device flip and swap: depthlib.data.transforms.BatchFlipSwap.)"""
 
 from __future__ import annotations
 
@@ -36,26 +36,6 @@ def targets_at(depth: torch.Tensor, valid: torch.Tensor, size: tuple[int, int]) 
     d = F.avg_pool2d(depth * v, k) / frac.clamp_min(1e-12)
     v_out = frac >= 1.0 - 1e-6
     return torch.where(v_out, d, torch.zeros_like(d)), v_out
-
-
-def gpu_augment(batch: dict[str, Any], flip_p: float, swap_p: float) -> dict[str, Any]:
-    """Per-sample horizontal flip (image, depth, valid) and RGB permutation (image) on the device.
-
-    The random draws come from the CPU generator (B numbers per step), so seeding and resume
-    cover them; only the masks travel to the device.
-    """
-    img = batch["image"]
-    B = img.shape[0]
-    flip = (torch.rand(B) < flip_p).to(img.device).view(B, 1, 1, 1)
-    out = dict(batch)
-    for k in ("image", "depth", "valid"):
-        out[k] = torch.where(flip, batch[k].flip(-1), batch[k])
-    swap = torch.rand(B) < swap_p
-    perm = torch.argsort(torch.rand(B, 3), dim=1)
-    perm = torch.where(swap.view(B, 1), perm, torch.arange(3).expand(B, 3)).to(img.device)
-    idx = perm.view(B, 3, 1, 1).expand_as(out["image"])
-    out["image"] = torch.gather(out["image"], 1, idx)
-    return out
 
 
 def batch_to(batch: dict[str, Any], device: torch.device, *, non_blocking: bool,
