@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -22,6 +21,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..core.ahead import ahead
+from ..core.atomic import publish
 from ..core.errors import DataError
 from ..core.lock import hold_lock
 from .frame import Frame, FrameSource, stored_jpeg
@@ -206,7 +206,4 @@ def write_prepared(source: FrameSource, out_path: str | Path, *, indices: Sequen
             f.attrs["rgb_jpeg_copied"] = int(copied.sum())
             f.attrs["complete"] = True
             f.flush()
-        with open(partial, "rb") as fh:
-            os.fsync(fh.fileno())  # the data is on disk before the name says "complete"
-        os.replace(partial, out)
-        return out
+        return publish(partial, out)  # the data is on disk before the name says "complete"

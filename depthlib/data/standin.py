@@ -30,6 +30,7 @@ from typing import Iterator, Sequence
 import numpy as np
 from PIL import Image, ImageChops
 
+from ..core.atomic import publish
 from ..core.errors import DataError
 from ..core.paths import resolve
 
@@ -270,9 +271,7 @@ def write_standin(out: str | os.PathLike[str], *, n_frames: int = FULL_TRAIN + F
                     z.writestr(_member(members[done][1]), depth)
                     done += 1
                     bar.update(1)
-        with open(partial, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(partial, path)
+        publish(partial, path)
     finally:
         bar.close()
         if pool is not None:

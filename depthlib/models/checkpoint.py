@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..core.atomic import atomic_path
 from ..core.errors import CheckpointError, ConfigError
 from ..core.paths import resolve
 from .registry import create_model, list_models
@@ -108,8 +108,8 @@ def save_checkpoint(
 ) -> Path:
     """Write model (+ optimiser/scheduler state) to path atomically; return the resolved path.
 
-    Written to a temporary file in the same folder, fsynced, then os.replace()d over path, so a
-    crash or failed write leaves any previous file at path intact (the temporary is removed).
+    Written through depthlib.core.atomic (a temporary file beside path, fsynced, renamed over path, the folder
+    fsynced), so a crash or failed write leaves any previous file at path intact (the temporary is removed).
     """
     path = resolve(path)
     inner = unwrap_model(model)
@@ -134,39 +134,15 @@ def save_checkpoint(
         "depthlib_version": __version__,
     }
     _check_plain(ckpt, "checkpoint", path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
             torch.save(ckpt, f)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates 0600; keep an existing file's mode, else the usual 0644.
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        os.replace(tmp, path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise CheckpointError(
             f"{path}: could not write the checkpoint ({e}); any previous file there is intact. "
             "Fix: free disk space or choose a writable folder."
         ) from e
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
     return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename durable on POSIX; directories cannot be opened for fsync on Windows."""
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _first_line(e: BaseException) -> str:
