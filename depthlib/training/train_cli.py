@@ -20,7 +20,7 @@ import os
 import sys
 from typing import Any, Sequence
 
-from ..core.config import DataConfig, ModelConfig, TrainConfig, fits_default, from_dict, to_dict
+from ..core.config import DataConfig, ModelConfig, TrainConfig, fits_default, from_dict, to_dict, to_plain
 from ..core.errors import ConfigError, DepthlibError
 from ..core.paths import resolve
 
@@ -63,7 +63,10 @@ def build_configs(args: argparse.Namespace) -> tuple[DataConfig, ModelConfig, Tr
         raise ConfigError(f"--data {', '.join(unused)}: train_cli reads the prepared file given by --prepared; drop them.")
     check_types(given, to_dict(DataConfig()), "data")
     data = from_dict(DataConfig, {**to_dict(DataConfig()), **given})
-    model = ModelConfig(name=args.model or "unet", kwargs=json.loads(args.model_kwargs))
+    given_kwargs = json.loads(args.model_kwargs)
+    # No --model: the default model, --model-kwargs changing some of its settings ({"pretrained": false}: from scratch).
+    model = (ModelConfig(name=args.model, kwargs=given_kwargs) if args.model else
+             ModelConfig(kwargs={**ModelConfig().kwargs, **given_kwargs}))
     train_given = parse_settings(args.train, "train")
     moved = sorted(set(train_given) & set(_MOVED_TO_DATA))
     if moved:
@@ -102,9 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m depthlib train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=settings_help())
     p.add_argument("--prepared", required=True, help="prepared HDF5 file (notebook 01) with train/val splits")
-    p.add_argument("--model", default=None, help="registered model name (default: unet); with --train init_from=CKPT "
+    default = ModelConfig()
+    p.add_argument("--model", default=None, help=f"registered model name (default: {default.name} with "
+                   f"{json.dumps(default.kwargs)}, weights that install with the package); with --train init_from=CKPT "
                    "and no --model / --model-kwargs, the checkpoint's own architecture")
-    p.add_argument("--model-kwargs", default="{}", help="JSON keyword arguments of create_model (default: %(default)s)")
+    p.add_argument("--model-kwargs", default="{}", help="JSON keyword arguments of create_model; without --model they "
+                   "change the default model's (default: %(default)s)")
     p.add_argument("--data", nargs="*", default=[], metavar="NAME=VALUE",
                    help="DataConfig settings, each defaulting as listed below")
     p.add_argument("--train", nargs="*", default=[], metavar="NAME=VALUE",
@@ -133,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .train_setup import data_settings, training_sets
 
     args = build_parser().parse_args(argv)
+    main_process = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 speaks for all
     try:
         data_cfg, model_cfg, train_cfg = build_configs(args)
         train_cfg.data = data_settings(data_cfg)
@@ -140,13 +147,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed_everything(train_cfg.seed)  # before the model is built: its initial weights are part of the run
         if train_cfg.init_from and args.model is None and args.model_kwargs == "{}":
             net = load_model(train_cfg.init_from)  # fine-tuning: the architecture the checkpoint holds, as 03 does
+            said = f"{net.arch} {json.dumps(to_plain(net.config))}, as {train_cfg.init_from} holds it"
         else:
             net = create_model(model_cfg.name, **model_cfg.kwargs)
+            said = f"{model_cfg.name} {json.dumps(model_cfg.kwargs)}" + ("" if args.model else " (the default; --model "
+                                                                         "and --model-kwargs choose another)")
+        if main_process:
+            print(f"model: {said}", flush=True)
         history = fit(net, sets["train"], sets.get("val"), train_cfg)
     except DepthlibError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if os.environ.get("RANK", "0") == "0":
+    if main_process:
         print(summary(history, train_cfg))
     return 0
 
