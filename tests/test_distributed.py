@@ -31,7 +31,17 @@ def test_shard_sampler_matches_doubled_batch_order():
     assert list(two[1]) == r1[2:] and len(two[1]) == 3
     odd = D.ShardSampler(5, rank=1, world_size=2, seed=0, shuffle=False)
     assert list(odd) == [1, 3, 0]  # padded to a multiple of the world size, as DistributedSampler
-    assert D.contiguous_shard(5, D.DistInfo(rank=1, world_size=2)) == [1, 3]
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 5, 7, 10, 13, 64])
+@pytest.mark.parametrize("world", [1, 2, 3, 4, 8])
+def test_contiguous_shard_hands_each_rank_one_block(n, world):
+    shards = [D.contiguous_shard(n, D.DistInfo(rank=r, world_size=world)) for r in range(world)]
+    for s in filter(None, shards):
+        assert s == list(range(s[0], s[0] + len(s))), f"a rank's indices are not one block: {s}"
+    sizes = [len(s) for s in shards]
+    assert max(sizes) - min(sizes) <= 1
+    assert [i for s in shards for i in s] == list(range(n))  # in rank order: disjoint, and together every index
 
 
 @pytest.mark.slow

@@ -159,5 +159,10 @@ class ShardSampler(Sampler[int]):
 
 
 def contiguous_shard(n: int, info: DistInfo) -> list[int]:
-    """Indices of this rank's part of an n-item evaluation set, without padding (exact sums)."""
-    return list(range(info.rank, n, info.world_size))
+    """Indices of this rank's part of an n-item evaluation set: one block, without padding (exact sums).
+
+    Blocks in rank order cover 0..n-1 once; the first n % world_size ranks get one item more.
+    """
+    size, extra = divmod(n, info.world_size)
+    start = info.rank * size + min(info.rank, extra)
+    return list(range(start, start + size + (info.rank < extra)))
