@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import zipfile
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +31,7 @@ from .registry import create_model, list_models
 __all__ = [
     "FORMAT_VERSION",
     "CheckpointError",
+    "build_model",
     "check_weights_fit",
     "clean_state_dict",
     "load_checkpoint",
@@ -174,8 +176,12 @@ def _describe(obj: Any) -> str:
     return f"a {type(obj).__name__}"
 
 
-def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
-    """Load and validate a depthlib checkpoint (weights_only=True); ``model`` keys come back clean."""
+def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu", *, mmap: bool = False) -> dict[str, Any]:
+    """Load and validate a depthlib checkpoint (weights_only=True); ``model`` keys come back clean.
+
+    mmap: the tensors map the file instead of being read (a zip-format file, as torch.save writes), so a caller
+    that only wants the architecture reads none of the weights.
+    """
     given, path = path, resolve(path)
     if not path.is_file():
         where = " (relative paths resolve from the project root)" if not Path(given).is_absolute() else ""
@@ -186,7 +192,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
         raise CheckpointError(f"{path}: is empty (0 bytes): a copy or download that never finished. "
                               "Fix: copy it again, or use another checkpoint (e.g. best.pt / an earlier last.pt).")
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
+        obj = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
     except pickle.UnpicklingError:
         # The weights-only unpickler refused the pickle. torch's own message advises weights_only=False,
         # i.e. running whatever code the file carries: never pass that on.
@@ -242,8 +248,15 @@ def load_model(path: str | os.PathLike[str], map_location: Any = "cpu") -> nn.Mo
     return model_from_checkpoint(load_checkpoint(path, map_location=map_location), path, map_location=map_location)
 
 
-def model_from_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike[str], map_location: Any = "cpu") -> nn.Module:
-    """Rebuild and strictly load the model of an already loaded checkpoint dict (`path` names it in errors)."""
+def build_model(path: str | os.PathLike[str]) -> nn.Module:
+    """A new model of the architecture and model_config checkpoint `path` holds, with fresh weights: the model
+    fit(init_from=path) loads that checkpoint's weights into, once (the file's weights are not read here)."""
+    path = resolve(path)
+    return _architecture(load_checkpoint(path, mmap=True), path)
+
+
+def _architecture(ckpt: dict[str, Any], path: str | os.PathLike[str]) -> nn.Module:
+    """create_model(arch, **model_config) of a loaded checkpoint dict; errors name `path` and the fix."""
     arch, config = ckpt["arch"], dict(ckpt["model_config"])
     if arch not in list_models():
         raise CheckpointError(
@@ -251,9 +264,15 @@ def model_from_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike[str], ma
             "Fix: import the module that registers it, or use a matching depthlib version."
         )
     try:
-        model = create_model(arch, **config)
+        return create_model(arch, **config)
     except ConfigError as e:
         raise CheckpointError(f"{path}: its model_config does not build {arch!r}: {e}") from e
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike[str], map_location: Any = "cpu") -> nn.Module:
+    """Rebuild and strictly load the model of an already loaded checkpoint dict (`path` names it in errors)."""
+    model = _architecture(ckpt, path)
+    arch, config = ckpt["arch"], dict(ckpt["model_config"])
     check_weights_fit(model, ckpt["model"], path, f"{arch}({config})")
     model.load_state_dict(ckpt["model"], strict=True)
     if isinstance(map_location, (str, torch.device)):

@@ -104,12 +104,13 @@ class _Run:
         ckpt = load_checkpoint(last, map_location=device) if cfg.resume and last.is_file() else None
         init = resolve(cfg.init_from) if cfg.init_from else None
         self.init_sha256 = _sha256(init) if init is not None and init.is_file() else ""  # kept in last.pt
-        if ckpt is None and init is not None:
-            at = init_weights(self.core, init, device)
-            self._say(f"initialised weights from {cfg.init_from} (step {at} there); fresh optimiser")
         # WiSE-FT: best.pt mixes the trained weights with init_from's (read again on resume: last.pt holds trained ones)
-        self.wise_init = (None if cfg.wise_alpha >= 1.0 or init is None else
-                          {k: v.detach().clone() for k, v in load_checkpoint(init, map_location=device)["model"].items()})
+        wise = cfg.wise_alpha < 1.0 and init is not None
+        start = load_checkpoint(init, map_location=device) if init is not None and (ckpt is None or wise) else None
+        if ckpt is None and start is not None:
+            at = init_weights(self.core, start, init)  # type: ignore[arg-type]
+            self._say(f"initialised weights from {cfg.init_from} (step {at} there); fresh optimiser")
+        self.wise_init = {k: v.detach().clone() for k, v in start["model"].items()} if wise and start else None
         if cfg.freeze_encoder:
             self.core.freeze_encoder()
         if cfg.freeze_encoder_bn:

@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Build datasets and model, run fit, print the best epoch; 2 on a depthlib error."""
     from ..core.reproducibility import seed_everything
     from ..models import create_model
-    from ..models.checkpoint import load_model
+    from ..models.checkpoint import build_model
     from .train import fit
     from .train_setup import data_settings, training_sets
 
@@ -146,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sets = training_sets(args.prepared, data_cfg, gpu_augment=train_cfg.gpu_augment)
         seed_everything(train_cfg.seed)  # before the model is built: its initial weights are part of the run
         if train_cfg.init_from and args.model is None and args.model_kwargs == "{}":
-            net = load_model(train_cfg.init_from)  # fine-tuning: the architecture the checkpoint holds, as 03 does
+            net = build_model(train_cfg.init_from)  # fine-tuning: the architecture the checkpoint holds, as 03 does
             said = f"{net.arch} {json.dumps(to_plain(net.config))}, as {train_cfg.init_from} holds it"
         else:
             net = create_model(model_cfg.name, **model_cfg.kwargs)

@@ -21,7 +21,7 @@ from ..core.reproducibility import seed_everything
 from ..data.dataset import MappedDataset
 from ..data.prepared_loader import PreparedTorchDataset
 from ..data.transforms import REPLAYABLE_CROPS, BatchFlipSwap, build_transforms
-from ..models.checkpoint import check_weights_fit, load_checkpoint
+from ..models.checkpoint import check_weights_fit
 
 SCHEDULES = ("none", "cosine", "step", "onecycle")
 
@@ -112,9 +112,9 @@ def interpolate_weights(model: nn.Module, init: dict[str, torch.Tensor], alpha: 
     return out
 
 
-def init_weights(model: nn.Module, path: Path, device: torch.device) -> int:
-    """Fine-tuning start: load only the weights of checkpoint `path` into `model` (strict) -> its step."""
-    src = load_checkpoint(path, map_location=device)
+def init_weights(model: nn.Module, src: dict[str, Any], path: Path) -> int:
+    """Fine-tuning start: load only the weights of checkpoint `src` (loaded from `path`) into `model` (strict) -> its
+    step."""
     arch = getattr(model, "arch", None)
     if src["arch"] != arch:
         raise CheckpointError(f"{path}: holds a {src['arch']!r} model but fit got {arch!r}. "
