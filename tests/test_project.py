@@ -80,3 +80,16 @@ def test_the_cpu_kernels_asked_for_are_the_ones_in_use():
     assert isa, out[-2000:]
     if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() == "AVX2":
         assert "AVX2" in isa.group(1) and "512" not in isa.group(1) and "AMX" not in isa.group(1), isa.group(1)
+
+
+def test_pyproject_metadata_uses_no_deprecated_form():
+    # `license = { text = "MIT" }` made setuptools warn on every install that the table form is deprecated.
+    import warnings
+
+    from setuptools.config.pyprojecttoml import apply_configuration
+    from setuptools.dist import Distribution
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dist = apply_configuration(Distribution(), str(ROOT / "pyproject.toml"))
+    assert dist.metadata.license_expression == "MIT"
