@@ -5,28 +5,38 @@ Usage: .venv/bin/python benchmarks/bench_evaluate.py [--frames 4 16 32] [--proto
 Each run is a fresh subprocess evaluating N synthetic 640x480 frames (made on access from a seed,
 so the dataset holds nothing) with a tiny contract-following model (a 1x1 weighting + 2x2 pooling:
 the model costs next to nothing, so the time is depthlib's: predict, upsampling, crop, metrics).
-If evaluation held every prediction, peak RSS would grow by ~2.4 MB (float64 640x480) per frame.
+Against: an evaluation that held every prediction, whose peak RSS would grow by ~2.4 MB (float64 640x480) per frame.
+Writes benchmarks/bench_evaluate.md: machine, date, one row per frame count.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
-from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.utils.data import Dataset
+from _common import ROOT, cpu_summary, parse_early, script_parser, utc_stamp, write_results
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = script_parser(__doc__, "benchmarks/bench_evaluate.md (--out)")
+    ap.add_argument("--frames", type=int, nargs="+", default=[4, 16, 32], help="frame counts, one run each (default 4 16 32)")
+    ap.add_argument("--protocol", default="densedepth")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "bench_evaluate.md"))
+    ap.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
+    return ap
+
+
+parse_early(__name__, build_parser)
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.utils.data import Dataset  # noqa: E402
+
 from depthlib.evaluation.evaluate import evaluate  # noqa: E402
 from depthlib.models.heads import InverseHead  # noqa: E402
 
@@ -72,12 +82,7 @@ def one(n: int, protocol: str) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--frames", type=int, nargs="+", default=[4, 16, 32])
-    ap.add_argument("--protocol", default="densedepth")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "bench_evaluate.md"))
-    ap.add_argument("--child", type=int, default=0)
-    a = ap.parse_args()
+    a = build_parser().parse_args()
     if a.child:
         print(json.dumps(one(a.child, a.protocol)))
         return
@@ -87,15 +92,15 @@ def main() -> None:
                              check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
         print(rows[-1])
-    machine = f"{platform.machine()}, {platform.processor() or 'cpu'}, torch {torch.__version__}, 1 thread"
+    machine = f"{cpu_summary()}; torch {torch.__version__}, 1 thread"
     lines = [f"# Streaming evaluation ({a.protocol} protocol, 640x480 frames, batch 2)", "",
-             f"Machine: {machine}; a 2-core CPU sandbox shared with other jobs, so times are noisy. "
-             f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. Script: benchmarks/bench_evaluate.py.", "",
+             f"Machine: {machine}; times are noisy where other jobs share the CPU. "
+             f"Date: {utc_stamp()}. Script: benchmarks/bench_evaluate.py.", "",
              "| frames | s / frame | peak RSS (MB) | pixels evaluated |", "|---|---|---|---|"]
     lines += [f"| {r['frames']} | {r['s_per_frame']:.3f} | {r['peak_rss_mb']:.0f} | {r['n_pixels']} |" for r in rows]
     lines += ["", "Peak RSS is flat in the number of frames: predictions are reduced to per-image sums batch by "
               "batch and never accumulated."]
-    Path(a.out).write_text("\n".join(lines) + "\n")
+    write_results(a.out, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Prepared-dataset training loader vs a DenseDepth-style zip loader, on the same real NYU frames.
 
 Usage: .venv/bin/python benchmarks/bench_loader.py [--epochs 4] [--reps 5] [--out runs/bench_loader]
+Prints its tables; benchmarks/RESULTS_loader.md records a run, written by hand from them.
 
 1. Builds a DenseDepth *train-layout* zip (JPEG RGB + 8-bit PNG depth, 0..255 = 0..10 m, CSV) from the real
    frames in ../shared/data/nyu_samples/densedepth_nyu2_test, and a prepared HDF5 file from that zip.
@@ -20,21 +21,34 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import os
 import platform
 import subprocess
 import sys
 import time
 import zipfile
+from functools import partial
 from pathlib import Path
 
-import numpy as np
-import torch
-from PIL import Image
-from torch.utils.data import Dataset
+from _common import ROOT, cpu_summary, each_round, parse_early, proc_status_kib, ratios, script_parser, utc_stamp
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = script_parser(__doc__, "none: it prints its tables (benchmarks/RESULTS_loader.md holds a run, written by hand "
+                                "from that output); --out is its scratch folder (default runs/bench_loader)")
+    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--out", default=str(ROOT / "runs" / "bench_loader"))
+    ap.add_argument("--mem-child", default="", help=argparse.SUPPRESS)
+    return ap
+
+
+parse_early(__name__, build_parser)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+from torch.utils.data import Dataset  # noqa: E402
+
 from depthlib.data import open_source  # noqa: E402
 from depthlib.data.dataset import MappedDataset, make_loader  # noqa: E402
 from depthlib.data.prepared_loader import PreparedTorchDataset  # noqa: E402
@@ -125,33 +139,21 @@ def time_samples(ds: Dataset, epochs: int, seed: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def rss_kb() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return -1
-
-
 def mem_child(path: str, reads: int = 1020) -> None:
     """Print frames, RSS after the first sample and peak RSS over `reads` random samples of the file at `path`."""
     torch.set_num_threads(1)
     ds = PreparedTorchDataset(path)
     ds[0]
-    before = peak = rss_kb()
+    before = peak = proc_status_kib()
     rng = np.random.default_rng(0)
     for _ in range(reads):  # the same number of reads for every file size
         ds[int(rng.integers(len(ds)))]
-        peak = max(peak, rss_kb())
+        peak = max(peak, proc_status_kib())
     print(f"{len(ds)} {before} {peak}")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--epochs", type=int, default=4)
-    ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--out", default=str(ROOT / "runs" / "bench_loader"))
-    ap.add_argument("--mem-child", default="")
-    a = ap.parse_args()
+    a = build_parser().parse_args()
     if a.mem_child:
         return mem_child(a.mem_child)
     torch.set_num_threads(1)
@@ -170,19 +172,16 @@ def main() -> None:
                "prepared_q90": MappedDataset(PreparedTorchDataset(str(prep[90])), augment)}
     for ds in loaders.values():  # warm-up
         time_loader(ds, 1, 0)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads 1, "
-          f"python {platform.python_version()}, torch {torch.__version__}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(f"machine: {cpu_summary()}; torch threads 1, python {platform.python_version()}, torch {torch.__version__}, "
+          f"{utc_stamp()}")
     for label, fn in (("DataLoader batch 8", time_loader), ("dataset[i] only", time_samples)):
-        rates: dict[str, list[float]] = {k: [] for k in loaders}
-        for rep in range(a.reps):  # interleaved so all see the same machine load
-            for k, ds in loaders.items():
-                rates[k].append(fn(ds, a.epochs, rep))
+        # interleaved so all see the same machine load; each round's index seeds its shuffle
+        rates = each_round({k: partial(fn, ds, a.epochs) for k, ds in loaders.items()}, a.reps, rotate=False)
+        per_round = ratios(rates, "densedepth_zip", higher_is_better=True)
         print(f"[{label}]")
-        base = np.array(rates["densedepth_zip"])
         for k, v in rates.items():
-            ratio = float(np.median(np.array(v) / base))
             print(f"  {k:16s} samples/s per core: " + " ".join(f"{x:.1f}" for x in v) +
-                  f"  (median {np.median(v):.1f}; vs zip: median per-round ratio {ratio:.2f}x)")
+                  f"  (median {np.median(v):.1f}; vs zip: median per-round ratio {per_round[k]['median']:.2f}x)")
     zb = zp.stat().st_size / n
     print(f"train-layout zip built here: {zb / 1e3:.1f} KB/frame (real nyu_data.zip: {ZIP_BYTES / FULL_FRAMES / 1e3:.1f} KB/frame)")
     for q, p in prep.items():

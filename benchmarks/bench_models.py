@@ -4,7 +4,7 @@ The reference is benchmarks/reference_port.py (the project's own stand-in for th
 SSIM + 0.1 L1 loss, default Adam, flip-averaged prediction). Every contender runs once per round, the
 rounds interleaved (the order rotates each round), and each claim is the median and the min-max of the
 per-round ratios reference time / contender time: machines (and the load on a shared one) differ, ratios
-measured in one run do not. The CPU's model and flags come from /proc/cpuinfo.
+measured in one run do not. The CPU's model and flags come from /proc/cpuinfo. Writes RESULTS_models.md with --write.
 
     nice -n 15 .venv/bin/python benchmarks/bench_models.py --write benchmarks/RESULTS_models.md  # ~5 min, 2 idle cores
     nice -n 15 .venv/bin/python benchmarks/bench_models.py --quick      # smoke run: 2 rounds, checks the script
@@ -19,27 +19,41 @@ EfficientNet-Lite0 model's FLOP split and inference rate. FLOPs: torch.utils.flo
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
+from _common import (ROOT, command_line, cpu_facts, interleaved, parse_early, ratios, script_parser, utc_stamp,
+                     write_json, write_results)
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+def build_parser() -> argparse.ArgumentParser:
+    p = script_parser(__doc__, "benchmarks/RESULTS_models.md with --write benchmarks/RESULTS_models.md (without --write "
+                               "it prints the same markdown); --json also writes every number")
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--quick", action="store_true", help="a shorter run: 2 rounds, 320x240 predict, batch 2 at 160x128")
+    p.add_argument("--smoke", action="store_true", help="checks the script only: tiny models and images, 2 rounds")
+    p.add_argument("--compile", action="store_true",
+                   help="also time the fast copy under torch.compile with freezing (adds its compile time, minutes)")
+    p.add_argument("--checkpoint", default="checkpoints/sample/finetune/best.pt",
+                   help="trained checkpoint for the bf16 error (relative to the project root)")
+    p.add_argument("--write", default="", help="write the markdown results to this file")
+    p.add_argument("--json", default="", help="also write every number (absolute times included) here")
+    return p
+
+
+parse_early(__name__, build_parser)
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
 import reference_port as ref  # noqa: E402
-
-from depthlib.core.atomic import atomic_write_text  # noqa: E402
 from depthlib.core.config import TrainConfig  # noqa: E402
 from depthlib.models import create_model  # noqa: E402
-from depthlib.models.fastpath import FAST_ATTR, cpu_flags, cpu_has_native_bf16, cpu_name, prepare_for_inference  # noqa: E402
+from depthlib.models.fastpath import FAST_ATTR, cpu_has_native_bf16, prepare_for_inference  # noqa: E402
 from depthlib.models.heads import make_head  # noqa: E402
 from depthlib.models.predict import predict  # noqa: E402
 from depthlib.training.losses import _target_value_range, densedepth_loss, gradient_l1, l1, ssim  # noqa: E402
@@ -52,14 +66,6 @@ FASTDEPTH_GMAC_224 = 0.37  # FastDepth (Wofk et al., ICRA 2019), MobileNet-NNCon
 
 
 # ------------------------------------------------------------------ machine
-
-def cpu_info() -> dict[str, Any]:
-    """Model name, full flag list and logical CPU count (Linux /proc/cpuinfo via depthlib.models.fastpath), torch's setup."""
-    return {"model": cpu_name(), "flags": sorted(cpu_flags()), "logical_cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "mkldnn": torch.backends.mkldnn.is_available(), "native_bf16": cpu_has_native_bf16(),
-            "load_avg_before": os.getloadavg() if hasattr(os, "getloadavg") else None}
-
 
 def conv_ceiling(dtype: torch.dtype = torch.float32, reps: int = 5) -> float:
     """GFLOP/s of a oneDNN 3x3 convolution 256->256 on 1x256x60x80 channels_last (2 FLOPs a multiply-add), best of reps."""
@@ -86,32 +92,6 @@ def mm_rate(n: int = 2048, reps: int = 5) -> float:
         a @ b
         best = min(best, time.perf_counter() - t)
     return 2 * n**3 / best / 1e9
-
-
-# ------------------------------------------------------------------ timing
-
-def interleaved(contenders: dict[str, Callable[[], Any]], rounds: int, warmup: int = 1) -> dict[str, list[float]]:
-    """Seconds of each contender per round; each round runs all of them once, the order rotating by one each round."""
-    for _ in range(warmup):
-        for f in contenders.values():
-            f()
-    names = list(contenders)
-    times: dict[str, list[float]] = {k: [] for k in names}
-    for r in range(rounds):
-        for k in names[r % len(names):] + names[: r % len(names)]:
-            t = time.perf_counter()
-            contenders[k]()
-            times[k].append(time.perf_counter() - t)
-    return times
-
-
-def ratios(times: dict[str, list[float]], base: str) -> dict[str, dict[str, float]]:
-    """Per contender: median / min / max over rounds of base's time / its time (above 1: faster than base)."""
-    out = {}
-    for k, ts in times.items():
-        r = [b / t for b, t in zip(times[base], ts)]
-        out[k] = {"median": statistics.median(r), "min": min(r), "max": max(r), "median_s": statistics.median(ts)}
-    return out
 
 
 def _nontrivial_bn(model: torch.nn.Module) -> torch.nn.Module:
@@ -429,17 +409,7 @@ def markdown(res: dict[str, Any], command: str, minutes: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--quick", action="store_true", help="a shorter run: 2 rounds, 320x240 predict, batch 2 at 160x128")
-    p.add_argument("--smoke", action="store_true", help="checks the script only: tiny models and images, 2 rounds")
-    p.add_argument("--compile", action="store_true",
-                   help="also time the fast copy under torch.compile with freezing (adds its compile time, minutes)")
-    p.add_argument("--checkpoint", default="checkpoints/sample/finetune/best.pt",
-                   help="trained checkpoint for the bf16 error (relative to the project root)")
-    p.add_argument("--write", default="", help="write the markdown results to this file")
-    p.add_argument("--json", default="", help="also write every number (absolute times included) here")
-    a = p.parse_args(argv)
+    a = build_parser().parse_args(argv)
     t0 = time.perf_counter()
     rounds = 2 if a.quick or a.smoke else a.rounds
     ph, pw = (64, 96) if a.smoke else (240, 320) if a.quick else (480, 640)
@@ -447,8 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     BIG.update(SMOKE_BIG if a.smoke else {"project": {}, "port": {}})
     bf16 = cpu_has_native_bf16()
     say = lambda s: print(f"[{time.perf_counter() - t0:6.0f} s] {s}", file=sys.stderr, flush=True)  # noqa: E731
-    res: dict[str, Any] = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                           "rounds": rounds, "machine": cpu_info()}
+    res: dict[str, Any] = {"date": utc_stamp(), "rounds": rounds, "machine": cpu_facts()}
     res["ceiling"] = {"conv_fp32": conv_ceiling(), "mm_fp32": mm_rate(),
                       "conv_bf16": conv_ceiling(torch.bfloat16) if bf16 else None}
     say("predict")
@@ -465,14 +434,13 @@ def main(argv: list[str] | None = None) -> int:
     res["light"] = bench_light(rounds, [(64, 96)] if a.smoke else [(240, 320)] if a.quick else [(480, 640), (240, 320)])
     minutes = (time.perf_counter() - t0) / 60
     res["minutes"] = minutes
-    command = "nice -n 15 .venv/bin/python benchmarks/bench_models.py " + " ".join(argv if argv is not None
-                                                                                  else sys.argv[1:])
-    text = markdown(res, command.strip(), minutes)
+    text = markdown(res, command_line(__file__, argv, launcher="nice -n 15 .venv/bin/python"), minutes)
     print(text)
     if a.write:
-        atomic_write_text(Path(a.write), text)
+        write_results(a.write, text, owns=(r"Flip-averaged predict", r"Training step", r"Loss terms", r"Adam step",
+                                           r"Light model"))
     if a.json:
-        atomic_write_text(Path(a.json), json.dumps(res, indent=1, default=str))
+        write_json(a.json, res)
     say("done")
     return 0
 

@@ -26,11 +26,9 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import datetime as dt
 import json
 import math
 import os
-import platform
 import re
 import resource
 import shlex
@@ -45,8 +43,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import ROOT, cpu_facts, proc_status_kib, script_parser, utc_stamp, write_results
 
 STAGES = ("gen", "prep", "train", "eval", "kill")
 NB01_CALLS = {"open_source", "list_sources", "workbook.frame_rows", "workbook.spread", "viz.depth_grid",
@@ -59,13 +56,7 @@ FULL_TRAIN = 50688
 
 def _status(pid: int | str, key: str) -> float:
     """A /proc/<pid>/status memory field in MB (0 when the process is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    except (FileNotFoundError, ProcessLookupError):
-        return 0.0
-    return 0.0
+    return proc_status_kib(pid, key) / 1024
 
 
 def _children(pid: int) -> list[int]:
@@ -472,16 +463,12 @@ def machine() -> dict[str, Any]:
     """CPU model and flags, cores, memory, versions."""
     import h5py
     import PIL
-    import torch
 
-    info = Path("/proc/cpuinfo").read_text()
-    model = re.search(r"model name\s*:\s*(.*)", info)
-    flags = re.search(r"flags\s*:\s*(.*)", info)
+    cpu = cpu_facts()
     mem = re.search(r"MemTotal:\s*(\d+)", Path("/proc/meminfo").read_text())
-    return {"cpu": model.group(1) if model else platform.processor(), "flags": flags.group(1) if flags else "",
-            "cores": os.cpu_count(), "mem_gb": int(mem.group(1)) / 2**20 if mem else 0, "python": platform.python_version(),
-            "torch": torch.__version__, "h5py": h5py.__version__, "pillow": PIL.__version__,
-            "load": os.getloadavg()}
+    return {"cpu": cpu["model"], "flags": " ".join(cpu["flags"]), "cores": cpu["logical_cpus"],
+            "mem_gb": int(mem.group(1)) / 2**20 if mem else 0, "python": cpu["python"], "torch": cpu["torch"],
+            "h5py": h5py.__version__, "pillow": PIL.__version__, "load": os.getloadavg()}
 
 
 def _ms_per_frame(marks: list[dict[str, float]], at: int) -> tuple[float, float, dict[str, float]] | None:
@@ -615,25 +602,17 @@ def cost(r: dict[str, Any]) -> list[str]:
 
 
 def write_report(a: argparse.Namespace, results: dict[str, Any]) -> Path:
-    """Replace (or add) this run's section of --out."""
-    from depthlib.core.atomic import atomic_write_text
-
-    m = {**machine(), "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
-    section = render(a, results, m)
-    out = Path(a.out)
-    text = out.read_text() if out.exists() else "# Full-scale rehearsal of the `nyu` run (issue 14)\n\n"
-    marker = f"<!-- bench_scale:{a.label} -->"
-    blocks = re.split(r"(?m)^(?=## )", text)
-    blocks = [b for b in blocks if marker not in b]
-    atomic_write_text(out, "".join(blocks).rstrip("\n") + "\n\n" + section)
-    return out
+    """Replace (or add) this run's section of --out; its other sections and its preamble stay."""
+    section = render(a, results, {**machine(), "date": utc_stamp()})
+    return write_results(a.out, "# Full-scale rehearsal of the `nyu` run (issue 14)\n\n" + section, keep_preamble=True)
 
 
 # ----------------------------------------------------------------------------------------------- main
 
 def main(argv: list[str] | None = None) -> int:
     """Run the selected stages (each in a subprocess), then rewrite this run's section of the results file."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = script_parser(__doc__, "benchmarks/RESULTS_scale.md (--out): the section named by --label is replaced or "
+                                "added; the file's preamble and other sections stay")
     ap.add_argument("--frames", type=int, default=51342, help="stand-in frames, train + 654 test (51,342 = the real archive)")
     ap.add_argument("--workdir", default="/tmp/depth_scale", help="where the zip, prepared files and checkpoints go")
     ap.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, of {','.join(STAGES)}")

@@ -6,35 +6,56 @@ data loader's samples/s on the embedded NYU frames through the real transforms. 
 bf16 >= 2.5x fp32, and the loader faster than the fastest training configuration.
 
     .venv/bin/python benchmarks/bench_train_gpu.py --json benchmarks/train_gpu.json
-    .venv/bin/python benchmarks/bench_train_gpu.py --device cpu --model unet --height 64 --width 64 \
+    .venv/bin/python benchmarks/bench_train_gpu.py --device cpu --model unet --height 64 --width 64 \\
         --batch 2 --warmup 1 --steps 2 --configs fp32,bf16 --loader-batches 2   # smoke test, no GPU
 
 Training runs go through fit itself (synthetic samples held in host memory, so only the
 host-to-device copy is paid per batch); the timer starts after `--warmup` optimiser steps
 (torch.compile and cudnn autotuning happen there) and synchronises the device at both ends.
+Against: fp32 on the same card (the "x fp32" column). Prints a markdown table; RESULTS_train.md is written by hand.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
-import torch
+from _common import cpu_facts, parse_early, script_parser, utc_stamp, write_json
 
-from depthlib.core.config import DataConfig, TrainConfig
-from depthlib.data import open_source
-from depthlib.data.dataset import DepthDataset, MappedDataset, make_loader
-from depthlib.data.transforms import BatchFlipSwap, build_transforms
-from depthlib.models import create_model
-from depthlib.training.callbacks import Callback, TrainState
-from depthlib.training.train import fit
+
+def build_parser() -> argparse.ArgumentParser:
+    p = script_parser(__doc__, "none: it prints a markdown table (--json also writes every number); "
+                               "benchmarks/RESULTS_train.md records runs, written by hand from that table")
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--model", default="densedepth")
+    p.add_argument("--model-kwargs", default='{"pretrained": false}', help="JSON kwargs of create_model")
+    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--workers", type=int, default=8)
+    p.add_argument("--loader-batches", type=int, default=30)
+    p.add_argument("--configs", default="fp32,bf16,bf16+cl,bf16+cl+compile")
+    p.add_argument("--json", default="", help="also write the results here")
+    return p
+
+
+parse_early(__name__, build_parser)
+
+import torch  # noqa: E402
+
+from depthlib.core.config import DataConfig, TrainConfig  # noqa: E402
+from depthlib.data import open_source  # noqa: E402
+from depthlib.data.dataset import DepthDataset, MappedDataset, make_loader  # noqa: E402
+from depthlib.data.transforms import BatchFlipSwap, build_transforms  # noqa: E402
+from depthlib.models import create_model  # noqa: E402
+from depthlib.training.callbacks import Callback, TrainState  # noqa: E402
+from depthlib.training.train import fit  # noqa: E402
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "fp32": {"precision": "fp32", "channels_last": False},
@@ -132,30 +153,17 @@ def bench_loader(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="cuda")
-    p.add_argument("--model", default="densedepth")
-    p.add_argument("--model-kwargs", default='{"pretrained": false}', help="JSON kwargs of create_model")
-    p.add_argument("--height", type=int, default=480)
-    p.add_argument("--width", type=int, default=640)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--workers", type=int, default=8)
-    p.add_argument("--loader-batches", type=int, default=30)
-    p.add_argument("--configs", default="fp32,bf16,bf16+cl,bf16+cl+compile")
-    p.add_argument("--json", default="", help="also write the results here")
-    args = p.parse_args(argv)
+    args = build_parser().parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("no CUDA GPU visible: run on a GPU machine, or pass --device cpu for a smoke test", file=sys.stderr)
         return 2
-    card = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    card = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_facts()["model"]
     rows = [bench_train(args, name, device) for name in args.configs.split(",")]
     loader = bench_loader(args)
     base = next((r["images_per_s"] for r in rows if r["config"] == "fp32"), float("nan"))
     print(f"# {args.model} {args.width}x{args.height} batch {args.batch} on {card}, torch {torch.__version__}, "
-          f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC\n")
+          f"{utc_stamp()}\n")
     print("| config | images/s | x fp32 | ms/step | peak GiB |\n|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['config']} | {r['images_per_s']:.1f} | {r['images_per_s'] / base:.2f} | "
@@ -163,8 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nloader: {loader['samples_per_s']:.1f} samples/s with {loader['workers']} workers "
           f"(fastest training config: {max(r['images_per_s'] for r in rows):.1f} images/s)")
     if args.json:
-        Path(args.json).write_text(json.dumps({"card": card, "torch": torch.__version__, "args": vars(args),
-                                               "train": rows, "loader": loader}, indent=1))
+        write_json(args.json, {"card": card, "torch": torch.__version__, "args": vars(args), "train": rows,
+                               "loader": loader})
     return 0
 
 

@@ -4,18 +4,18 @@ For each seed the pipeline runs exactly as `make pipeline` does (same notebooks,
 the seed changed and every output redirected to runs/transfer/seed<S>/ (the README is not touched). The
 pretrained model (02 decoder on the frozen ImageNet encoder, then 03 fine-tuning all layers), the scratch
 control (same architecture from random weights, same steps) and the train-only mean-depth baseline are
-read back from 04's metrics files and written to benchmarks/RESULTS_transfer.md with the machine and date.
+read back from 04's metrics files and written to benchmarks/RESULTS_transfer.md with the machine and date
+(each is measured against the others; --emulate-avx2 against this machine's own runs of the same seeds).
 
     .venv/bin/python benchmarks/bench_transfer.py                 # seeds 0 1 2
     .venv/bin/python benchmarks/bench_transfer.py --seeds 0 1 2 3 --out benchmarks/RESULTS_transfer.md
     .venv/bin/python benchmarks/bench_transfer.py --emulate-avx2 --seeds 0   # the same seed on AVX2 kernels
-    .venv/bin/python benchmarks/bench_transfer.py --set 02:zoom_max=1.3 --set 03:zoom_max=1.3 \
+    .venv/bin/python benchmarks/bench_transfer.py --set 02:zoom_max=1.3 --set 03:zoom_max=1.3 \\
         --out benchmarks/RESULTS_transfer_zoom.md                             # a variant of the recipe
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -26,14 +26,10 @@ import subprocess
 import sys
 import time
 import tomllib
-from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from depthlib.core.atomic import atomic_write_text  # noqa: E402
-from depthlib.models.fastpath import cpu_flags, cpu_name  # noqa: E402
+from _common import ROOT, cpu_summary, script_parser, utc_stamp, write_results
+from depthlib.core.atomic import atomic_write_text
 
 MODELS = {"current": "pretrained, fine-tuned (03)", "previous": "pretrained, decoder only (02)",
           "scratch control": "scratch control", "mean-depth baseline": "mean-depth baseline (train frames)"}
@@ -43,12 +39,10 @@ STRUCTURE = {"current": "finetune", "previous": "train", "scratch control": "scr
 # the shared sample folder beside the checkout when it is there (users' clones skip this table).
 OTHER_SCENES = ROOT.parent / "shared" / "data" / "nyu_samples" / "bts_sync_metric3d"
 KEYS = ["abs_rel", "delta1", "delta2", "delta3", "rmse", "rmse_log", "log10", "silog", "sq_rel"]
-
-
-def cpu_info() -> str:
-    """CPU model and the SIMD flags that change kernels (AVX2 / AVX-512 / AMX / bf16)."""
-    keep = sorted(f for f in cpu_flags() if f.startswith(("avx2", "avx512", "amx")) or f == "fma")
-    return f"{cpu_name()}, {os.cpu_count()} cores; flags: {' '.join(keep)}"
+# the results files' sections this script writes (headings with a setting in them, or written only sometimes); the
+# others, such as "## Findings (moved from the README)", are written by hand and kept on a rerun
+OWNS = (r"Metric depth", r"Relative depth", r"Structure: ", r"A scene the sample does not have", r"Wall time of 02-04")
+OWNS_AVX2 = (r"AVX2 runs in full",)
 
 
 def run_seed(seed: int, work: Path, prepared: Path, overrides: list[str] = ()) -> dict:
@@ -185,7 +179,7 @@ def cross_isa(runs: dict[int, dict], out: Path) -> int:
                         + ("- | - | " if b is None else f"{b['abs_rel']:.4f} | {b['delta1']:.4f} | ") + (d or "- | - | -") + " |")
     doc = [
         "# The sample recipe on AVX2 kernels against AVX-512 ones (`bench_transfer.py --emulate-avx2`)", "",
-        f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} on {cpu_info()}; torch {torch.__version__}. "
+        f"Generated {utc_stamp()} on {cpu_summary()}; torch {torch.__version__}. "
         f"The AVX2 runs set {' '.join(f'{k}={v}' for k, v in AVX2_ENV.items())} (oneDNN and ATen then pick the kernels "
         f"an AVX2-only CPU gets; ATen reports capability {torch.backends.cpu.get_cpu_capability()}), the AVX-512 runs "
         "are this machine's defaults (runs/transfer/seed<S>, from `bench_transfer.py`). Same seeds, same code, "
@@ -194,13 +188,14 @@ def cross_isa(runs: dict[int, dict], out: Path) -> int:
         "| model | seed | AVX2 AbsRel | AVX2 δ1 | AVX-512 AbsRel | AVX-512 δ1 | Δ AbsRel | Δ δ1 | within the bar |",
         "|---|---|---|---|---|---|---|---|---|", *rows, "",
         "## AVX2 runs in full", "", table(runs, "metric"), structure_table(runs)]
-    atomic_write_text(out, "\n".join(doc))
+    write_results(out, "\n".join(doc), owns=OWNS_AVX2)
     print(f"wrote {out}")
     return 0
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = script_parser(__doc__, "benchmarks/RESULTS_transfer.md (--out), or benchmarks/RESULTS_transfer_avx2.md with "
+                                "--emulate-avx2; a --set variant of the recipe names its own --out")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds to run (default 0 1 2)")
     ap.add_argument("--out", default="", help="results file (default benchmarks/RESULTS_transfer.md, or "
                                               "RESULTS_transfer_avx2.md with --emulate-avx2)")
@@ -231,12 +226,12 @@ def main() -> int:
             else run_seed(s, w, prepared, a.overrides) for s, w in work.items()}
     if a.emulate_avx2:
         return cross_isa(runs, Path(a.out))
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = utc_stamp()
     any_run = next(iter(runs.values()))
     doc = [
         "# Transfer learning on the embedded sample: ImageNet weights vs the same network from scratch",
         "",
-        f"Generated by `benchmarks/bench_transfer.py` on {when}; machine: {cpu_info()}; torch "
+        f"Generated by `benchmarks/bench_transfer.py` on {when}; machine: {cpu_summary()}; torch "
         f"{__import__('torch').__version__}. Each seed runs the `sample` profile's notebooks 02-04 exactly as "
         "`make pipeline` does (only the seed and the output folders differ"
         + (f"; **a variant of the recipe**: {', '.join(f'`{o}`' for o in a.overrides)} on top of the profile, "
@@ -288,7 +283,7 @@ def main() -> int:
                    for s, r in runs.items()) + " (as measured; the machine is a shared 2-core VM whose speed drifts between runs: not a benchmark)",
         "",
     ]
-    atomic_write_text(Path(a.out), "\n".join(doc))
+    write_results(a.out, "\n".join(doc), owns=OWNS)
     print(f"wrote {a.out}")
     return 0
 

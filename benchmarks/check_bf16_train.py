@@ -3,7 +3,7 @@
 Issue 13's check: where the CPU computes bfloat16 natively, training with precision="bf16" must end at the
 same loss as fp32 within 2 %. Both runs train the sample profile's light model (DenseDepth decoder, width
 0.5, on EfficientNet-Lite0, log head; random weights so nothing is downloaded) with the DenseDepth loss on
-the prepared sample, same seed, same batches.
+the prepared sample, same seed, same batches. Measured against fp32: the final training loss's relative difference.
 
     nice -n 15 .venv/bin/python benchmarks/check_bf16_train.py --write benchmarks/RESULTS_bf16_train.md  # ~3 min
     nice -n 15 .venv/bin/python -m depthlib pipeline --profile sample --only 01   # first, if the .h5 is missing
@@ -12,22 +12,34 @@ the prepared sample, same seed, same batches.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import cpu_facts, parse_early, script_parser, utc_stamp, write_results
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = script_parser(__doc__, "benchmarks/RESULTS_bf16_train.md with --write benchmarks/RESULTS_bf16_train.md "
+                               "(without --write it prints the same markdown)")
+    p.add_argument("--prepared", default="data/prepared/sample.h5")
+    p.add_argument("--epochs", type=int, default=15,
+                   help="epochs of 7 steps (default 15: over the first ~8 both runs are still in the chaotic start "
+                        "from random weights, and one epoch's loss can jump 3x)")
+    p.add_argument("--height", type=int, default=192)
+    p.add_argument("--width", type=int, default=256)
+    p.add_argument("--write", default="", help="also write the result as markdown to this file")
+    return p
+
+
+parse_early(__name__, build_parser)
 
 import torch  # noqa: E402
 
-from depthlib.core.atomic import atomic_write_text  # noqa: E402
 from depthlib.core.config import DataConfig, TrainConfig  # noqa: E402
 from depthlib.models import create_model  # noqa: E402
-from depthlib.models.fastpath import cpu_flags, cpu_has_native_bf16, cpu_name  # noqa: E402
+from depthlib.models.fastpath import cpu_has_native_bf16  # noqa: E402
 from depthlib.training.train import fit  # noqa: E402
 from depthlib.training.train_setup import training_sets  # noqa: E402
 
@@ -45,26 +57,19 @@ def run(precision: str, args: argparse.Namespace) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--prepared", default="data/prepared/sample.h5")
-    p.add_argument("--epochs", type=int, default=15,
-                   help="epochs of 7 steps (default 15: over the first ~8 both runs are still in the chaotic start "
-                        "from random weights, and one epoch's loss can jump 3x)")
-    p.add_argument("--height", type=int, default=192)
-    p.add_argument("--width", type=int, default=256)
-    p.add_argument("--write", default="", help="also write the result as markdown to this file")
-    a = p.parse_args(argv)
+    a = build_parser().parse_args(argv)
     if not cpu_has_native_bf16():
         print("this CPU has no native bf16 (avx512_bf16 / amx_bf16): the check does not apply here", file=sys.stderr)
         return 0
     t0 = time.perf_counter()
     fp32, bf16 = run("fp32", a), run("bf16", a)
     rel = abs(bf16[-1] - fp32[-1]) / abs(fp32[-1])
-    flags = " ".join(sorted(f for f in cpu_flags() if f.startswith(("avx512_bf16", "amx"))))
+    cpu = cpu_facts()
+    flags = " ".join(f for f in cpu["flags"] if f.startswith(("avx512_bf16", "amx")))
     text = "\n".join([
         "# bf16 autocast training against fp32 on the CPU (`benchmarks/check_bf16_train.py`)", "",
-        f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} ({(time.perf_counter() - t0) / 60:.1f} min); {cpu_name()}, "
-        f"{os.cpu_count()} logical CPUs, native bf16 flags: {flags}; torch {torch.__version__}. Both runs: the "
+        f"Run {utc_stamp()} ({(time.perf_counter() - t0) / 60:.1f} min); {cpu['model']}, "
+        f"{cpu['logical_cpus']} logical CPUs, native bf16 flags: {flags}; torch {cpu['torch']}. Both runs: the "
         f"sample profile's light model (DenseDepth decoder, width 0.5, on EfficientNet-Lite0, log head) from the "
         f"same random weights, DenseDepth loss, batch 4, the prepared sample at {a.height}x{a.width}, {a.epochs} "
         "epochs, same seed and batches. Issue 13's bar: the final training loss within 2 %.", "",
@@ -76,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         "of a seeded run then do not depend on whether the CPU has bf16.", ""])
     print(text)
     if a.write:
-        atomic_write_text(Path(a.write), text)
+        write_results(Path(a.write), text)
     return 0 if rel <= 0.02 else 1
 
 

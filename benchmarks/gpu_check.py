@@ -40,11 +40,9 @@ minutes on 2 shared cores; tests/test_gpu_check.py runs it):
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import importlib.util
 import json
 import os
-import platform
 import re
 import resource
 import shlex
@@ -60,9 +58,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
-from depthlib.core.atomic import atomic_write_text  # noqa: E402
+from _common import ROOT, command_line, cpu_facts, proc_status_kib, script_parser, utc_stamp, write_json, write_results
 
 DEFAULT_OUT = ROOT / "benchmarks" / "RESULTS_gpu.md"
 SAMPLE_CKPT = "checkpoints/sample/finetune/best.pt"
@@ -208,14 +204,7 @@ def gpu_memory_mib(pids: set[int]) -> tuple[float, float] | None:
 
 def rss_mib(pids: set[int]) -> float:
     """Summed resident memory (MiB) of `pids`."""
-    total = 0.0
-    for p in pids:
-        try:
-            total += next(int(ln.split()[1]) for ln in Path(f"/proc/{p}/status").read_text().splitlines()
-                          if ln.startswith("VmRSS:")) / 1024
-        except (OSError, StopIteration):
-            pass
-    return total
+    return sum(proc_status_kib(p) for p in pids) / 1024
 
 
 class PeakMemory(threading.Thread):
@@ -780,13 +769,11 @@ def machine_facts(plan: dict[str, Any], results_dir: Path) -> dict[str, Any]:
     """Card, driver, versions, CPU, date: from nvidia-smi, torch and the train worker's env.json."""
     import torch
 
-    from depthlib.models.fastpath import cpu_name
-
+    cpu = cpu_facts()
     env = json.loads((results_dir / "env.json").read_text()) if (results_dir / "env.json").exists() else {}
-    m: dict[str, Any] = {"card": "none (CPU)", "driver": "-", "driver_cuda": "-", "torch": torch.__version__,
-                         "torch_cuda": torch.version.cuda, "cudnn": env.get("cudnn", "-"), "python": platform.python_version(),
-                         "cpu": cpu_name(), "cores": os.cpu_count(),
-                         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), **env}
+    m: dict[str, Any] = {"card": "none (CPU)", "driver": "-", "driver_cuda": "-", "torch": cpu["torch"],
+                         "torch_cuda": torch.version.cuda, "cudnn": env.get("cudnn", "-"), "python": cpu["python"],
+                         "cpu": cpu["model"], "cores": cpu["logical_cpus"], "date": utc_stamp(), **env}
     if plan["device"].startswith("cuda"):
         m["card"] = f"{env['card']} ({env['card_gib']:.0f} GiB, compute capability {env['capability']})" if env else "not read"
         smi = shutil.which("nvidia-smi")
@@ -822,7 +809,8 @@ def weights_note(toy: bool) -> tuple[bool, str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse, plan, run every section within the budget, write the results file after each."""
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = script_parser(__doc__, "benchmarks/RESULTS_gpu.md (--out; a rehearsal on the CPU or at toy sizes must name "
+                                "another file), rewritten after each section; --json also writes the raw results")
     ap.add_argument("--device", default="cuda", help="cuda (the card measured) or cpu (a rehearsal)")
     ap.add_argument("--toy", action="store_true", help="toy sizes for a CPU rehearsal (needs --out)")
     ap.add_argument("--out", default=str(DEFAULT_OUT), help="the results file (default benchmarks/RESULTS_gpu.md)")
@@ -878,13 +866,13 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"[gpu_check] not installed: {', '.join(missing)}; the sections needing them will be FAILED. Fix: "
               "pip install -e . (or wheels of them and their dependencies)", flush=True)
-    command = shlex.join(["python", os.path.relpath(__file__, ROOT), *(sys.argv[1:] if argv is None else argv)])
+    command = command_line(__file__, argv, launcher="python")
 
     def write() -> None:
         machine = {**machine_facts(plan, work / "results"), "command": command, "used_s": a.budget_s - budget.left()}
-        atomic_write_text(out, render(results, plan, machine))
+        write_results(out, render(results, plan, machine))
         if a.json:
-            atomic_write_text(a.json, json.dumps({"plan": plan, "machine": machine, "results": results}, indent=1))
+            write_json(a.json, {"plan": plan, "machine": machine, "results": results})
 
     try:
         for name in SECTIONS:

@@ -8,25 +8,24 @@ see depthlib/data/standin.py for how the frames are made.
 
 from __future__ import annotations
 
-import argparse
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from depthlib.data.standin import FULL_TEST, FULL_TRAIN, StandinSettings, write_standin  # noqa: E402
+from _common import script_parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry; prints what was written."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = script_parser(__doc__, "none: it writes the stand-in archive (--out, a zip) and prints what it wrote")
     ap.add_argument("--out", required=True, help="the zip to write (a .partial beside it until complete)")
-    ap.add_argument("--frames", type=int, default=FULL_TRAIN + FULL_TEST, help="train + test frames")
-    ap.add_argument("--test", type=int, default=FULL_TEST, help="test frames among them")
+    ap.add_argument("--frames", type=int, default=None, help="train + test frames (default: the real archive's 51,342)")
+    ap.add_argument("--test", type=int, default=None, help="test frames among them (default: the real archive's 654)")
     ap.add_argument("--scenes", type=int, default=0, help="train scene folders (0: the real ~178 frames a scene, max 284)")
     ap.add_argument("--workers", type=int, default=2, help="rendering processes (0: in this process)")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
-    info = write_standin(a.out, n_frames=a.frames, n_test=a.test, n_scenes=a.scenes or None,
+    from depthlib.data.standin import FULL_TEST, FULL_TRAIN, StandinSettings, write_standin  # numpy, PIL: after --help
+
+    test = FULL_TEST if a.test is None else a.test
+    frames = FULL_TRAIN + FULL_TEST if a.frames is None else a.frames
+    info = write_standin(a.out, n_frames=frames, n_test=test, n_scenes=a.scenes or None,
                          settings=StandinSettings(seed=a.seed), workers=a.workers)
     print(f"{info.path}: {info.n_train} train frames in {info.n_scenes} scenes + {info.n_test} test frames, "
           f"{info.bytes / 1e9:.2f} GB, {info.seconds:.0f} s ({info.frames_per_s:.1f} frames/s)")
