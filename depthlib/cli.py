@@ -18,7 +18,7 @@ import numpy as np
 
 from .core.ahead import ahead
 from .core.atomic import atomic_path
-from .core.camera import NYU_KINECT, Camera, assumed_line, resolve, upright_size
+from .core.camera import NO_CAMERA_SPACE_LINE, NYU_KINECT, Camera, assumed_line, resolve, upright_size
 from .core.errors import ConfigError, DataError, DepthlibError
 
 # NYU Depth V2 Kinect RGB camera (NYU toolbox camera_params.m), 640x480, 0-based pixel centres.
@@ -235,16 +235,18 @@ def predict_images(images: Sequence[str], *, checkpoint: str, out: str, ply: boo
     in batches of up to `batch_size` while a thread decodes the next ones; bf16: the decoder's stages but its last
     in CPU bfloat16 (native-bf16 CPUs; see depthlib.models.fastpath.prepare_for_inference).
 
-    Each image's camera (for the PLY) is resolved by depthlib.core.camera.resolve: intrinsics (pixels of every
-    image), focal_35mm or fov, the image's EXIF, else the training camera, said once per run. known ('X,Y,METRES',
-    one image) or known_file (CSV image,x,y,metres) rescale the depth of the images they name before any output is
-    written (depthlib.inference.calibrate), and each such image's residuals are printed.
+    Each image's camera is resolved by depthlib.core.camera.resolve: intrinsics (pixels of every image), focal_35mm
+    or fov, the image's EXIF, else the training camera, said once per run. It gives the PLY's geometry and, for a
+    checkpoint trained with camera_space="canonical", the depth's scale (predict's fx), so the PNGs, the PLY and
+    --known all use the rescaled map; a checkpoint trained on metres keeps its depth (said once when a camera was
+    given). known ('X,Y,METRES', one image) or known_file (CSV image,x,y,metres) rescale the depth of the images they
+    name before any output is written (depthlib.inference.calibrate), and each such image's residuals are printed.
     """
     import torch
     from tqdm import tqdm
 
     from .core.distributed import resolve_device
-    from .inference import load_for_inference
+    from .inference import canonical_fx, load_for_inference
     from .inference.calibrate import calibrate, check_inside, known_points, residual_table
     from .models.predict import images_from_rgb, predict
 
@@ -278,17 +280,24 @@ def predict_images(images: Sequence[str], *, checkpoint: str, out: str, ply: boo
         raise DataError(out_dir, f"the output folder cannot be created ({e.strerror or e}).",
                         "choose another --out folder.") from e
     written: list[Path] = []
-    said = False
+    rescales = canonical_fx(model) is not None
+    said_assumed = said_none = False   # each line is said once per run
     with tqdm(total=len(paths), desc="predict", unit="image", disable=not progress) as bar:
         for group in _same_size_batches(zip(paths, ahead(_decoded, paths, threads=1, name="decode")), batch_size):
             x = images_from_rgb(torch.from_numpy(np.stack([rgb for _, rgb in group])))   # what the ONNX graph does too
             h, w = group[0][1].shape[:2]
-            depths = predict(model, x.to(dev), flip_average=flip_average, out_size=(h, w))[:, 0].float().cpu().numpy()
-            for (p, rgb), depth in zip(group, depths):
-                camera, origin = resolve(w, h, intrinsics=intrinsics, focal_35mm=focal_35mm, fov=fov, path=p)
-                if origin == "assumed" and not said:
-                    tqdm.write(assumed_line(camera, p), file=sys.stderr)
-                    said = True
+            cameras = [resolve(w, h, intrinsics=intrinsics, focal_35mm=focal_35mm, fov=fov, path=p) for p, _ in group]
+            for (p, _), (camera, origin) in zip(group, cameras):
+                if origin == "assumed" and not said_assumed:
+                    tqdm.write(assumed_line(camera, p, rescales=rescales), file=sys.stderr)
+                    said_assumed = True
+                elif origin != "assumed" and not rescales and not said_none:
+                    tqdm.write(NO_CAMERA_SPACE_LINE, file=sys.stderr)
+                    said_none = True
+            fx = torch.tensor([camera.fx for camera, _ in cameras], dtype=torch.float64)
+            depths = predict(model, x.to(dev), flip_average=flip_average, out_size=(h, w),
+                             fx=fx)[:, 0].float().cpu().numpy()
+            for (p, rgb), depth, (camera, _) in zip(group, depths, cameras):
                 if p in points:
                     cal = calibrate(depth, points[p], p)
                     depth = cal.depth
@@ -312,7 +321,7 @@ def _cmd_predict(a: argparse.Namespace) -> int:
 
 def _cmd_export(a: argparse.Namespace) -> int:
     from .inference import load_for_inference
-    from .inference.export import check_exported, export_onnx
+    from .inference.export import check_exported, export_onnx, takes_fx
 
     checkpoint = cli_path(a.checkpoint)
     model = load_for_inference(checkpoint)  # what `depthlib predict` runs: its crop, resize and padding go in the graph
@@ -323,7 +332,9 @@ def _cmd_export(a: argparse.Namespace) -> int:
     print(f"exporting {checkpoint} to ONNX ({shape})...", file=sys.stderr, flush=True)
     path = export_onnx(model, cli_path(a.out), height=height, width=width, flip_average=a.flip, opset=a.opset,
                        dynamic=not a.no_dynamic)
-    msg = f"wrote {path}: uint8 RGB [B,H,W,3] -> depth in metres [B,1,H,W], as `depthlib predict" + \
+    inputs = ("uint8 RGB [B,H,W,3] and fx float32[B] (each image's focal length in pixels of its width: the model was "
+              "trained in a canonical camera space)" if takes_fx(model) else "uint8 RGB [B,H,W,3]")
+    msg = f"wrote {path}: {inputs} -> depth in metres [B,1,H,W], as `depthlib predict" + \
         ("`" if a.flip else " --no-flip`") + " (its steps are in the file's metadata_props)"
     if not a.no_check:
         try:
@@ -377,7 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="The graph takes `image` uint8[B,H,W,3] RGB as decoded (no normalisation) and returns `depth` "
         "float32[B,1,H,W] in metres at the input's size: the checkpoint's border crop and resize, the padding and "
         "(--flip) flip averaging are inside, so ONNX Runtime alone gives `depthlib predict`'s depth within 1 mm. The "
-        "NYU border crop applies to 640x480 inputs only, decided in the graph by the input's size, as predict does.")
+        "NYU border crop applies to 640x480 inputs only, decided in the graph by the input's size, as predict does. "
+        "A checkpoint trained with camera_space='canonical' also takes `fx` float32[B], each image's focal length in "
+        "pixels of its width, and scales its depth by it, as predict does with the image's camera.")
     e.add_argument("--checkpoint", required=True, help="a depthlib checkpoint (.pt)")
     e.add_argument("--out", required=True, help="the .onnx file to write")
     e.add_argument("--height", type=int, help="example input height (default: the training image size recorded in the "

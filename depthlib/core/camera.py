@@ -133,6 +133,10 @@ class Camera:
         return cls(f_mm * px, f_mm * py, (w - 1) / 2.0, (h - 1) / 2.0, w, h,
                    source=f"EXIF FocalLength {f_mm:g} mm and FocalPlaneResolution of {name}")
 
+    def fx_at(self, width: int) -> float:
+        """fx in pixels of this camera's image resized to `width` pixels wide (a reader's frames of another width)."""
+        return self.fx * width / self.width
+
     def resized(self, width: int, height: int) -> Camera:
         """The same camera for the image resized to width x height: focal lengths and centre scale with it."""
         sx, sy = width / self.width, height / self.height
@@ -208,10 +212,17 @@ def resolve(width: int, height: int, *, intrinsics: str | Sequence[float] | None
     return training.resized(width, height), "assumed"
 
 
-def assumed_line(camera: Camera, path: str | os.PathLike[str] | None = None) -> str:
-    """The sentence predict prints (once per run) when no camera was given and the image's EXIF has none."""
+def assumed_line(camera: Camera, path: str | os.PathLike[str] | None = None, *, rescales: bool = False) -> str:
+    """The sentence predict prints (once per run) when no camera was given and the image's EXIF has none; rescales:
+    the model was trained in a canonical camera space, so a given camera also scales its depth."""
     where = f" in {Path(path).name}" if path is not None else ""
+    uses = "the depth and the PLY follow it" if rescales else "the PLY uses it"
     return (f"no camera given and no EXIF focal length{where}: assumed {camera.source}, "
             f"{camera.hfov_deg:.1f}° horizontal field of view (fx {camera.fx:.1f} px at {camera.width}x{camera.height}), "
             "here and for any other image without one. The model's metric depth holds for a lens like that; pass "
-            "--intrinsics, --focal-35mm or --fov (the PLY uses it), or --known distances to rescale the depth.")
+            f"--intrinsics, --focal-35mm or --fov ({uses}), or --known distances to rescale the depth.")
+
+
+# what predict prints once when a camera was given to a model trained on metres (camera_space "none")
+NO_CAMERA_SPACE_LINE = ("this model was trained without a camera space: the focal length changes only the point cloud, "
+                        "not the depth (a model trained with camera_space='canonical' follows it).")

@@ -34,6 +34,11 @@ class DataConfig:
     # the device does (depthlib.training.train_setup.training_sets), never both
     color_jitter: float = 0.0           # brightness / contrast / saturation / gamma jitter strength (0 = off)
     zoom_max: float = 1.0               # training crops 1/z of the frame, z in [1, zoom_max], depth kept (1 = off)
+    # Issue #22's canonical camera (depthlib.data.camera_space): "none" trains on metres as read; "canonical" scales
+    # each target by canonical_fx / the frame's focal length at image_size, and the model's depth back at inference
+    camera_space: str = "none"
+    canonical_fx: float = 0.0           # pixels at image_size's width; 0 = NYU's Kinect there (NYU frames: factor 1)
+    lens_zoom_max: float = 1.0          # canonical only: training crops 1/z, focal length x z, target / z (1 = off)
     seed: int = 0                       # batch size and loader workers are TrainConfig's
 
 

@@ -16,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..core.camera import NYU_KINECT
 from ..core.errors import DataError
 from .frame import Frame
 from .io import read_depth_png, read_rgb
@@ -123,7 +124,7 @@ class BtsSyncSource:
         valid = (depth > 0) & (depth <= self.max_depth)
         meta = {"rgb_file": str(rgb_path), "depth_file": str(depth_path)}
         return Frame(rgb, np.where(valid, depth, 0).astype(np.float32), valid, self._names[i], _scene_of(rgb_path),
-                     meta).check(str(depth_path))
+                     meta, NYU_KINECT.fx_at(rgb.shape[1])).check(str(depth_path))
 
     @property
     def names(self) -> list[str]:

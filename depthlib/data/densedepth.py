@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.camera import NYU_KINECT
 from ..core.errors import DataError
 from .frame import Frame
 from .io import looks_like_zip, read_depth_png, read_rgb
@@ -189,5 +190,6 @@ class DenseDepthSource:
         depth = read_depth_png(self._store.read(depth_m), encoding=self.encoding, name=where(depth_m))
         valid = (depth > 0) & (depth <= self.max_depth + 1e-6)
         frame = Frame(rgb=rgb, depth=depth.astype(np.float32), valid=valid, name=self._names[i], scene=self._scenes[i],
-                      meta={"source": "densedepth", "split": self.split, "rgb": rgb_m, "depth": depth_m})
+                      meta={"source": "densedepth", "split": self.split, "rgb": rgb_m, "depth": depth_m},
+                      fx=NYU_KINECT.fx_at(rgb.shape[1]))
         return frame.check(where(depth_m))

@@ -7,6 +7,7 @@ A reader yields :class:`Frame` (NumPy, as stored: uint8 RGB, float32 metres, boo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -26,6 +27,9 @@ class Frame:
     name: str = ""             # stable id within its source, e.g. "00000" or "bathroom_0001/r-123"
     scene: str = ""            # scene id, used for splitting without leakage
     meta: dict[str, Any] = field(default_factory=dict)
+    # Horizontal focal length in pixels of this frame's own width, when the reader knows its camera (NYU's forms:
+    # the Kinect's; pairs: the declared intrinsics); None = unknown. What camera_space="canonical" scales depth by.
+    fx: float | None = None
 
     def check(self, source: str = "") -> "Frame":
         """Raise DataError naming `source` unless shapes and dtypes follow the convention."""
@@ -43,16 +47,25 @@ class Frame:
             raise DataError(where, f"valid mask must be bool {self.depth.shape}, got {self.valid.dtype} {self.valid.shape}.")
         if self.depth.dtype != np.float32:
             raise DataError(where, f"depth must be float32 metres, got {self.depth.dtype}.")
+        if self.fx is not None and not (math.isfinite(self.fx) and self.fx > 0):
+            raise DataError(where, f"focal length fx must be positive pixels (or None: unknown), got {self.fx!r}.",
+                            "check the reader's focal / intrinsics.")
         return self
 
 
 def frame_to_sample(frame: Frame) -> dict[str, Any]:
-    """Frame -> {"image": float[3,H,W] in [0,1], "depth": float[1,H,W] m, "valid": bool[1,H,W], "name"}."""
+    """Frame -> {"image": float[3,H,W] in [0,1], "depth": float[1,H,W] m, "valid": bool[1,H,W], "name",
+    "fx": focal length in pixels of the image's width (NaN: unknown)}."""
     image = torch.from_numpy(np.ascontiguousarray(frame.rgb)).permute(2, 0, 1).float().div_(255.0)
     valid = torch.from_numpy(np.ascontiguousarray(frame.valid))[None]
     depth = torch.from_numpy(np.ascontiguousarray(frame.depth))[None].clone()
     depth[~valid] = 0.0  # holes carry no value; masks, not sentinels, say what is valid
-    return {"image": image, "depth": depth, "valid": valid, "name": frame.name}
+    return {"image": image, "depth": depth, "valid": valid, "name": frame.name, "fx": focal_or_nan(frame.fx)}
+
+
+def focal_or_nan(fx: float | None) -> float:
+    """A frame's focal length as a sample stores it: a float, NaN when unknown (batches collate it as float64)."""
+    return math.nan if fx is None else float(fx)
 
 
 @runtime_checkable

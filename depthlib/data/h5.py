@@ -13,6 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from ..core.camera import NYU_KINECT
 from ..core.errors import DataError
 from .frame import Frame
 from .registry import register_source
@@ -70,7 +71,7 @@ class FastDepthH5Source:
         rgb, depth = read_fastdepth_h5(p)
         valid = np.isfinite(depth) & (depth > 0) & (depth <= self.max_depth)
         return Frame(rgb, np.where(valid, depth, 0).astype(np.float32), valid, self._names[i], p.parent.name,
-                     {"file": str(p)}).check(str(p))
+                     {"file": str(p)}, NYU_KINECT.fx_at(rgb.shape[1])).check(str(p))
 
     @property
     def names(self) -> list[str]:

@@ -20,6 +20,7 @@ import h5py
 import numpy as np
 import scipy.io
 
+from ..core.camera import NYU_KINECT
 from ..core.errors import DataError
 from .frame import Frame
 from .registry import register_source
@@ -149,7 +150,8 @@ class LabeledMatSource:
         if self.scene_types is not None:
             meta["scene_type"] = self.scene_types[k]
         scene = self.scene_list[k] if self.scene_list is not None else ""
-        return Frame(rgb, np.where(valid, depth, 0).astype(np.float32), valid, f"{k:05d}", scene, meta).check(self.path)
+        return Frame(rgb, np.where(valid, depth, 0).astype(np.float32), valid, f"{k:05d}", scene, meta,
+                     NYU_KINECT.fx_at(rgb.shape[1])).check(self.path)
 
     @property
     def names(self) -> list[str]:

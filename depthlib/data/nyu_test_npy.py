@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib import format as npy_format
 
+from ..core.camera import NYU_KINECT
 from ..core.errors import DataError
 from .frame import Frame
 from .io import looks_like_zip
@@ -133,7 +134,7 @@ class NyuTestNpySource:
         depth = np.asarray(self.depth[i], dtype=np.float32)
         valid = np.isfinite(depth) & (depth > 0)
         frame = Frame(np.array(self.rgb[i]), np.where(valid, depth, 0).astype(np.float32), valid,
-                      f"{i:05d}", "", {"crop": self.crop})
+                      f"{i:05d}", "", {"crop": self.crop}, NYU_KINECT.fx_at(self.rgb.shape[2]))
         return frame.check(self.path)
 
     @property

@@ -256,7 +256,8 @@ class PairsSource:
         if all(c in camera for c in _INTRINSICS):
             meta["intrinsics"] = [camera[c] for c in _INTRINSICS]
             meta.setdefault("focal", camera["fx"])
-        return Frame(rgb, depth, valid, self._names[i], p.scene, meta).check(str(p.depth))
+        # the focal length canonical training scales by: fx of the declared intrinsics, else the declared focal
+        return Frame(rgb, depth, valid, self._names[i], p.scene, meta, meta.get("focal")).check(str(p.depth))
 
     @property
     def names(self) -> list[str]:

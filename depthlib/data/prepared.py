@@ -1,6 +1,7 @@
 """The prepared dataset: one HDF5 file written from any FrameSource, read by 02-04 (source "prepared").
 
-Layout (``format_version`` 1); depth and valid have one frame per chunk, so any frame is a few reads:
+Layout (``format_version`` 2; files of format 1 still read); depth and valid have one frame per chunk, so any
+frame is a few reads:
 
 - ``rgb_jpeg`` 1-D uint8, the JPEG files back to back, frame i at ``rgb_offset[i]:rgb_offset[i+1]`` (codec
   "jpeg"; one contiguous read), or ``rgb`` (N,H,W,3) uint8 lzf (codec "raw", lossless, ~8x larger). A source
@@ -22,6 +23,10 @@ Layout (``format_version`` 1); depth and valid have one frame per chunk, so any 
   attribute, ``name`` fixed-length UTF-8 bytes. Reading needs ``import hdf5plugin`` (done here).
 - ``crc32`` uint32 per frame over its stored RGB bytes, depth codes and valid mask (files written before it
   existed lack it; readers do not need it): how a resumed write and `verify_prepared` check what is on disk.
+- ``fx`` float64 per frame: the horizontal focal length in pixels of the stored frame's width, as its reader
+  reported it (NYU's forms: the Kinect's 518.86; pairs: the declared intrinsics), NaN when unknown. New in format 2:
+  a format-1 file reads as if every frame's camera were unknown (camera_space="canonical" refuses to train on such
+  frames; evaluation takes them to be of the model's canonical camera, with a notice).
 - attributes: ``complete``, ``n_written``, the source, the selection record (JSON), the writer settings.
 
 Writing goes to ``<name>.h5.partial`` and is renamed when complete; an interrupted run (even SIGKILL) resumes
@@ -48,7 +53,8 @@ from .frame import Frame
 from .io import read_rgb
 from .registry import register_source
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)   # 1: no per-frame focal length (read as unknown)
 RGB_CODECS = ("jpeg", "raw")
 _STR = h5py.string_dtype()
 
@@ -94,8 +100,8 @@ def open_h5(path: str | Path, **kw: Any) -> h5py.File:
 
 def check_prepared(f: h5py.File, path: str | Path) -> None:
     """Raise DataError unless `f` is a complete prepared dataset of a known format version."""
-    if f.attrs.get("format_version") != FORMAT_VERSION:
-        raise DataError(path, f"not a prepared dataset of format {FORMAT_VERSION} "
+    if f.attrs.get("format_version") not in READABLE_VERSIONS:
+        raise DataError(path, f"not a prepared dataset of format {' or '.join(map(str, READABLE_VERSIONS))} "
                         f"(format_version={f.attrs.get('format_version')!r}).", "write it with write_prepared().")
     if not bool(f.attrs.get("complete")):
         raise DataError(path, f"incomplete: {int(f.attrs.get('n_written', 0))} frames written, run interrupted.",
@@ -113,9 +119,12 @@ class PreparedDataset:
             self.split_names: list[str] = json.loads(f.attrs["split_names"])
             self.depth_unit_m = float(f.attrs["depth_unit_m"])
             self.codec = str(f.attrs["rgb_codec"])
+            self.format_version = int(f.attrs["format_version"])
             self.selection: dict[str, Any] = json.loads(f.attrs["selection"])
             self.scene_names = [s.decode() if isinstance(s, bytes) else s for s in f["scene_names"][()]]
             split_id = f["split_id"][()]
+            # per frame, 8 bytes each: read once (format 1 files have none: every camera unknown)
+            self.fx: np.ndarray = f["fx"][()] if "fx" in f else np.full(len(split_id), np.nan)
             if split is not None and split not in self.split_names:
                 raise DataError(self.path, f"has no split {split!r}.", f"use one of {self.split_names}.")
             rows = np.arange(len(split_id)) if split is None else np.nonzero(split_id == self.split_names.index(split))[0]
@@ -158,8 +167,10 @@ class PreparedDataset:
         rgb, depth, valid = self.read_raw(i)
         f, r = self.file(), int(self.rows[i])
         meta = {"source_index": int(f["source_index"][r]), "split": self.split_names[int(f["split_id"][r])]}
+        fx = float(self.fx[r])
         frame = Frame(rgb, depth.astype(np.float32) * np.float32(self.depth_unit_m), valid,
-                      f["name"][r].decode("utf-8"), self.scene_names[int(f["scene_id"][r])], meta)
+                      f["name"][r].decode("utf-8"), self.scene_names[int(f["scene_id"][r])], meta,
+                      fx if np.isfinite(fx) else None)
         return frame.check(self.path)
 
     @property

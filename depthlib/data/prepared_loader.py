@@ -21,7 +21,8 @@ from .prepared import PreparedDataset
 
 
 class PreparedTorchDataset(Dataset):
-    """Samples {"image": float[3,H,W] in [0,1], "depth": float[1,H,W] m (0 = hole), "valid": bool[1,H,W], "name"}."""
+    """Samples {"image": float[3,H,W] in [0,1], "depth": float[1,H,W] m (0 = hole), "valid": bool[1,H,W], "name",
+    "fx": focal length in pixels of the frame's width, NaN when unknown}."""
 
     def __init__(self, prepared: PreparedDataset | str, *, split: str | None = None,
                  indices: Sequence[int] | None = None) -> None:
@@ -67,4 +68,5 @@ class PreparedTorchDataset(Dataset):
         # Writer invariant (tested): code 0 <=> invalid, so `valid` needs no second read and holes are already 0.
         valid = np.not_equal(code, 0, order="C")
         return {"image": torch.from_numpy(image), "depth": torch.from_numpy(depth)[None],
-                "valid": torch.from_numpy(valid)[None], "name": ds["name"][r].decode("utf-8")}
+                "valid": torch.from_numpy(valid)[None], "name": ds["name"][r].decode("utf-8"),
+                "fx": float(self.src.fx[r])}

@@ -24,7 +24,8 @@ from ..core.ahead import ahead
 from ..core.atomic import publish
 from ..core.errors import DataError
 from ..core.lock import hold_lock
-from .frame import Frame, FrameSource, stored_jpeg
+from ..core.notices import notice
+from .frame import Frame, FrameSource, focal_or_nan, stored_jpeg
 from .prepared import _STR, FORMAT_VERSION, RGB_CODECS, _blosc, _crc, open_h5, verify_prepared
 
 _BLOB_CHUNK = 1 << 17  # bytes per chunk of the JPEG stream
@@ -55,6 +56,7 @@ def _create(f: h5py.File, hw: tuple[int, int], codec: str, rows: dict[str, np.nd
     f.create_dataset("depth", (n, h, w), dtype=np.uint16, chunks=(1, h, w), **_blosc())
     f.create_dataset("valid", (n, h, w), dtype=bool, chunks=(1, h, w), **_blosc())
     f.create_dataset("crc32", (n,), dtype=np.uint32)
+    f.create_dataset("fx", (n,), dtype=np.float64, fillvalue=np.nan)
     f.create_dataset("rgb_copied", (n,), dtype=bool)
     for key, data in rows.items():
         f.create_dataset(key, data=data)
@@ -78,8 +80,9 @@ def _jpeg_as_stored(data: bytes | None, hw: tuple[int, int]) -> np.ndarray | Non
 
 
 def _row(source: FrameSource, i: int, *, hw: tuple[int, int], codec: str, quality: int, unit: float,
-         frame: Frame | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool, int]:
-    """source[i] as stored -> (JPEG bytes or RGB uint8 [H,W,3], depth codes uint16 [H,W], valid, copied, crc32)."""
+         frame: Frame | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool, int, float]:
+    """source[i] as stored -> (JPEG bytes or RGB uint8 [H,W,3], depth codes uint16 [H,W], valid, copied, crc32, fx
+    in pixels or NaN)."""
     fr = frame if frame is not None else source[i].check(source.path)
     if fr.depth.shape != hw:
         raise DataError(f"{source.path} [{fr.name}]", f"frame is {fr.depth.shape[1]}x{fr.depth.shape[0]}, but the "
@@ -97,14 +100,14 @@ def _row(source: FrameSource, i: int, *, hw: tuple[int, int], codec: str, qualit
         jpeg = _jpeg_as_stored(stored_jpeg(source, i), hw)
         copied = jpeg is not None
         rgb = jpeg if jpeg is not None else _encode_jpeg(fr.rgb, quality)
-    return rgb, d, fr.valid, copied, _crc(rgb, d, fr.valid)
+    return rgb, d, fr.valid, copied, _crc(rgb, d, fr.valid), focal_or_nan(fr.fx)
 
 
 def _resume_point(partial: Path, fp: str) -> int:
     """How many leading frames of a partial file are intact and ours; -1 for a foreign or unreadable file."""
     try:
         with h5py.File(partial, "r") as f:
-            if f.attrs.get("fingerprint") != fp or "crc32" not in f:
+            if f.attrs.get("fingerprint") != fp or "crc32" not in f or "fx" not in f:
                 return -1
             n = int(f.attrs["n_written"])
         bad = verify_prepared(partial, range(n))
@@ -151,6 +154,10 @@ def write_prepared(source: FrameSource, out_path: str | Path, *, indices: Sequen
         if out.exists() and not overwrite:
             with open_h5(out) as f:
                 if f.attrs.get("fingerprint") == fp and bool(f.attrs.get("complete")):
+                    if "fx" not in f:
+                        notice(f"{out}: reused as written before prepared files recorded each frame's focal length "
+                               "(format 1): its frames' cameras read as unknown. camera_space='canonical' needs them: "
+                               "overwrite=True rewrites the file with them.")
                     return out
             raise DataError(out, "exists and was written from another source, selection or settings.",
                             "pass overwrite=True or choose another output name.")
@@ -166,7 +173,7 @@ def write_prepared(source: FrameSource, out_path: str | Path, *, indices: Sequen
             start = 0
         out.parent.mkdir(parents=True, exist_ok=True)
 
-        def row(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool, int]:
+        def row(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool, int, float]:
             return _row(source, int(idx[k]), hw=hw, codec=rgb_codec, quality=jpeg_quality, unit=depth_unit_m,
                         frame=first if k == 0 else None)
 
@@ -177,11 +184,11 @@ def write_prepared(source: FrameSource, out_path: str | Path, *, indices: Sequen
             d_depth, d_valid = f["depth"], f["valid"]
             d_rgb = f["rgb_jpeg"] if rgb_codec == "jpeg" else f["rgb"]
             offsets = f["rgb_offset"][()] if rgb_codec == "jpeg" else None
-            copied, crc = f["rgb_copied"][()], f["crc32"][()]
+            copied, crc, fx = f["rgb_copied"][()], f["crc32"][()], f["fx"][()]
             lo = start  # rows written since the last flush: [lo, k]
             bar = tqdm(total=len(idx), initial=start, disable=not progress, desc=out.name)
-            for k, (rgb, d, valid, was_copied, checksum) in enumerate(ahead(row, range(start, len(idx)), read_threads), start):
-                copied[k], crc[k] = was_copied, checksum
+            for k, (rgb, d, valid, was_copied, checksum, focal) in enumerate(ahead(row, range(start, len(idx)), read_threads), start):
+                copied[k], crc[k], fx[k] = was_copied, checksum, focal
                 if offsets is not None:
                     end = int(offsets[k]) + len(rgb)
                     if end > d_rgb.shape[0]:
@@ -197,6 +204,7 @@ def write_prepared(source: FrameSource, out_path: str | Path, *, indices: Sequen
                     if offsets is not None:
                         f["rgb_offset"][lo + 1:k + 2] = offsets[lo + 1:k + 2]
                     f["rgb_copied"][lo:k + 1], f["crc32"][lo:k + 1] = copied[lo:k + 1], crc[lo:k + 1]
+                    f["fx"][lo:k + 1] = fx[lo:k + 1]
                     f.attrs["n_written"] = k + 1
                     f.flush()
                     lo = k + 1

@@ -79,8 +79,8 @@ def read_raw_pair(rgb_path: str | Path, depth_path: str | Path, *, byte_order: s
                         f"{rgb.shape[1]}x{rgb.shape[0]}.", "both raw streams must be 640x480 Kinect frames.")
     depth, valid = register_depth(disp, calib)
     meta = {"rgb_file": str(rgb_path), "depth_file": str(depth_path)}
-    return Frame(undistort_rgb(rgb, calib), depth, valid, name or Path(depth_path).stem, scene, meta).check(
-        str(depth_path))
+    return Frame(undistort_rgb(rgb, calib), depth, valid, name or Path(depth_path).stem, scene, meta,
+                 float(calib.rgb_intrinsics[0])).check(str(depth_path))
 
 
 def _timestamp(name: str) -> float:

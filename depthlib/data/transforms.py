@@ -6,6 +6,10 @@ valid bool[1,H,W]. Randomness comes from torch's global generator, which make_lo
 Flip and channel swap run at DataConfig's flip_p / swap_p in one of two places, never both: per sample here
 (build_transforms), or, with TrainConfig.gpu_augment, per batch on the device (BatchFlipSwap, which
 depthlib.training.train_setup.training_sets hands to fit instead).
+
+A sample's "fx" (focal length in pixels of its image's width, NaN when unknown) stays true through every step: a crop
+keeps it, Resize scales it with the width. DataConfig.camera_space="canonical" scales the depth by it at the end
+(depthlib.data.camera_space, which also holds the lens zoom).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import torch.nn.functional as F
 
 from ..core.config import DataConfig
 from ..core.errors import ConfigError, DataError
+from .camera_space import CanonicalDepth, LensZoom, canonical_fx_of, check_camera_settings, crop_window
 
 Sample = dict[str, Any]
 
@@ -81,10 +86,13 @@ class BorderCrop:
 
 
 def resize_sample(s: Sample, size: tuple[int, int]) -> Sample:
-    """Resize to (H, W): image bilinear (antialiased); depth by valid-weighted averaging so holes never leak in."""
+    """Resize to (H, W): image bilinear (antialiased); depth by valid-weighted averaging so holes never leak in; the
+    focal length "fx" (pixels) scales with the width."""
     if tuple(s["image"].shape[-2:]) == tuple(size):
         return s
     out = dict(s)
+    if "fx" in s:
+        out["fx"] = float(s["fx"]) * size[1] / s["image"].shape[-1]
     out["image"] = F.interpolate(s["image"][None], size=size, mode="bilinear", antialias=True, align_corners=False)[0].clamp_(0, 1)
     v = s["valid"].float()
     num = F.interpolate((s["depth"] * v)[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
@@ -184,6 +192,9 @@ class RandomZoom:
     This is a longer lens, not a closer camera: the metres do not change while everything looks z times larger,
     so apparent size alone no longer tells the distance and the model has to read the scene's layout. (Eigen
     et al., NIPS 2014, scale the image and divide depth by the factor instead: a closer camera.) 1.0 = off.
+    The target is kept with camera_space="canonical" too: the crop is labelled with the frame's own focal length
+    (its "fx" shrinks with the crop, so after the Resize it is what the whole frame's would be). The lens zoom that
+    moves the target with the focal length is depthlib.data.camera_space.LensZoom (DataConfig.lens_zoom_max).
     """
 
     def __init__(self, max_zoom: float = 1.0) -> None:
@@ -194,14 +205,9 @@ class RandomZoom:
     def __call__(self, s: Sample) -> Sample:
         if self.max_zoom <= 1.0:
             return s
-        z = 1.0 + (self.max_zoom - 1.0) * float(torch.rand(()))
-        h, w = s["image"].shape[-2:]
-        ch, cw = max(1, round(h / z)), max(1, round(w / z))
-        top = int(torch.randint(h - ch + 1, ()))
-        left = int(torch.randint(w - cw + 1, ()))
-        out = dict(s)
-        for k in ("image", "depth", "valid"):
-            out[k] = s[k][..., top : top + ch, left : left + cw]
+        out, frac = crop_window(s, self.max_zoom)
+        if "fx" in s:
+            out["fx"] = float(s["fx"]) * frac
         return out
 
 
@@ -220,11 +226,21 @@ class Compose:
         return "Compose(" + ", ".join(type(t).__name__ for t in self.transforms) + ")"
 
 
+def nominal_border(border_crop: str) -> tuple[int, int, int, int]:
+    """The border (top, bottom, left, right) `border_crop` removes from NYU's 640x480 frames ("detect" finds NYU's)."""
+    return NYU_BORDER if border_crop in ("nyu", "detect") else (0, 0, 0, 0)
+
+
 def build_transforms(cfg: DataConfig, train: bool, multiple: int = 32, *, flip_swap_on_device: bool = False) -> Compose:
-    """Border crop -> (train only) random zoom -> resize to cfg.image_size -> (train only) flip and channel swap,
-    unless flip_swap_on_device (then BatchFlipSwap(cfg) does them per batch), and photometric jitter."""
+    """Border crop -> (train only) lens zoom and random zoom -> resize to cfg.image_size -> (train only) flip and
+    channel swap, unless flip_swap_on_device (then BatchFlipSwap(cfg) does them per batch), and photometric jitter
+    -> (camera_space "canonical", either split) the depth scaled to the canonical focal length."""
+    check_camera_settings(cfg)
     steps: list[Callable[[Sample], Sample]] = [BorderCrop(cfg.border_crop)]
     zoom = RandomZoom(cfg.zoom_max)  # checks the value for either split
+    lens = LensZoom(cfg.lens_zoom_max)
+    if train and lens.max_zoom > 1.0:
+        steps.append(lens)
     if train and zoom.max_zoom > 1.0:
         steps.append(zoom)
     steps.append(Resize(cfg.image_size, multiple))
@@ -232,6 +248,8 @@ def build_transforms(cfg: DataConfig, train: bool, multiple: int = 32, *, flip_s
         if not flip_swap_on_device:
             steps += [RandomHorizontalFlip(cfg.flip_p), RandomChannelSwap(cfg.swap_p)]
         steps.append(RandomPhotometric(cfg.color_jitter))
+    if cfg.camera_space == "canonical":
+        steps.append(CanonicalDepth(canonical_fx_of(cfg, nominal_border(cfg.border_crop))))
     return Compose(steps)
 
 

@@ -3,11 +3,16 @@
 Predictions are made batch by batch and reduced at once to per-image metric sums
 (depthlib.evaluation.metrics.metric_sums): memory stays at one batch whatever the test set's size, and
 both the pooled and the per-image reduction come out exactly as if everything had been held.
+
+Each frame's focal length (its sample's "fx": the reader's, through the prepared file) goes to predict, so a model
+trained with camera_space="canonical" gives metres for that frame's camera; frames without one are taken to be of the
+model's canonical camera, and evaluate says how many.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -19,6 +24,7 @@ from tqdm import tqdm
 
 from ..core.distributed import resolve_device
 from ..core.errors import ConfigError, DataError
+from ..core.notices import notice
 from ..core.paths import display_path
 from ..models.fastpath import as_fast
 from ..models.predict import predict
@@ -112,12 +118,13 @@ def prepare_batch(model: nn.Module, batch: dict[str, Any], protocol: Protocol, *
     target = batch["depth"].to(device)
     valid = batch["valid"].to(device)
     # "native": the protocol, not predict, decides how and when to upsample (DenseDepth clips first).
-    pred = predict(model, images, flip_average=flip_average, out_size="native")
+    pred = predict(model, images, flip_average=flip_average, out_size="native", fx=batch.get("fx"))
     return protocol.apply(pred, target, valid, alignment=alignment, source=source)
 
 
 def _batches(dataset: Dataset, batch_size: int) -> Iterator[dict[str, Any]]:
-    """Batches of the three tensors evaluation needs plus names; other sample keys are ignored (not collated)."""
+    """Batches of the three tensors evaluation needs, the focal lengths ("fx" float64[B], NaN where unknown) and names;
+    other sample keys are ignored (not collated)."""
     n = len(dataset)  # type: ignore[arg-type]
     for start in range(0, n, batch_size):
         samples = [dataset[i] for i in range(start, min(start + batch_size, n))]
@@ -126,6 +133,7 @@ def _batches(dataset: Dataset, batch_size: int) -> Iterator[dict[str, Any]]:
             raise DataError(None, f"evaluation samples need keys image/depth/valid; missing {missing}.",
                             "evaluate a depthlib dataset (DepthDataset, prepared frames) of sample dicts.")
         yield {k: torch.stack([s[k] for s in samples]) for k in ("image", "depth", "valid")} | {
+            "fx": torch.tensor([float(s.get("fx", math.nan)) for s in samples], dtype=torch.float64),
             "name": [str(s.get("name", start + j)) for j, s in enumerate(samples)]}
 
 
@@ -165,7 +173,7 @@ def evaluate(
 
     sums: list[Tensor] = []       # one [K] float64 vector per image: a few hundred bytes each
     records: list[dict[str, Any]] = []
-    index = 0
+    index = unknown_fx = 0
     bar = tqdm(total=len(dataset), desc=f"evaluate {desc} [{proto.name}]" if desc else f"evaluate [{proto.name}]", disable=not progress)  # type: ignore[arg-type]
     try:
         for batch in _batches(dataset, batch_size):
@@ -183,9 +191,14 @@ def evaluate(
                                 **metrics_from_sums(batch_sums[i])})
                 sums.append(batch_sums[i])
                 index += 1
+            unknown_fx += int((~torch.isfinite(batch["fx"])).sum())
             bar.update(batch_sums.shape[0])
     finally:
         bar.close()
+    if unknown_fx and getattr(fast, "canonical_fx", None) is not None:
+        notice(f"{unknown_fx} of the {index} frames of {src} have no focal length: the {desc or 'model'}'s depth "
+               "for them is its canonical camera's, not rescaled (a prepared file of format 1, or a reader not told "
+               "the camera).")
 
     metrics = reduce_sums(torch.stack(sums), proto.reduce)
     worst = sorted(records, key=lambda r: r["abs_rel"], reverse=True)[:worst_n]

@@ -6,6 +6,6 @@ load_for_inference and the crops it can replay are re-exported here (they were t
 
 from __future__ import annotations
 
-from .load import NYU_FRAME, REPLAYABLE_CROPS, load_for_inference
+from .load import NYU_FRAME, REPLAYABLE_CROPS, canonical_fx, load_for_inference
 
-__all__ = ["NYU_FRAME", "REPLAYABLE_CROPS", "load_for_inference"]
+__all__ = ["NYU_FRAME", "REPLAYABLE_CROPS", "canonical_fx", "load_for_inference"]

@@ -12,6 +12,12 @@ Shapes: a dynamic graph takes any batch and H, W in MIN_SIDE..MAX_SIDE, as predi
 which belongs to 640x480 frames only, is decided in the graph by the input's size (an ONNX If), as
 predict decides it. A fixed graph (dynamic=False) takes exactly 1xHxWx3 and its crop decision is made
 for that size at export. The file's metadata_props state which, with the units and the steps.
+
+A checkpoint trained with camera_space="canonical" predicts depth for its canonical camera, so its graph takes a
+second input, `fx` float32[B]: each image's horizontal focal length in pixels of its own width (predict's fx); the
+depth is multiplied by f / canonical_fx inside, f being fx after the crop and resize (NaN: the canonical camera,
+unscaled). A checkpoint trained on metres has no such input: its depth does not depend on the camera. The
+metadata (depthlib.camera_space) says which.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from ..core.paths import resolve
 from ..models.predict import MIN_SIDE, depth_at_input_size, images_from_rgb, predict
 
 INPUT_NAME = "image"
+FX_NAME = "fx"  # the second input of a canonical checkpoint's graph
 OUTPUT_NAME = "depth"
 DEFAULT_OPSET = 18
 MAX_SIDE = 4096  # upper bound of the dynamic H / W (torch.export needs a finite range)
@@ -54,6 +61,19 @@ class PredictGraph(nn.Module):
     def forward(self, rgb: Tensor) -> Tensor:
         """uint8 [B,H,W,3] -> float[B,1,H,W] metres, as predict(model, images_from_rgb(rgb), flip_average)."""
         return depth_at_input_size(self.model, images_from_rgb(rgb), flip_average=self.flip_average)
+
+
+class CanonicalPredictGraph(PredictGraph):
+    """PredictGraph of a camera_space="canonical" model: (uint8 RGB [B,H,W,3], fx float[B] pixels of W) -> metres."""
+
+    def forward(self, rgb: Tensor, fx: Tensor) -> Tensor:  # type: ignore[override]
+        """As predict(model, images_from_rgb(rgb), flip_average, fx=fx)."""
+        return depth_at_input_size(self.model, images_from_rgb(rgb), flip_average=self.flip_average, fx=fx)
+
+
+def takes_fx(model: nn.Module) -> bool:
+    """Whether the graph of `model` takes the images' focal lengths (a camera_space="canonical" checkpoint)."""
+    return getattr(model, "canonical_fx", None) is not None
 
 
 def _crop(model: nn.Module) -> tuple[tuple[int, int, int, int], tuple[int, int] | None] | None:
@@ -105,6 +125,8 @@ def _steps(model: nn.Module, flip_average: bool, fixed: tuple[int, int] | None) 
     if flip_average:
         steps.append(f"averages it with the prediction of the mirrored {'window' if crop else 'image'}, mirrored back")
     steps.append(f"upsamples x{model.output_stride} (bilinear) and cuts to the input's size")
+    if takes_fx(model):
+        steps.append(f"multiplies by f / {model.canonical_fx:.4f}, f being the input {FX_NAME} after the crop and resize")
     return "in the graph: feed the image as decoded (uint8 RGB, no normalisation); the graph " + "; ".join(steps)
 
 
@@ -118,9 +140,15 @@ def onnx_metadata(model: nn.Module, *, flip_average: bool = False, fixed: tuple[
                  f"fixed: only this shape")
     size = getattr(model, "input_size", None)
     crop = _crop(model)
+    at = "x".join(str(int(v)) for v in size) if size else "the input's size"
+    camera = (f"canonical: trained in a canonical camera space of fx {model.canonical_fx:.4f} px at {at} (HxW); input "
+              f"{FX_NAME}: float32[B], each image's horizontal focal length in pixels of its own width (NaN: the canonical "
+              "camera); the depth is metres for that camera" if takes_fx(model) else
+              "none: trained on metres as read; no focal-length input, the depth does not depend on the camera")
     return {
         "depthlib.input": shape,
         "depthlib.output": f"{OUTPUT_NAME}: float32[B,1,H,W], depth in metres at the input's H, W",
+        "depthlib.camera_space": camera,
         "depthlib.units": "metres",
         "depthlib.preprocessing": _steps(model, flip_average, fixed),
         "depthlib.equals": "depthlib predict (--no-flip unless flip_average is true) on the same image, within 1 mm",
@@ -157,10 +185,14 @@ def export_onnx(model: nn.Module, path: str | os.PathLike[str], *, height: int =
     model = copy.deepcopy(model).eval().cpu()  # the caller's model keeps its device and mode
     for p in model.parameters():
         p.requires_grad_(False)
-    graph = PredictGraph(model, flip_average=flip_average).eval()
+    canonical = takes_fx(model)
+    graph = (CanonicalPredictGraph if canonical else PredictGraph)(model, flip_average=flip_average).eval()
     # A dynamic batch needs an example of 2: torch.export fixes a size-1 example dimension.
     gen = torch.Generator().manual_seed(0)
-    example = (torch.randint(0, 256, (2 if dynamic else 1, height, width, 3), dtype=torch.uint8, generator=gen),)
+    batch = 2 if dynamic else 1
+    example: tuple[Tensor, ...] = (torch.randint(0, 256, (batch, height, width, 3), dtype=torch.uint8, generator=gen),)
+    if canonical:
+        example += (torch.full((batch,), float(width), dtype=torch.float32),)
     shapes = None
     if dynamic:
         # DYNAMIC, not a named Dim: a named Dim refuses any guard its range does not prove, and symbolic shapes
@@ -169,6 +201,8 @@ def export_onnx(model: nn.Module, path: str | os.PathLike[str], *, height: int =
         # shows in check_exported, which runs the graph at several sizes.
         side = torch.export.Dim.DYNAMIC(min=MIN_SIDE, max=MAX_SIDE)
         shapes = ({0: torch.export.Dim.DYNAMIC(min=1, max=MAX_BATCH), 1: side, 2: side},)
+        if canonical:
+            shapes += ({0: torch.export.Dim.DYNAMIC(min=1, max=MAX_BATCH)},)
     out = resolve(path)
     fix = "Fix: try --no-dynamic (fixed input size) or another --opset."
     try:
@@ -181,7 +215,8 @@ def export_onnx(model: nn.Module, path: str | os.PathLike[str], *, height: int =
         out.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(out) as tmp_path:
             try:
-                torch.onnx.export(program, example, str(tmp_path), dynamo=True, input_names=[INPUT_NAME],
+                torch.onnx.export(program, example, str(tmp_path), dynamo=True,
+                                  input_names=[INPUT_NAME, FX_NAME] if canonical else [INPUT_NAME],
                                   output_names=[OUTPUT_NAME], opset_version=opset, external_data=False, verbose=False)
             except (RuntimeError, ValueError, TypeError) as e:  # onnxscript's translation failures
                 raise ExportError(f"{out}: ONNX export of {getattr(model, 'arch', '?')} failed: {_first_line(e)}. "
@@ -194,8 +229,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike[str], *, height: int =
     return out
 
 
-def run_onnx(path: str | os.PathLike[str], rgb: Tensor | np.ndarray) -> Tensor:
-    """Run an exported file in ONNX Runtime (CPU): uint8 RGB [B,H,W,3] -> metres float[B,1,H,W]."""
+def run_onnx(path: str | os.PathLike[str], rgb: Tensor | np.ndarray, fx: Tensor | np.ndarray | None = None) -> Tensor:
+    """Run an exported file in ONNX Runtime (CPU): uint8 RGB [B,H,W,3] (and, for a graph with the input, fx float[B]
+    pixels of W) -> metres float[B,1,H,W]."""
     import onnxruntime as ort
 
     p = resolve(path)
@@ -208,16 +244,27 @@ def run_onnx(path: str | os.PathLike[str], rgb: Tensor | np.ndarray) -> Tensor:
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: its notes on initializers it drops are not the user's business
     session = ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"])
-    (y,) = session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(x)})
+    feeds = {INPUT_NAME: np.ascontiguousarray(x)}
+    wants_fx = FX_NAME in [i.name for i in session.get_inputs()]
+    if wants_fx != (fx is not None):
+        raise ExportError(f"{p}: " + (f"the graph takes each image's focal length ({FX_NAME} float32[B], pixels of its "
+                                      "width): its model was trained in a canonical camera space. Fix: pass fx."
+                                      if wants_fx else "the graph takes no focal length (its model was trained on "
+                                      "metres). Fix: leave fx out."))
+    if fx is not None:
+        f = fx.detach().cpu().numpy() if isinstance(fx, Tensor) else np.asarray(fx)
+        feeds[FX_NAME] = np.ascontiguousarray(f, dtype=np.float32).reshape(-1)
+    (y,) = session.run([OUTPUT_NAME], feeds)
     return torch.from_numpy(y)
 
 
 def check_onnx(model: nn.Module, path: str | os.PathLike[str], rgb: Tensor | np.ndarray, *,
-               flip_average: bool = False, atol: float = MM) -> float:
-    """Max |ONNX Runtime - depthlib.models.predict| in metres on the same uint8 rgb [B,H,W,3]; ExportError above atol."""
+               flip_average: bool = False, atol: float = MM, fx: Tensor | None = None) -> float:
+    """Max |ONNX Runtime - depthlib.models.predict| in metres on the same uint8 rgb [B,H,W,3] (and focal lengths fx
+    float[B], for a graph that takes them); ExportError above atol."""
     x = torch.as_tensor(np.asarray(rgb))
-    got = run_onnx(path, x)
-    expected = predict(model, images_from_rgb(x), flip_average=flip_average).float().cpu()
+    got = run_onnx(path, x, fx)
+    expected = predict(model, images_from_rgb(x), flip_average=flip_average, fx=fx).float().cpu()
     if got.shape != expected.shape:
         raise ExportError(f"{resolve(path)}: ONNX output shape {tuple(got.shape)} != predict's {tuple(expected.shape)}. "
                           "Fix: re-export with this depthlib version.")
@@ -243,7 +290,12 @@ def check_sizes(model: nn.Module, height: int, width: int, dynamic: bool) -> lis
 
 def check_exported(model: nn.Module, path: str | os.PathLike[str], *, height: int, width: int, dynamic: bool,
                    flip_average: bool = False) -> float:
-    """check_onnx on random uint8 images of each of check_sizes -> the largest difference from predict (metres)."""
+    """check_onnx on random uint8 images of each of check_sizes -> the largest difference from predict (metres); a
+    graph that takes focal lengths gets a different one per image (0.6 to 1.5 times the image's width)."""
     gen = torch.Generator().manual_seed(0)
+
+    def fx(b: int, w: int) -> Tensor | None:
+        return torch.linspace(0.6 * w, 1.5 * w, b) if takes_fx(model) else None
+
     return max(check_onnx(model, path, torch.randint(0, 256, (b, h, w, 3), dtype=torch.uint8, generator=gen),
-                          flip_average=flip_average) for b, h, w in check_sizes(model, height, width, dynamic))
+                          flip_average=flip_average, fx=fx(b, w)) for b, h, w in check_sizes(model, height, width, dynamic))

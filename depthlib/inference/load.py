@@ -14,18 +14,20 @@ from torch import nn
 
 from ..core.errors import CheckpointError
 from ..core.paths import resolve
+from ..data.camera_space import CAMERA_SPACES
 from ..data.transforms import NYU_FRAME, REPLAYABLE_BORDERS, REPLAYABLE_CROPS
 from ..models.adapter import InputAdapter
 from ..models.checkpoint import load_checkpoint, model_from_checkpoint
 from ..models.fastpath import prepare_for_inference
 
-__all__ = ["NYU_FRAME", "REPLAYABLE_CROPS", "load_for_inference"]
+__all__ = ["NYU_FRAME", "REPLAYABLE_CROPS", "canonical_fx", "load_for_inference"]
 
 
 
 def load_for_inference(path: str | os.PathLike[str], *, device: str = "cpu", bf16: bool = False) -> nn.Module:
     """Fast inference copy (fastpath.prepare_for_inference) of a checkpoint's model on `device`, in an InputAdapter
-    when it recorded its training input settings; bf16=True: CPU bfloat16 autocast (native-bf16 CPUs only)."""
+    when it recorded its training input settings (with its canonical_fx when trained with camera_space "canonical":
+    predict then rescales by the images' fx); bf16=True: CPU bfloat16 autocast (native-bf16 CPUs only)."""
     return prepare_for_inference(_load(path, device), bf16=bf16, inplace=True)  # the loaded model has no other user
 
 
@@ -42,5 +44,16 @@ def _load(path: str | os.PathLike[str], device: str) -> nn.Module:
         raise CheckpointError(f"{path}: border_crop={crop!r} cannot be replayed at inference. "
                               "Fix: train with border_crop='nyu' or 'none'.")
     border, frame = REPLAYABLE_BORDERS[crop]
-    return InputAdapter(model, input_size=data.get("image_size"), border=border,
-                        border_frame=frame).to(device).eval()
+    space = data.get("camera_space", "none")
+    if space not in CAMERA_SPACES or (space == "canonical" and not float(data.get("canonical_fx", 0)) > 0):
+        raise CheckpointError(f"{path}: camera_space={space!r} with canonical_fx={data.get('canonical_fx')!r} is not "
+                              "a camera space this depthlib knows. Fix: use a depthlib that wrote it, or retrain.")
+    canonical = float(data["canonical_fx"]) if space == "canonical" else None
+    return InputAdapter(model, input_size=data.get("image_size"), border=border, border_frame=frame,
+                        canonical_fx=canonical).to(device).eval()
+
+
+def canonical_fx(model: nn.Module) -> float | None:
+    """The canonical focal length (pixels at the input size) of a model loaded here; None: trained on metres
+    (camera_space "none"), whose depth no focal length changes."""
+    return getattr(model, "canonical_fx", None)

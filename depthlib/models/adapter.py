@@ -10,6 +10,11 @@ training transform refuses the "nyu" crop on any other size). So the crop is rep
 exactly `border_frame` (H, W); any other image (a phone photo, a resized frame) has no such border and
 is resized whole. Building the adapter from a checkpoint is depthlib.inference's job.
 
+A checkpoint trained with camera_space="canonical" (depthlib.data.camera_space) predicts the depth a camera of
+`canonical_fx` pixels at the input size would see; `focal_scale` gives the factor f / canonical_fx that turns it into
+metres for an image whose focal length at the input size is f, after this adapter's own crop and resize
+(depthlib.models.predict applies it when given the images' focal lengths).
+
 The adapter traces with torch.export for any H, W (depthlib.inference.export): there the frame-size test is symbolic, so
 both windows go into the graph under torch.cond and the input's size picks one at run time, as it does here.
 """
@@ -50,11 +55,12 @@ class InputAdapter(nn.Module):
     """Wrap `model`: x[B,3,H,W] -> crop (top, bottom, left, right) -> resize to `input_size` -> model -> raw on HxW/stride,
     placed over the crop's span (see `place`).
 
-    The crop applies to frames of size `border_frame` (H, W) only; None applies it to every size.
+    The crop applies to frames of size `border_frame` (H, W) only; None applies it to every size. canonical_fx: the
+    focal length in pixels at `input_size` of a camera_space="canonical" checkpoint (None: trained on metres).
     """
 
     def __init__(self, model: nn.Module, *, input_size: Sequence[int] | None, border: Sequence[int] = (0, 0, 0, 0),
-                 border_frame: Sequence[int] | None = None) -> None:
+                 border_frame: Sequence[int] | None = None, canonical_fx: float | None = None) -> None:
         super().__init__()
         self.model = model
         self.input_size = None if input_size is None else (int(input_size[0]), int(input_size[1]))
@@ -65,6 +71,7 @@ class InputAdapter(nn.Module):
         self.config = model.config
         self.output_stride = model.output_stride
         self.input_multiple = 1 if self.input_size is not None else model.input_multiple
+        self.canonical_fx = None if canonical_fx is None else float(canonical_fx)
 
     def forward(self, x: Tensor, mirror: bool = False) -> Tensor:
         """RGB float[B,3,H,W] in [0,1] -> raw float[B,1,ceil(H/s),ceil(W/s)] of the wrapped model's head.
@@ -80,6 +87,24 @@ class InputAdapter(nn.Module):
         return torch.cond(framed, partial(self._window, border=self.border, mirror=mirror),
                           partial(self._window, border=(0, 0, 0, 0), mirror=mirror), (x,))
 
+    def focal_scale(self, x: Tensor, fx: Tensor) -> Tensor:
+        """Images float[B,3,H,W] and their focal lengths fx float[B] (or [1]) in pixels of W -> float[B,1,1,1]: f / canonical_fx,
+        f being fx after this adapter's crop and resize (what the canonical depth is multiplied by to give metres)."""
+        h, w = x.shape[-2:]
+        framed = self.border_frame is None or (h == self.border_frame[0]) & (w == self.border_frame[1])
+        if isinstance(framed, bool):
+            return self._scale(x, fx, self.border if framed else (0, 0, 0, 0))
+        return torch.cond(framed, partial(self._scale, border=self.border),
+                          partial(self._scale, border=(0, 0, 0, 0)), (x, fx))
+
+    def _scale(self, x: Tensor, fx: Tensor, border: Sequence[int]) -> Tensor:
+        """focal_scale with the crop `border` decided: the window is W - left - right wide, resized to input_size's W."""
+        assert self.canonical_fx is not None, "a model trained on metres has no canonical focal length"
+        if self.input_size is None:  # no resize: the focal length in pixels is the image's
+            return (fx / self.canonical_fx).view(-1, 1, 1, 1)
+        _, _, l, r = border
+        return (fx * (self.input_size[1] / self.canonical_fx) / (x.shape[-1] - l - r)).view(-1, 1, 1, 1)
+
     def _window(self, x: Tensor, border: Sequence[int], mirror: bool) -> Tensor:
         """forward with the crop `border` (top, bottom, left, right) decided."""
         h, w = x.shape[-2:]
@@ -91,7 +116,8 @@ class InputAdapter(nn.Module):
         return place(raw, (h, w), (t, b, l, r), self.output_stride)
 
     def extra_repr(self) -> str:
-        return f"input_size={self.input_size}, border={self.border}, border_frame={self.border_frame}"
+        camera = "" if self.canonical_fx is None else f", canonical_fx={self.canonical_fx:.4f}"
+        return f"input_size={self.input_size}, border={self.border}, border_frame={self.border_frame}{camera}"
 
     def freeze_encoder(self, frozen: bool = True) -> Any:
         return self.model.freeze_encoder(frozen)

@@ -146,7 +146,8 @@ class Bf16Autocast(nn.Module):
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
         self.model = module
-        for name in ("head", "arch", "config", "output_stride", "input_multiple"):
+        # canonical_fx and focal_scale: an InputAdapter's camera space (predict rescales through them)
+        for name in ("head", "arch", "config", "output_stride", "input_multiple", "canonical_fx", "focal_scale"):
             if hasattr(module, name):
                 setattr(self, name, getattr(module, name))
 

@@ -1,6 +1,13 @@
-"""Depth in metres from any-size RGB images, with DenseDepth's flip averaging."""
+"""Depth in metres from any-size RGB images, with DenseDepth's flip averaging.
+
+A model trained with camera_space="canonical" (depthlib.data.camera_space) predicts depth for its canonical camera;
+given the images' focal lengths (`fx`, pixels of their width), predict multiplies by f / canonical_fx
+(InputAdapter.focal_scale), so the result is metres for those images' camera. Models trained on metres ignore fx.
+"""
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -48,8 +55,24 @@ def _mirrored(model: nn.Module, x: Tensor) -> Tensor:
     return model(x.flip(-1)).flip(-1)
 
 
-def _depth_native(model: nn.Module, x: Tensor, flip_average: bool) -> Tensor:
-    """Images float[B,3,H,W] -> metres float[B,1,ceil(Hp/s),ceil(Wp/s)] (Hp, Wp: padded), optionally flip-averaged."""
+def camera_scale(model: nn.Module, x: Tensor, fx: Tensor | float | Sequence[float] | None) -> Tensor | None:
+    """What predict multiplies the depth of images x float[B,3,H,W] by: float[B,1,1,1] = f / canonical_fx for a model
+    trained in the canonical camera space (an InputAdapter with canonical_fx), f being fx (a number or float[B], pixels
+    of W) at the model's input size; 1 for an image whose fx is NaN (unknown: the canonical camera). None (no rescale)
+    for a model trained on metres, or when fx is None."""
+    if fx is None or getattr(model, "canonical_fx", None) is None:
+        return None
+    # the dtype on the host first (float64 does not exist on every device); [B] or [1]: broadcast over the batch
+    f = torch.as_tensor(fx).to(dtype=x.dtype).to(x.device).reshape(-1)
+    scale = model.focal_scale(x, f)
+    return torch.where(torch.isfinite(scale), scale, torch.ones_like(scale))
+
+
+def _depth_native(model: nn.Module, x: Tensor, flip_average: bool, fx: Tensor | float | Sequence[float] | None = None
+                  ) -> Tensor:
+    """Images float[B,3,H,W] -> metres float[B,1,ceil(Hp/s),ceil(Wp/s)] (Hp, Wp: padded), optionally flip-averaged,
+    times camera_scale(model, x, fx) for a canonical model."""
+    scale = camera_scale(model, x, fx)  # of the image as given: an InputAdapter does not pad (input_multiple 1)
     x = _pad_to_multiple(x, model.input_multiple)
     if getattr(model, FAST_ATTR, {}).get("channels_last"):
         x = x.contiguous(memory_format=torch.channels_last)
@@ -57,14 +80,16 @@ def _depth_native(model: nn.Module, x: Tensor, flip_average: bool) -> Tensor:
     if flip_average:
         # DenseDepth's evaluate: mean of pred(x) and the un-mirrored pred(mirror(x)), in metres.
         depth = 0.5 * (depth + model.head.to_depth(_mirrored(model, x)))
-    return depth
+    return depth if scale is None else depth * scale
 
 
-def depth_at_input_size(model: nn.Module, x: Tensor, *, flip_average: bool) -> Tensor:
-    """Images float[B,3,H,W] on the model's device and dtype -> metres float[B,1,H,W]: predict's arithmetic without
-    its checks, mode switch and inference_mode, so that torch.export traces it (depthlib.inference.export's graph is this)."""
+def depth_at_input_size(model: nn.Module, x: Tensor, *, flip_average: bool,
+                        fx: Tensor | float | Sequence[float] | None = None) -> Tensor:
+    """Images float[B,3,H,W] on the model's device and dtype (and their focal lengths fx, see predict) -> metres
+    float[B,1,H,W]: predict's arithmetic without its checks, mode switch and inference_mode, so that torch.export traces
+    it (depthlib.inference.export's graph is this)."""
     h, w = x.shape[-2:]
-    depth = _depth_native(model, x, flip_average)
+    depth = _depth_native(model, x, flip_average, fx)
     stride = model.output_stride
     if stride != 1:
         # Back to the padded input grid (an integer factor, so pixel centres line up),
@@ -79,12 +104,16 @@ def predict(
     *,
     flip_average: bool = True,
     out_size: tuple[int, int] | str | None = None,
+    fx: Tensor | float | Sequence[float] | None = None,
 ) -> Tensor:
     """RGB float[B,3,H,W] (or [3,H,W]) in [0,1] -> depth in metres float[B,1,h,w].
 
     Any H, W: images are replicate-padded to model.input_multiple and the padding is cut off
     again. out_size None gives (h, w) = (H, W); a (h, w) pair resizes bilinearly to it;
     "native" returns the model's own resolution, (ceil(H/s), ceil(W/s)) with s = output_stride.
+    fx: the images' horizontal focal length in pixels of their width W (one number, or float[B]); a model trained
+    with camera_space="canonical" gives metres for that camera (camera_scale); None or NaN: its canonical camera,
+    unscaled. A model trained on metres (camera_space "none") ignores it.
     Runs in eval mode under torch.inference_mode, on the model's device and dtype; the model's
     train/eval mode is restored afterwards. The result stays on the model's device. Fastest with the
     copy from depthlib.models.fastpath.prepare_for_inference (what depthlib.inference.load_for_inference
@@ -117,8 +146,8 @@ def predict(
     try:
         with torch.inference_mode():
             if out_size == "native":
-                return _depth_native(model, x, flip_average)[..., : -(-h // stride), : -(-w // stride)]
-            depth = depth_at_input_size(model, x, flip_average=flip_average)
+                return _depth_native(model, x, flip_average, fx)[..., : -(-h // stride), : -(-w // stride)]
+            depth = depth_at_input_size(model, x, flip_average=flip_average, fx=fx)
             if out_size is not None and tuple(out_size) != (h, w):
                 depth = F.interpolate(depth, size=tuple(out_size), mode="bilinear", align_corners=False)
             return depth

@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 
 from ..core.errors import CheckpointError, ConfigError
+from ..core.notices import notice
 from ..core.paths import resolve
 from ..data.frame import Frame, FrameSource
 from ..evaluation.metrics import depth_metrics, metric_sums, metrics_from_sums
@@ -133,6 +134,7 @@ class Explorer:
         self.predictions = LRUCache(cache_size)
         self._frames = LRUCache(8)
         self._models: dict[str, torch.nn.Module] = {}
+        self._said_unknown_fx = False  # the notice that a canonical model gets a frame of unknown focal length, once
         names = list(source.names)
         fixed = depth_range is not None and len(depth_range) > 0
         if fixed and (len(depth_range) != 2 or not float(depth_range[0]) < float(depth_range[1])):  # type: ignore[arg-type]
@@ -202,9 +204,14 @@ class Explorer:
     def _predict(self, label: str, i: int, flip: bool) -> np.ndarray:
         from ..models.predict import predict
 
-        rgb = self._frame(i).rgb
-        x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].float().div_(255.0)
-        out = predict(self._model(label), x.to(self.device), flip_average=flip, out_size=rgb.shape[:2])
+        f, model = self._frame(i), self._model(label)
+        if f.fx is None and getattr(model, "canonical_fx", None) is not None and not self._said_unknown_fx:
+            notice(f"{self.source.path}: frame {f.name!r} has no focal length: {label}'s depth is its canonical "
+                   "camera's, not rescaled (the same for any other such frame).")
+            self._said_unknown_fx = True
+        x = torch.from_numpy(np.array(f.rgb)).permute(2, 0, 1)[None].float().div_(255.0)
+        # the frame's own focal length: a camera_space="canonical" model gives metres for its camera
+        out = predict(model, x.to(self.device), flip_average=flip, out_size=f.rgb.shape[:2], fx=f.fx)
         return out[0, 0].float().cpu().numpy()
 
     def metrics(self, label: str, i: int) -> dict[str, float]:
@@ -227,7 +234,7 @@ class Explorer:
         from ..models.fastpath import as_fast
 
         s = frame_to_sample(f)
-        batch = {k: s[k][None] for k in ("image", "depth", "valid")}
+        batch = {k: s[k][None] for k in ("image", "depth", "valid")} | {"fx": torch.tensor([s["fx"]])}
         pred, target, valid = prepare_batch(as_fast(self._model(label)), batch, self.protocol, flip_average=flip,
                                             alignment="none", device=self.device, source=f.name)
         return metrics_from_sums(metric_sums(pred=pred, target=target, valid=valid)[0])

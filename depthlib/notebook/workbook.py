@@ -129,7 +129,7 @@ def log_depth_correlations(model: nn.Module, frames: Any, *, protocol: str = "de
     for i in range(len(frames)):
         s = frames[i]
         rows, cols = get_protocol(protocol).crop_slices(*s["depth"].shape[-2:])
-        p = predict(model, s["image"][None], flip_average=flip_average)[0, 0]
+        p = predict(model, s["image"][None], flip_average=flip_average, fx=s.get("fx"))[0, 0]
         out[str(s.get("name", i))] = log_depth_pearson(pred=p[rows, cols], target=s["depth"][0][rows, cols],
                                                        valid=s["valid"][0][rows, cols])
     return out
@@ -143,7 +143,7 @@ def edge_bands(model: nn.Module, frames: Any, *, flip_average: bool = True) -> d
     per = []
     for i in range(len(frames)):
         s = frames[i]
-        p = predict(model, s["image"][None], flip_average=flip_average)[0, 0]
+        p = predict(model, s["image"][None], flip_average=flip_average, fx=s.get("fx"))[0, 0]
         per.append(edge_band(pred=p, target=s["depth"][0], valid=s["valid"][0]))
     return {side: float(np.nanmean([b[side] for b in per])) for side in EDGE_SIDES}
 
@@ -177,7 +177,7 @@ def prediction_rows(models: Mapping[str, nn.Module], dataset: Any, indices: Sequ
         s = dataset[int(i)]
         row = {"image": s["image"], "depth": s["depth"], "valid": s["valid"], "name": s.get("name", str(i))}
         for name, m in models.items():
-            row[name] = predict(m, s["image"][None], flip_average=flip_average)[0].cpu()
+            row[name] = predict(m, s["image"][None], flip_average=flip_average, fx=s.get("fx"))[0].cpu()
         rows.append(row)
     return rows
 

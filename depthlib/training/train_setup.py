@@ -10,17 +10,19 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset, Sampler
 
 from ..core.config import DataConfig, TrainConfig, to_plain
-from ..core.errors import CheckpointError, ConfigError
+from ..core.errors import CheckpointError, ConfigError, DataError
 from ..core.paths import resolve
 from ..core.reproducibility import seed_everything
 from ..data.dataset import MappedDataset
 from ..data.prepared_loader import PreparedTorchDataset
-from ..data.transforms import REPLAYABLE_CROPS, BatchFlipSwap, build_transforms
+from ..data.camera_space import canonical_fx_of, check_camera_settings
+from ..data.transforms import REPLAYABLE_BORDERS, REPLAYABLE_CROPS, BatchFlipSwap, build_transforms
 from ..models.checkpoint import check_weights_fit
 
 SCHEDULES = ("none", "cosine", "step", "onecycle")
@@ -36,10 +38,25 @@ def training_sets(prepared_path: str, cfg: DataConfig, *, splits: Sequence[str] 
     out = {}
     for split in splits:
         base = PreparedTorchDataset(str(resolve(prepared_path)), split=split)
+        if cfg.camera_space == "canonical":
+            check_focal_lengths(base, split)
         train = split == "train"
         out[split] = MappedDataset(base, build_transforms(cfg, train=train, flip_swap_on_device=gpu_augment),
                                    device_augment=BatchFlipSwap.from_config(cfg) if train and gpu_augment else None)
     return out
+
+
+def check_focal_lengths(data: PreparedTorchDataset, split: str) -> None:
+    """DataError naming the prepared file and the fix when frames of `split` have no focal length (canonical training
+    scales every target by one): a file written before format 2, or a reader that was not told the camera."""
+    fx = data.src.fx[data.src.rows]
+    unknown = int((~np.isfinite(fx)).sum())
+    if unknown:
+        old = " (a format-1 file: written before prepared files recorded focal lengths)" if data.src.format_version < 2 else ""
+        raise DataError(data.src.path, f"{unknown} of the {len(fx)} {split} frames have no focal length{old}, and "
+                        "camera_space='canonical' scales each target by it.",
+                        "re-run 01_data_prep with overwrite=True, declaring your camera to the pairs reader (focal= or "
+                        "intrinsics=, or focal / fx columns in its list); or train with camera_space='none'.")
 
 
 def device_augment(train: Dataset, cfg: TrainConfig) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
@@ -64,7 +81,8 @@ def device_augment(train: Dataset, cfg: TrainConfig) -> Callable[[dict[str, Any]
 
 
 def data_settings(cfg: DataConfig) -> dict[str, Any]:
-    """The input settings a checkpoint must remember to be used on whole frames later.
+    """The input settings a checkpoint must remember to be used on whole frames later: image_size, border_crop and,
+    with camera_space "canonical", camera_space and canonical_fx (resolved: pixels at image_size's width).
 
     Refuses a border crop that inference cannot replay (predict, 04 and 05 apply one fixed crop to every image):
     before training, not after it.
@@ -72,7 +90,12 @@ def data_settings(cfg: DataConfig) -> dict[str, Any]:
     if cfg.border_crop not in REPLAYABLE_CROPS:
         raise ConfigError(f"border_crop={cfg.border_crop!r} cannot be replayed at inference (predict, 04 and 05 apply "
                           "one fixed crop to every image). Fix: border_crop='nyu' for NYU's labeled frames, else 'none'.")
-    return {"image_size": list(cfg.image_size), "border_crop": cfg.border_crop}
+    check_camera_settings(cfg)
+    out: dict[str, Any] = {"image_size": list(cfg.image_size), "border_crop": cfg.border_crop}
+    if cfg.camera_space != "none":  # "none" records nothing new: its checkpoints and resumes stay as they were
+        out.update(camera_space=cfg.camera_space,
+                   canonical_fx=canonical_fx_of(cfg, REPLAYABLE_BORDERS[cfg.border_crop][0]))
+    return out
 
 
 def check_config(cfg: TrainConfig, n_train: int) -> None:

@@ -40,8 +40,11 @@ def targets_at(depth: torch.Tensor, valid: torch.Tensor, size: tuple[int, int]) 
 
 def batch_to(batch: dict[str, Any], device: torch.device, *, non_blocking: bool,
              channels_last: bool) -> dict[str, Any]:
-    """Move a collated batch's tensors to `device` (async from pinned memory when non_blocking)."""
-    out = {k: v.to(device, non_blocking=non_blocking) if torch.is_tensor(v) else v for k, v in batch.items()}
+    """Move a collated batch's tensors to `device` (async from pinned memory when non_blocking).
+
+    The focal lengths ("fx", float64) stay on the host: the loader has already scaled the targets by them, and
+    float64 does not exist on every device (MPS)."""
+    out = {k: v.to(device, non_blocking=non_blocking) if torch.is_tensor(v) and k != "fx" else v for k, v in batch.items()}
     if channels_last:
         out["image"] = out["image"].contiguous(memory_format=torch.channels_last)
     return out
