@@ -29,11 +29,13 @@ def test_prediction_correlates_with_ground_truth_on_every_held_out_frame(sample_
 @pytest.mark.timeout(2400)   # the shared sample pipeline runs in the first test's setup
 def test_prediction_has_no_band_along_the_image_edges(sample_project):
     # Issue 12 item 20: the from-scratch model drew a band along the edges (its scratch control still does: the
-    # bottom 8 rows 0.34 in log depth nearer than the rows 32-48 px in, relative to the ground truth). Seeds 0-2 of
-    # the pretrained recipe stay within 0.07 on every side of the held-out frames.
+    # bottom 8 rows 0.34 in log depth nearer than the rows 32-48 px in, relative to the ground truth). The pretrained
+    # recipe's largest side: 0.044-0.071 over seeds 0-2 on AVX-512 and AVX2 kernels (benchmarks/RESULTS_transfer*.md),
+    # 0.102 for seed 0 trained with one torch thread (this shared run; 2026-12-06, AMD EPYC): the bound sits above
+    # that spread of equally good models and well below the band the test is for.
     model = workbook.inference_model(str(sample_project / "checkpoints/sample/finetune/best.pt"))
     bands = workbook.edge_bands(model, workbook.frames(str(sample_project / "data/prepared/sample.h5"), "test"))
-    assert max(abs(b) for b in bands.values()) <= 0.1, bands
+    assert max(abs(b) for b in bands.values()) <= 0.15, bands
 
 
 @pytest.mark.slow
