@@ -568,6 +568,44 @@ def test_fine_tuning_that_only_gets_worse_keeps_the_weights_it_started_from(tmp_
     better = fit(create_model("unet", width=4, depth=2), SynthDepth(8, hw=32), val,
                  cfg(tmp_path / "good", init_from=str(init), epochs=2, lr=1e-2, progress=False))
     assert better.epochs[0]["epoch"] == 0 and (better.best_epoch >= 1) == (min(better["val_loss"][1:]) < better["val_loss"][0])
-    fixed = fit(create_model("unet", width=4, depth=2), SynthDepth(8, hw=32), val,    # select="last": no epoch 0
-                cfg(tmp_path / "last", init_from=str(init), epochs=1, select="last", progress=False))
-    assert [r["epoch"] for r in fixed.epochs] == [1]
+    fixed = fit(create_model("unet", width=4, depth=2), SynthDepth(8, hw=32), val,    # select="last": epoch 0 read,
+                cfg(tmp_path / "last", init_from=str(init), epochs=1, select="last", progress=False))  # never kept
+    assert [r["epoch"] for r in fixed.epochs] == [0, 1] and fixed.best_epoch == 1
+
+
+def test_select_last_validates_the_start_without_changing_the_training(tmp_path, monkeypatch, capsys):
+    # Issue 25 trial: sample 03 (select="last") logged "best epoch 5 (last): val loss 3.8229" while its val loss had risen
+    # from 3.35, and its curve had no epoch 0 (fit validated the start for select="val_loss" only).
+    from depthlib.notebook.workbook import finetune_summary
+    from depthlib.training.train import _Run
+
+    torch.manual_seed(0)
+    fit(create_model("unet", width=4, depth=2), SynthDepth(8, hw=32), None, cfg(tmp_path / "pre", epochs=2, lr=1e-2))
+    init = str(tmp_path / "pre" / "best.pt")
+    class Noisy(torch.utils.data.Dataset):  # draws from the global RNG per sample, as the loader's augmentation does
+        def __len__(self) -> int:
+            return 8
+
+        def __getitem__(self, i: int) -> dict:
+            s = dict(SynthDepth(8, hw=32)[i])
+            s["image"] = (s["image"] + 0.1 * torch.rand_like(s["image"])).clamp(0, 1)
+            return s
+
+    train, val = Noisy(), SynthDepth(2, hw=32, seed=1)
+    kw = dict(init_from=init, epochs=2, select="last", lr=5e-2, progress=False, num_workers=0)
+    torch.manual_seed(3)
+    h = fit(create_model("unet", width=4, depth=2), train, val, cfg(tmp_path / "now", **kw))
+    assert [r["epoch"] for r in h.epochs] == [0, 1, 2] and "train_loss" not in h.epochs[0]
+    assert h.best_epoch == 2 and h.best_val_loss == h.epochs[-1]["val_loss"]
+    assert load_checkpoint(tmp_path / "now" / "best.pt")["epoch"] == 2
+    monkeypatch.setattr(_Run, "_epoch_zero", lambda self: None)  # the loop as it was: no validation before training
+    torch.manual_seed(3)
+    before = fit(create_model("unet", width=4, depth=2), train, val, cfg(tmp_path / "before", **kw))
+    assert [r["val_loss"] for r in before.epochs] == [r["val_loss"] for r in h.epochs[1:]]  # the same training
+    _close(weights(load_checkpoint(tmp_path / "now" / "last.pt")["model"]),
+           weights(load_checkpoint(tmp_path / "before" / "last.pt")["model"]), rtol=0, atol=0)
+    line = finetune_summary(h, select="last", init_from=init)
+    assert line == (f"kept epoch 2 (select = last, a fixed schedule: the final epoch, whatever its val loss); its val "
+                    f"loss {h.epochs[2]['val_loss']:.4f} against {h.epochs[0]['val_loss']:.4f} at the start ({init}'s weights)")
+    assert "best epoch" not in line
+    assert finetune_summary(before, select="last", init_from=init).endswith(f"its val loss {before.best_val_loss:.4f}")

@@ -80,8 +80,8 @@ class TrainConfig:
     compile: bool = False
     freeze_encoder: bool = False
     freeze_encoder_bn: bool = False     # keep the encoder's (ImageNet) BatchNorm statistics while its weights train
-    # best.pt: "val_loss" (lowest; with init_from the starting weights are validated first, as epoch 0, and stay
-    # best.pt unless an epoch beats them), or "last" (a fixed schedule: the final epoch)
+    # best.pt: "val_loss" (lowest; with init_from the starting weights, validated first as epoch 0, stay best.pt
+    # unless an epoch beats them), or "last" (a fixed schedule: the final epoch; epoch 0 is validated for reference)
     select: str = "val_loss"
     seed: int = 0
     deterministic: bool = False

@@ -326,6 +326,21 @@ def hole_filling_figure(source: FrameSource, indices: Sequence[int], *, method: 
     return None
 
 
+def finetune_summary(history: Any, *, select: str, init_from: str, wise_alpha: float = 1.0) -> str:
+    """03's one line on the model best.pt holds: for select "val_loss" the epoch of the lowest val loss (0: init_from's
+    weights, no epoch beat them); for "last" the final epoch, which a fixed schedule keeps whatever its val loss, read
+    against the start's (epoch 0, when fit validated it)."""
+    mix = "" if wise_alpha == 1 else (f"; best.pt then holds {wise_alpha:g} of these weights and {1 - wise_alpha:g} of "
+                                      f"{init_from}'s (that mix itself is evaluated in 04)")
+    if select == "last":
+        start = next((row["val_loss"] for row in history.epochs if row.get("epoch") == 0 and "val_loss" in row), None)
+        against = f" against {start:.4f} at the start ({init_from}'s weights)" if start is not None else ""
+        return (f"kept epoch {history.best_epoch} (select = last, a fixed schedule: the final epoch, whatever its val "
+                f"loss); its val loss {history.best_val_loss:.4f}{against}{mix}")
+    whose = f"{init_from}'s, no epoch beat them" if history.best_epoch == 0 else f"the fine-tuned weights{mix}"
+    return f"best epoch {history.best_epoch} (lowest val loss): val loss {history.best_val_loss:.4f} of {whose}"
+
+
 def training_loss_fell(history: Any) -> bool:
     """Whether the epoch-mean training loss of a History fell from its first epoch to its last (02's check).
 

@@ -239,9 +239,11 @@ class _Run:
         for cb in self.callbacks:
             cb.on_train_start(self.state)
         start = self.epoch
-        if self._judges_the_start():
+        judged = self._validates_the_start()
+        if judged:
             self._epoch_zero()
         done = bool(self.cfg.max_steps and self.step >= self.cfg.max_steps)
+        trains = start < self.cfg.epochs and not done  # else nothing changes: the history files stay as they are
         for epoch in range(start, self.cfg.epochs if not done else start):
             self.epoch = self.state.epoch = epoch
             skip = self.skip if epoch == start else 0
@@ -264,22 +266,26 @@ class _Run:
                          f"{min(self.history['val_loss'][1:]):.4f}): {self.out_dir / 'best.pt'} is {self.cfg.init_from} "
                          "unchanged. Fix: " + ("freeze_encoder_bn=True, " if not self.cfg.freeze_encoder_bn else "")
                          + "a lower lr, or more validation frames (of scenes the training frames do not show).")
-        if self.info.is_main:
+        if self.info.is_main and (judged or trains):
             self.history.save(self.out_dir)
         return self.history
 
-    def _judges_the_start(self) -> bool:
-        """Fine-tuning picked by val loss, fresh: the starting weights are a candidate for best.pt (epoch 0)."""
-        return (bool(self.cfg.init_from) and self.cfg.select == "val_loss" and self.val is not None
-                and len(self.val) > 0 and self.step == 0 and not self.history.epochs)  # type: ignore[arg-type]
+    def _validates_the_start(self) -> bool:
+        """Fine-tuning, fresh, with validation frames: the starting weights are validated first (epoch 0)."""
+        return (bool(self.cfg.init_from) and self.val is not None and len(self.val) > 0  # type: ignore[arg-type]
+                and self.step == 0 and not self.history.epochs)
 
     def _epoch_zero(self) -> None:
-        """Validate the weights init_from gave, before any step: history row epoch 0, and best.pt until beaten."""
+        """Validate the weights init_from gave, before any step: history row epoch 0, the start every epoch is read
+        against; with select "val_loss" also best.pt until an epoch beats it ("last" keeps the final epoch anyway).
+        Validation draws nothing from the training's random streams (its loader has its own generator), so the
+        epochs train as they would without it."""
         metrics, _ = self._validate()
         row = {"epoch": 0, "step": 0, "lr": self.opt.param_groups[0]["lr"], **metrics, "loss_name": self.cfg.loss}
         self.history.epochs.append(row)
-        self.history.best_val_loss, self.history.best_epoch = row["val_loss"], 0
-        self._save_best(0)
+        if self.cfg.select == "val_loss":
+            self.history.best_val_loss, self.history.best_epoch = row["val_loss"], 0
+            self._save_best(0)
         self._say(f"epoch 0 (the weights of {self.cfg.init_from}): val loss {row['val_loss']:.4f}")
 
     def _paused(self) -> None:
