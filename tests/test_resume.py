@@ -110,3 +110,72 @@ def test_a_resumed_epoch_draws_what_an_unbroken_run_draws(tmp_path, monkeypatch,
         fit(tiny_model(), data, None, cfg(tmp_path / f"b{stop}", max_steps=stop, **kw))
         fit(tiny_model(), data, None, cfg(tmp_path / f"b{stop}", **kw))
         assert seen == unbroken, f"paused at step {stop}"
+
+
+class _Capture:
+    """A capture of n frames (32x32, two scenes), its content set by `seed`: another seed is another capture."""
+
+    path = "synthetic://capture"
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed = n, seed
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> Any:
+        import numpy as np
+
+        from depthlib.data.frame import Frame
+
+        rng = np.random.default_rng([self.seed, i])
+        rgb = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        depth = (1.0 + 3.0 * rng.random((32, 32))).astype(np.float32)
+        return Frame(rgb, depth, np.ones((32, 32), bool), f"s{i % 2}/f{i}", f"s{i % 2}")
+
+    @property
+    def names(self) -> list[str]:
+        return [f"s{i % 2}/f{i}" for i in range(self.n)]
+
+    @property
+    def scenes(self) -> list[str]:
+        return [f"s{i % 2}" for i in range(self.n)]
+
+
+def _prepare(path, n: int, seed: int) -> dict[str, Any]:
+    """01 on a capture: the prepared file rewritten in place (overwrite=True, as 01's default) -> 03's datasets."""
+    from depthlib.core.config import DataConfig
+    from depthlib.data.prepared_write import write_prepared
+    from depthlib.training.train_setup import training_sets
+
+    write_prepared(_Capture(n, seed), path, split=["val" if i == 0 else "train" for i in range(n)], overwrite=True,
+                   progress=False)
+    return training_sets(str(path), DataConfig(image_size=(32, 32), border_crop="none"))
+
+
+@pytest.mark.parametrize("frames", [5, 7], ids=["same-count", "other-count"])
+def test_a_resume_over_another_capture_is_refused_before_anything_is_written(tmp_path, capsys, frames):
+    # Issue 25 trial: 01 on a second capture rewrote own.h5, then 03 said "this run already finished its 5 epochs ...
+    # nothing to train" and 04 evaluated the first capture's model (same frame count); with another count it failed
+    # on the LR schedule's length, naming neither capture, and history.csv / history.json were rewritten.
+    prepared, run = tmp_path / "own.h5", tmp_path / "finetune"
+    first = _prepare(prepared, 5, seed=0)
+    kw = dict(epochs=2, batch_size=2, resume=True)
+    fit(tiny_model(), first["train"], first["val"], cfg(run, **kw))
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(run.iterdir())}
+    capsys.readouterr()
+    again = _prepare(prepared, 5, seed=0)  # the same frames prepared again: the same run, which resumes (finished)
+    fit(tiny_model(), again["train"], again["val"], cfg(run, **kw))
+    assert "already finished" in capsys.readouterr().out
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(run.iterdir())} == before  # nothing rewritten
+    second = _prepare(prepared, frames, seed=1)
+    with pytest.raises(ConfigError, match=rf"last.pt: was trained on other train frames than this run's: 4 frames of "
+                                          rf".*own.h5 \(split train, content [0-9a-f]{{12}}\) there, {frames - 1} frames "
+                                          r"of .*own.h5 \(split train, content [0-9a-f]{12}\) now \(the prepared file was "
+                                          r"rewritten since, e.g. by 01 on another capture\).*Fix: resume=False .*"
+                                          r"--fresh\), or another out_dir for this data\.") as e:
+        fit(tiny_model(), second["train"], second["val"], cfg(run, **kw))
+    assert "already finished" not in capsys.readouterr().out and "LR schedule" not in str(e.value)
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(run.iterdir())} == before
+    h = fit(tiny_model(), second["train"], second["val"], cfg(run, **{**kw, "resume": False}))  # the fix: --fresh
+    assert len(h) == 2 and load_checkpoint(run / "last.pt")["extra"]["data_identity"]["train"]["frames"] == frames - 1

@@ -114,6 +114,7 @@ class PreparedDataset:
 
     def __init__(self, path: str, split: str | None = None) -> None:
         self.path = str(path)
+        self.split = split
         with open_h5(self.path) as f:
             check_prepared(f, self.path)
             self.split_names: list[str] = json.loads(f.attrs["split_names"])
@@ -172,6 +173,21 @@ class PreparedDataset:
                       f["name"][r].decode("utf-8"), self.scene_names[int(f["scene_id"][r])], meta,
                       fx if np.isfinite(fx) else None)
         return frame.check(self.path)
+
+    def content_hash(self, rows: np.ndarray) -> str:
+        """sha256 hex of what file rows `rows` (in that order) hold: their crc32s (stored RGB bytes, depth codes, valid
+        mask) and the depth unit; a file written before crc32 existed (format 1 without it): its writer's fingerprint.
+        The same frames prepared again give the same hash, other frames another (what a resumed run checks)."""
+        import hashlib
+
+        f = self.file()
+        h = hashlib.sha256(f"depth_unit_m={self.depth_unit_m!r}\n".encode())
+        if "crc32" in f:
+            h.update(np.ascontiguousarray(f["crc32"][()][rows], dtype="<u4").tobytes())
+        else:
+            h.update(str(f.attrs.get("fingerprint", self.path)).encode())
+            h.update(np.ascontiguousarray(rows, dtype="<i8").tobytes())
+        return h.hexdigest()
 
     @property
     def names(self) -> list[str]:

@@ -33,6 +33,15 @@ class PreparedTorchDataset(Dataset):
     def __len__(self) -> int:
         return len(self.src) if self.indices is None else len(self.indices)
 
+    def identity(self, positions: Sequence[int] | None = None) -> dict[str, Any]:
+        """What these samples are (or those at `positions`), for a resumed run to check it trains on the same frames:
+        {"file", "split", "frames", "content": PreparedDataset.content_hash of their rows, in order}."""
+        rows = self.src.rows if self.indices is None else self.src.rows[self.indices]
+        if positions is not None:
+            rows = rows[np.asarray(positions, dtype=np.int64)]
+        return {"file": self.src.path, "split": self.src.split or "all", "frames": int(len(rows)),
+                "content": self.src.content_hash(rows)}
+
     def _datasets(self) -> dict[str, Any]:
         # Per process: dataset handles (a lookup by name costs ~0.2 ms) and the small per-frame tables
         # (JPEG offsets, 8 B/frame; names, ~40 B/frame: ~2.4 MB at full NYU), each otherwise one more read.

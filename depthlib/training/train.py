@@ -43,6 +43,7 @@ from ..models.checkpoint import load_checkpoint, save_checkpoint
 from .callbacks import Callback, TensorBoardLogger, TrainState
 from .history import History
 from .losses import LOSSES
+from .resume_data import check_data_kept, data_identity
 from .train_setup import (SampleSeeds, SeededSamples, check_config, check_schedule_kept, init_weights,
                           device_augment, interpolate_weights, lr_factor, make_optimizer, make_scheduler)
 from .train_step import batch_to, forward_with_targets, validation_sums
@@ -97,6 +98,8 @@ class _Run:
         self.cfg, self.device, self.info, self.val = cfg, device, info, val
         self.device_augment = device_augment(train, cfg)  # gpu_augment: the training set's flip / swap, per batch
         self.out_dir = resolve(cfg.out_dir)
+        # the frames trained and validated on, kept in last.pt: a resume over other frames is refused
+        self.data_identity = {"train": data_identity(train), "val": data_identity(val)}
         P.check_precision(cfg.precision, device)
         seed_everything(cfg.seed + info.rank)
         self.core = model.to(device)
@@ -163,6 +166,7 @@ class _Run:
                 "be resumed from it (a copy of best.pt, or a save_checkpoint file, look like this). Fix: "
                 "resume=False to start over in this out_dir (last.pt is then overwritten), or move the file "
                 "away; to start from its weights, set init_from to it in a new out_dir.")
+        check_data_kept(path, ex.get("data_identity"), self.data_identity, hint=FRESH_HINT)
         old = ex["train_config"]
         now = {"arch": getattr(self.core, "arch", None), "model_config": to_plain(getattr(self.core, "config", {})),
                "loss": self.cfg.loss, "data": to_plain(self.cfg.data)}
@@ -441,7 +445,8 @@ class _Run:
             extra = {"batch_in_epoch": batch_in_epoch, "world_size": self.info.world_size,
                      "train_config": to_dict(self.cfg), "history": self.history.to_dict(),
                      "epoch_loss": [self.loss_sum, self.loss_n], "scaler": self.scaler.state_dict(),
-                     "rng": rng_state(), "init_from_sha256": self.init_sha256, "schedule_steps": self.total_steps}
+                     "rng": rng_state(), "init_from_sha256": self.init_sha256, "schedule_steps": self.total_steps,
+                     "data_identity": self.data_identity}
             metrics = self.history.epochs[-1] if self.history.epochs else {}
             save_checkpoint(self.out_dir / name, model=self.core if model is None else model,
                             optimizer=None if weights_only else self.opt,
