@@ -222,3 +222,46 @@ def test_numbers_typed_as_text_are_refused_by_name(sample_dir) -> None:
         open_source("pairs", str(sample_dir / "raw_depth"), depth_scale="0.001")
     with pytest.raises(DataError, match=r"max_depth must be a number, got '10m'.*e\.g\. max_depth=10\."):
         open_source("pairs", str(sample_dir / "raw_depth"), depth_scale=0.001, max_depth="10m")
+
+
+def _sun3d_frames(tmp_path: Path, n: int = 2) -> Path:
+    """The first n frames of SUN3D's study room as shipped (frame-000935.color.png / .depth.png side by side)."""
+    from _own_data import SUN3D
+
+    src = SUN3D / "fragment-1-rgbd-frames"
+    if not src.is_dir():
+        pytest.skip(f"SUN3D study room frames not found at {src} (present in CI and developer checkouts)")
+    root = tmp_path / "sun3d"
+    root.mkdir()
+    for color in sorted(src.glob("*.color.png"))[:n]:
+        shutil.copy(color, root / color.name)
+        depth = color.name.replace(".color.png", ".depth.png")
+        shutil.copy(src / depth, root / depth)
+    return root
+
+
+def test_names_that_differ_only_by_a_suffix_get_the_key_that_pairs_them(tmp_path) -> None:
+    # Issue 25 trial: rgb="*.color.png", depth="*.depth.png" said "has no depth file with key 'frame-000935.color' ...
+    # Fix: add the depth, remove the RGB file, or list the pairs in a file", and the docs' example key '(\d+)$' fails
+    # on these names (their stems end in ".color" / ".depth").
+    root = _sun3d_frames(tmp_path)
+    kw = dict(rgb="*.color.png", depth="*.depth.png", depth_scale=0.001)
+    with pytest.raises(DataError, match=r"has no depth file with key 'frame-000935.color'.*Fix: the names differ only "
+                                        r"around a shared part \(frame-000935.color.png and frame-000935.depth.png\): "
+                                        r"key='\(\\\\d\+\)' pairs every RGB file here with a depth file \(in the "
+                                        r"profile's source_options: key = '\(\\d\+\)'\); or add the depth"):
+        open_source("pairs", str(root), **kw)
+    # every key the docs show pairs both the docs' own example names and SUN3D's
+    import re
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "own-data.md").read_text()
+    keys = re.findall(r"key = '([^']+)'", docs)
+    assert keys
+    other = tmp_path / "other"
+    for sub in ("rgb_0001.jpg", "sync_depth_0001.png", "rgb_0002.jpg", "sync_depth_0002.png"):
+        (other / sub).parent.mkdir(exist_ok=True)
+        shutil.copy(next(root.glob("*.color.png" if sub.startswith("rgb") else "*.depth.png")), other / sub)
+    for key in keys:
+        assert len(open_source("pairs", str(root), key=key, **kw)) == 2, key
+        assert len(open_source("pairs", str(other), rgb="rgb_*.jpg", depth="sync_depth_*.png", key=key,
+                               depth_scale=0.001)) == 2, key

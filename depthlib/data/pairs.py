@@ -140,6 +140,36 @@ def _key(file: Path, key: re.Pattern[str]) -> str:
     return m.group(1) if key.groups else m.group(0)
 
 
+# Keys that pair names differing only around a number or before a dot: rgb_0001 / sync_depth_0001,
+# SUN3D's frame-000935.color / frame-000935.depth, TUM-like 1305031452.791720 / 1305031452.791720 (first digits run,
+# last digits run, the stem up to its first dot).
+KEY_SUGGESTIONS = (r"(\d+)", r"(\d+)(?!.*\d)", r"^([^.]+)")
+
+
+def suggest_key(rgb: Sequence[Path], depth: Sequence[Path], *, tried: str = "") -> tuple[str, tuple[Path, Path]] | None:
+    """(a key regex of KEY_SUGGESTIONS other than `tried`, (an RGB file, its depth file)) when that key pairs every RGB
+    file with exactly one depth file, keys unique on each side; None when none does."""
+    for pattern in KEY_SUGGESTIONS:
+        if pattern == tried:
+            continue
+        rx = re.compile(pattern)
+        keys: list[dict[str, Path]] = [{}, {}]
+        for side, files in zip(keys, (rgb, depth)):
+            for f in files:
+                m = rx.search(f.stem)
+                if m is None or m.group(1) in side:
+                    break
+                side[m.group(1)] = f
+            else:
+                continue
+            break
+        else:
+            if keys[0] and all(k in keys[1] for k in keys[0]):
+                first = sorted(keys[0])[0]
+                return pattern, (keys[0][first], keys[1][first])
+    return None
+
+
 def _match_folder(folder: Path, rgb: str, depth: str, key: re.Pattern[str], scene: str) -> list[Pair]:
     """Pairs in one scene folder by the naming rule; an RGB file without a depth partner is an error."""
     by_key: dict[str, dict[str, Path]] = {"rgb": {}, "depth": {}}
@@ -154,8 +184,14 @@ def _match_folder(folder: Path, rgb: str, depth: str, key: re.Pattern[str], scen
         raise DataError(sorted(overlap)[0], f"matches both rgb={rgb!r} and depth={depth!r}.", "make the patterns disjoint.")
     missing = sorted(k for k in by_key["rgb"] if k not in by_key["depth"])
     if missing:
+        fix = "add the depth, remove the RGB file, or list the pairs in a file."
+        hint = suggest_key(list(by_key["rgb"].values()), list(by_key["depth"].values()), tried=key.pattern)
+        if hint is not None:
+            pattern, (a, b) = hint
+            fix = (f"the names differ only around a shared part ({a.name} and {b.name}): key={pattern!r} pairs every "
+                   f"RGB file here with a depth file (in the profile's source_options: key = '{pattern}'); or " + fix)
         raise DataError(by_key["rgb"][missing[0]], f"has no depth file with key {missing[0]!r} ({depth!r} in {folder}); "
-                        f"{len(missing)} RGB file(s) lack depth.", "add the depth, remove the RGB file, or list the pairs in a file.")
+                        f"{len(missing)} RGB file(s) lack depth.", fix)
     return [Pair(by_key["rgb"][k], by_key["depth"][k], scene) for k in sorted(by_key["rgb"])]
 
 
