@@ -20,6 +20,7 @@ from .core.ahead import ahead
 from .core.atomic import atomic_path
 from .core.camera import NO_CAMERA_SPACE_LINE, NYU_KINECT, Camera, assumed_line, resolve, upright_size
 from .core.errors import ConfigError, DataError, DepthlibError
+from .core.program import command_name
 
 # NYU Depth V2 Kinect RGB camera (NYU toolbox camera_params.m), 640x480, 0-based pixel centres.
 NYU_INTRINSICS = NYU_KINECT.intrinsics
@@ -352,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of `python -m depthlib`."""
     from .inference.export import DEFAULT_OPSET, MAX_SIDE, MIN_SIDE  # late, as torch: `depthlib pipeline` starts at once
 
-    ap = argparse.ArgumentParser(prog="python -m depthlib", description="depth-workbook command line.")
+    ap = argparse.ArgumentParser(prog=command_name(), description="depth-workbook command line.")
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("predict", help="depth maps (16-bit PNG, mm), colour PNGs and point clouds for images")
     p.add_argument("images", nargs="+", help="RGB image files (any size >= 8x8), folders of images, or quoted "

@@ -374,3 +374,17 @@ def test_an_unreadable_image_in_a_batch_keeps_the_images_read_before_it(odd_png:
     with pytest.raises(DataError, match="c.png"):
         cli.predict_images([str(photos)], checkpoint=str(ckpt), out=str(tmp_path / "out"), progress=False, batch_size=4)
     assert sorted(p.name for p in (tmp_path / "out").glob("*_depth.png")) == ["a_depth.png", "b_depth.png"]
+
+
+@pytest.mark.parametrize("typed, usage", [(["/home/u/.venv/bin/python", "/home/u/.venv/bin/depthlib"], "usage: depthlib "),
+                                          (["python3", "-u", "-m", "depthlib"], "usage: python -m depthlib ")])
+def test_help_names_the_command_the_user_typed(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                               typed: list[str], usage: str) -> None:
+    # `depthlib --help` said "usage: python -m depthlib"
+    monkeypatch.setattr(sys, "orig_argv", [*typed, "--help"])
+    for argv in (["--help"], ["pipeline", "--help"], ["train", "--help"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 0
+        out = capsys.readouterr().out
+        assert out.startswith(usage + (f"{argv[0]} " if argv[0] != "--help" else "")), out[:80]

@@ -430,3 +430,22 @@ def test_every_docs_page_is_linked_from_the_readme() -> None:
 def test_readme_is_a_short_guide() -> None:
     n = len((ROOT / "README.md").read_text().splitlines())
     assert n <= README_MAX_LINES, f"README.md has {n} lines (at most {README_MAX_LINES}): move detail to docs/"
+
+
+def _headings(doc: Path) -> set[str]:
+    return {re.sub(r"[`*]", "", m.group(1)).strip() for m in re.finditer(r"(?m)^#{1,6}\s+(.*?)\s*#*\s*$", doc.read_text())}
+
+
+def test_profile_comments_cite_pages_and_headings_that_exist() -> None:
+    # own.toml sent readers to the README's "Fine-tune on your own data"; the README's heading is "Your own data".
+    cited = []
+    for profile in sorted((ROOT / "notebooks" / "profiles").glob("*.toml")):
+        for n, line in enumerate(profile.read_text().splitlines(), 1):
+            comment = line.partition("#")[2]
+            for page, heading in re.findall(r"\b(README|[\w./-]+\.md), \"([^\"]+)\"", comment):
+                doc = ROOT / ("README.md" if page == "README" else page)
+                where = f"{profile.relative_to(ROOT)}:{n}"
+                assert doc.is_file(), f"{where}: cites {page}, which does not exist"
+                assert heading in _headings(doc), f"{where}: {page} has no heading {heading!r}"
+                cited.append(where)
+    assert cited  # the own profile points its reader somewhere

@@ -34,6 +34,7 @@ from ..core.errors import ConfigError
 from ..core.lock import LockError, hold_lock
 from ..core.notices import NotebookLines, notices_in
 from ..core.paths import display_path, project_root, resolve
+from ..core.program import command_name
 
 NOTEBOOKS = ("01_data_prep", "02_train", "03_finetune", "04_evaluate", "05_explore")
 
@@ -252,7 +253,7 @@ def _show_papermill_log() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry: python -m depthlib pipeline [--profile sample] [--only 02 03] [--set 02_train:epochs=3]."""
-    ap = argparse.ArgumentParser(prog="python -m depthlib pipeline", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog=f"{command_name()} pipeline", description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="sample", help="profile name in notebooks/profiles/ or a .toml path")
     ap.add_argument("--run-name", default=None, help="folder under runs/ for executed notebooks (default: the profile's name)")
     ap.add_argument("--only", nargs="+", default=None, metavar="NB",

@@ -23,6 +23,7 @@ from typing import Any, Sequence
 from ..core.config import DataConfig, ModelConfig, TrainConfig, fits_default, from_dict, to_dict, to_plain
 from ..core.errors import ConfigError, DepthlibError
 from ..core.paths import resolve
+from ..core.program import command_name
 
 
 def parse_settings(items: Sequence[str], what: str) -> dict[str, Any]:
@@ -102,7 +103,7 @@ def settings_help() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """Arguments of python -m depthlib train."""
-    p = argparse.ArgumentParser(prog="python -m depthlib train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = argparse.ArgumentParser(prog=f"{command_name()} train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=settings_help())
     p.add_argument("--prepared", required=True, help="prepared HDF5 file (notebook 01) with train/val splits")
     default = ModelConfig()
