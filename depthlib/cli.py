@@ -18,7 +18,7 @@ import numpy as np
 
 from .core.ahead import ahead
 from .core.atomic import atomic_path
-from .core.camera import NO_CAMERA_SPACE_LINE, NYU_KINECT, Camera, assumed_line, resolve, upright_size
+from .core.camera import NYU_KINECT, Camera, assumed_line, no_camera_space_line, resolve, upright_size
 from .core.errors import ConfigError, DataError, DepthlibError
 from .core.program import command_name
 
@@ -106,17 +106,31 @@ def check_intrinsics(k: Sequence[float], what: str) -> tuple[float, float, float
     return fx, fy, cx, cy
 
 
-def _decoded(path: Path) -> np.ndarray:
-    """RGB uint8 [H,W,3] of an input image, upright; DataError naming the file when it is smaller than predict takes."""
-    from .data.io import read_rgb
+def _decoded(path: Path) -> tuple[np.ndarray, bool]:
+    """(RGB uint8 [H,W,3] of an input image, upright, transparent pixels composited on white; whether it had any);
+    DataError naming the file when it is smaller than predict takes."""
+    from .data.io import read_photo
     from .models.predict import MIN_SIDE as SMALLEST
 
-    rgb = read_rgb(path, photo=True)
+    rgb, transparent = read_photo(path)
     h, w = rgb.shape[:2]
     if min(h, w) < SMALLEST:
         raise DataError(path, f"its {w}x{h} pixels (WxH) are too small; the minimum is {SMALLEST}x{SMALLEST}.",
                         "use a larger image (the model was trained on whole room-scale frames), or leave this one out.")
-    return rgb
+    return rgb, transparent
+
+
+def _said_transparent(paths: Sequence[Path], decoded: Iterator[tuple[np.ndarray, bool]]) -> Iterator[tuple[Path, np.ndarray]]:
+    """(path, RGB) of each decoded image; the first image with transparent pixels is named once, on stderr."""
+    from tqdm import tqdm
+
+    said = False
+    for p, (rgb, transparent) in zip(paths, decoded):
+        if transparent and not said:
+            tqdm.write(f"{p.name} has transparent pixels: predict reads RGB, so they are composited on white (said "
+                       "once per run; the same for any other such image).", file=sys.stderr)
+            said = True
+        yield p, rgb
 
 
 def expand_images(args: Sequence[str]) -> tuple[list[Path], list[str]]:
@@ -284,16 +298,17 @@ def predict_images(images: Sequence[str], *, checkpoint: str, out: str, ply: boo
     rescales = canonical_fx(model) is not None
     said_assumed = said_none = False   # each line is said once per run
     with tqdm(total=len(paths), desc="predict", unit="image", disable=not progress) as bar:
-        for group in _same_size_batches(zip(paths, ahead(_decoded, paths, threads=1, name="decode")), batch_size):
+        decoded = _said_transparent(paths, ahead(_decoded, paths, threads=1, name="decode"))
+        for group in _same_size_batches(decoded, batch_size):
             x = images_from_rgb(torch.from_numpy(np.stack([rgb for _, rgb in group])))   # what the ONNX graph does too
             h, w = group[0][1].shape[:2]
             cameras = [resolve(w, h, intrinsics=intrinsics, focal_35mm=focal_35mm, fov=fov, path=p) for p, _ in group]
             for (p, _), (camera, origin) in zip(group, cameras):
                 if origin == "assumed" and not said_assumed:
-                    tqdm.write(assumed_line(camera, p, rescales=rescales), file=sys.stderr)
+                    tqdm.write(assumed_line(camera, p, rescales=rescales, known=bool(points)), file=sys.stderr)
                     said_assumed = True
                 elif origin != "assumed" and not rescales and not said_none:
-                    tqdm.write(NO_CAMERA_SPACE_LINE, file=sys.stderr)
+                    tqdm.write(no_camera_space_line(ply=ply), file=sys.stderr)
                     said_none = True
             fx = torch.tensor([camera.fx for camera, _ in cameras], dtype=torch.float64)
             depths = predict(model, x.to(dev), flip_average=flip_average, out_size=(h, w),

@@ -338,9 +338,9 @@ def test_a_folder_is_predicted_in_batches_with_decoding_in_a_thread(odd_png: Pat
         small.save(photos / f"{n}.png")
     Image.open(frame_png).convert("RGB").resize((200, 150)).save(photos / "d.png")
     decoded_on, batches = [], []
-    real_read = io.read_rgb
-    monkeypatch.setattr(io, "read_rgb", lambda p, **kw: (decoded_on.append(threading.current_thread().name),
-                                                         real_read(p, **kw))[1])
+    real_read = io.read_photo
+    monkeypatch.setattr(io, "read_photo", lambda p, *a, **kw: (decoded_on.append(threading.current_thread().name),
+                                                               real_read(p, *a, **kw))[1])
 
     def counting_predict(model, x, **kw):
         batches.append(len(x))
@@ -374,6 +374,53 @@ def test_an_unreadable_image_in_a_batch_keeps_the_images_read_before_it(odd_png:
     with pytest.raises(DataError, match="c.png"):
         cli.predict_images([str(photos)], checkpoint=str(ckpt), out=str(tmp_path / "out"), progress=False, batch_size=4)
     assert sorted(p.name for p in (tmp_path / "out").glob("*_depth.png")) == ["a_depth.png", "b_depth.png"]
+
+
+def test_transparent_pixels_are_composited_on_white_and_said_once(odd_png: Path, ckpt: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # Issue 25 trial: an RGBA PNG's alpha was dropped without a word, the model shown the colours stored under it.
+    from depthlib.data.io import read_photo
+
+    rgba = Image.open(odd_png).convert("RGBA")
+    a = np.array(rgba)
+    a[:, :100, 3] = 0           # the left 100 columns transparent, stored black under the alpha
+    a[:, :100, :3] = 0
+    Image.fromarray(a).save(tmp_path / "cut.png")
+    Image.fromarray(a).save(tmp_path / "cut2.png")
+    rgba.save(tmp_path / "opaque.png")    # an alpha channel, every pixel opaque: nothing to say
+    rgb, transparent = read_photo(tmp_path / "cut.png")
+    assert transparent and (rgb[:, :100] == 255).all() and np.array_equal(rgb[:, 100:], a[:, 100:, :3])
+    assert read_photo(tmp_path / "opaque.png")[1] is False
+    out = tmp_path / "out"
+    assert main(["predict", str(tmp_path / "cut.png"), str(tmp_path / "cut2.png"), str(tmp_path / "opaque.png"),
+                 "--checkpoint", str(ckpt), "--out", str(out), "--no-flip"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("has transparent pixels") == 1
+    assert "cut.png has transparent pixels: predict reads RGB, so they are composited on white" in err
+    white = np.array(Image.open(tmp_path / "cut.png").convert("RGB"))
+    white[:, :100] = 255
+    Image.fromarray(white).save(tmp_path / "white.png")
+    assert main(["predict", str(tmp_path / "white.png"), "--checkpoint", str(ckpt), "--out", str(out), "--no-flip"]) == 0
+    assert np.array_equal(np.array(Image.open(out / "cut_depth.png")), np.array(Image.open(out / "white_depth.png")))
+
+
+def test_camera_lines_fit_what_the_run_does(odd_png: Path, ckpt: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    # --known given: the assumed-camera line still suggested "--known distances to rescale the depth"; --fov without
+    # --ply on a model trained on metres: the focal length changes nothing in such a run.
+    base = ["predict", str(odd_png), "--checkpoint", str(ckpt), "--no-flip"]
+    assert main([*base, "--out", str(tmp_path / "a"), "--known", "100,100,2.0"]) == 0
+    err = capsys.readouterr().err
+    assert "no camera given" in err and "--known distances" not in err
+    assert main([*base, "--out", str(tmp_path / "b")]) == 0
+    assert "or --known distances to rescale the depth" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "c"), "--fov", "60"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "the focal length changes only the point cloud (--ply), not the depth" in err
+    assert "changes nothing in this run" in err
+    assert main([*base, "--out", str(tmp_path / "d"), "--fov", "60", "--ply"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "changes only the point cloud, not the depth" in err and "changes nothing" not in err
 
 
 @pytest.mark.parametrize("typed, usage", [(["/home/u/.venv/bin/python", "/home/u/.venv/bin/depthlib"], "usage: depthlib "),

@@ -212,17 +212,29 @@ def resolve(width: int, height: int, *, intrinsics: str | Sequence[float] | None
     return training.resized(width, height), "assumed"
 
 
-def assumed_line(camera: Camera, path: str | os.PathLike[str] | None = None, *, rescales: bool = False) -> str:
+def assumed_line(camera: Camera, path: str | os.PathLike[str] | None = None, *, rescales: bool = False,
+                 known: bool = False) -> str:
     """The sentence predict prints (once per run) when no camera was given and the image's EXIF has none; rescales:
-    the model was trained in a canonical camera space, so a given camera also scales its depth."""
+    the model was trained in a canonical camera space, so a given camera also scales its depth; known: --known
+    distances rescale the depth already (so they are not suggested)."""
     where = f" in {Path(path).name}" if path is not None else ""
     uses = "the depth and the PLY follow it" if rescales else "the PLY uses it"
+    rescale = "" if known else ", or --known distances to rescale the depth"
     return (f"no camera given and no EXIF focal length{where}: assumed {camera.source}, "
             f"{camera.hfov_deg:.1f}° horizontal field of view (fx {camera.fx:.1f} px at {camera.width}x{camera.height}), "
             "here and for any other image without one. The model's metric depth holds for a lens like that; pass "
-            f"--intrinsics, --focal-35mm or --fov ({uses}), or --known distances to rescale the depth.")
+            f"--intrinsics, --focal-35mm or --fov ({uses}){rescale}.")
 
 
 # what predict prints once when a camera was given to a model trained on metres (camera_space "none")
 NO_CAMERA_SPACE_LINE = ("this model was trained without a camera space: the focal length changes only the point cloud, "
                         "not the depth (a model trained with camera_space='canonical' follows it).")
+
+
+def no_camera_space_line(*, ply: bool) -> str:
+    """NO_CAMERA_SPACE_LINE, and without --ply (no point cloud written) that the camera given changes nothing."""
+    if ply:
+        return NO_CAMERA_SPACE_LINE
+    return ("this model was trained without a camera space: the focal length changes only the point cloud (--ply), "
+            "not the depth, and no point cloud is written here, so the camera given changes nothing in this run (a "
+            "model trained with camera_space='canonical' follows it).")

@@ -44,27 +44,47 @@ def read_rgb(data: bytes | str | Path, name: str = "", *, photo: bool = False) -
     """Decode an RGB image file (path or bytes) -> uint8 [H, W, 3].
 
     Dataset frames (photo=False) must be 8-bit colour or grey: anything else is more likely a depth map in
-    the RGB column. A photo (photo=True, what `predict` reads) is turned upright by its EXIF orientation
-    and converted from any mode PIL can convert (CMYK, grey + alpha, 1-bit, palette; 16-bit grey keeps its
-    top 8 bits).
+    the RGB column. A photo (photo=True, what `predict` reads) is read as read_photo reads it.
     """
     name = name or str(data if not isinstance(data, (bytes, bytearray)) else "<bytes>")
+    if photo:
+        return read_photo(data, name)[0]
     img = _open(data, name)
-    if not photo:
-        if img.mode not in ("RGB", "RGBA", "L", "P"):
-            raise DataError(name, f"expected an 8-bit colour image, got PIL mode {img.mode!r}.",
-                            "is this a depth map listed in the RGB column?")
-        return np.array(img.convert("RGB"), dtype=np.uint8)
-    img = ImageOps.exif_transpose(img)  # a phone photo stored sideways comes out as it is shown
+    if img.mode not in ("RGB", "RGBA", "L", "P"):
+        raise DataError(name, f"expected an 8-bit colour image, got PIL mode {img.mode!r}.",
+                        "is this a depth map listed in the RGB column?")
+    return np.array(img.convert("RGB"), dtype=np.uint8)
+
+
+PHOTO_BACKGROUND = (255, 255, 255)  # what transparent pixels of a photo are composited on
+
+
+def read_photo(data: bytes | str | Path, name: str = "") -> tuple[np.ndarray, bool]:
+    """Decode a photo (path or bytes) -> (uint8 [H, W, 3], whether it had transparent pixels).
+
+    Turned upright by its EXIF orientation and converted from any mode PIL can convert (CMYK, grey + alpha,
+    1-bit, palette; 16-bit grey keeps its top 8 bits). Pixels an alpha channel (or a palette's transparency)
+    makes transparent are composited on white (PHOTO_BACKGROUND): dropping the alpha would show the model the
+    colours stored under it, often black or leftovers. The flag is True only when some pixel was not opaque.
+    """
+    name = name or str(data if not isinstance(data, (bytes, bytearray)) else "<bytes>")
+    img = ImageOps.exif_transpose(_open(data, name))  # a phone photo stored sideways comes out as it is shown
+    if img.mode in ("RGBA", "RGBa", "LA", "La", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        if rgba.getextrema()[3][0] < 255:
+            out = Image.new("RGBA", rgba.size, PHOTO_BACKGROUND + (255,))
+            out.alpha_composite(rgba)
+            return np.array(out.convert("RGB"), dtype=np.uint8), True
+        return np.array(rgba.convert("RGB"), dtype=np.uint8), False
     if img.mode in _PHOTO_MODES:
-        return np.array(img.convert("RGB"), dtype=np.uint8)
+        return np.array(img.convert("RGB"), dtype=np.uint8), False
     if img.mode in _MODES_16:
         grey = np.array(img, dtype=np.int64)
         if grey.min() < 0 or grey.max() > 65535:
             raise DataError(name, f"a {img.mode!r} image with values outside 0..65535 is not a photo.",
                             "convert it to an 8-bit RGB image.")
         grey8 = (grey >> 8).astype(np.uint8)
-        return np.repeat(grey8[..., None], 3, axis=2)
+        return np.repeat(grey8[..., None], 3, axis=2), False
     raise DataError(name, f"cannot be read as a photo: PIL mode {img.mode!r} has no RGB conversion.",
                     "convert it to an 8-bit RGB image (e.g. PNG or JPEG).")
 
