@@ -240,7 +240,8 @@ def predict_images(images: Sequence[str], *, checkpoint: str, out: str, ply: boo
                    fov: float | None = None, known: Sequence[str] = (), known_file: str | None = None,
                    flip_average: bool = True, device: str = "auto",
                    cmap: str = "magma_r", depth_range: tuple[float, float] | None = DEFAULT_RANGE,
-                   progress: bool = True, batch_size: int = 4, bf16: bool = False) -> list[Path]:
+                   progress: bool = True, batch_size: int = 4, bf16: bool = False,
+                   border_crop: str = "auto") -> list[Path]:
     """Write <stem>_depth.png (uint16 mm), <stem>_depth_color_<lo>-<hi>m.png and optionally <stem>.ply per image.
 
     images: files, folders and glob patterns. Every path (images, checkpoint, out) is relative to the
@@ -248,7 +249,9 @@ def predict_images(images: Sequence[str], *, checkpoint: str, out: str, ply: boo
     file is written atomically. depth_range: the metres mapped onto the colour map (None: each image's
     own min..max); the range used is in the colour PNG's name. Consecutive images of one size are predicted
     in batches of up to `batch_size` while a thread decodes the next ones; bf16: the decoder's stages but its last
-    in CPU bfloat16 (native-bf16 CPUs; see depthlib.models.fastpath.prepare_for_inference).
+    in CPU bfloat16 (native-bf16 CPUs; see depthlib.models.fastpath.prepare_for_inference). border_crop: "auto" replays
+    the checkpoint's NYU border crop on 640x480 images (the size that border belongs to), "none" never (a 640x480 camera
+    without NYU's white border); see depthlib.inference.load.BORDER_REPLAYS.
 
     Each image's camera is resolved by depthlib.core.camera.resolve: intrinsics (pixels of every image), focal_35mm
     or fov, the image's EXIF, else the training camera, said once per run. It gives the PLY's geometry and, for a
@@ -288,7 +291,7 @@ def predict_images(images: Sequence[str], *, checkpoint: str, out: str, ply: boo
                           "Fix: choose a folder name (it is created).")
     dev = resolve_device(device, option="--device")
     # The fast inference copy; it replays the training crop/resize.
-    model = load_for_inference(cli_path(checkpoint), device=str(dev), bf16=bf16)
+    model = load_for_inference(cli_path(checkpoint), device=str(dev), bf16=bf16, border_crop=border_crop)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -330,7 +333,8 @@ def _cmd_predict(a: argparse.Namespace) -> int:
     files = predict_images(a.images, checkpoint=a.checkpoint, out=a.out, ply=a.ply, intrinsics=k,
                            focal_35mm=a.focal_35mm, fov=a.fov, known=a.known or (), known_file=a.known_file,
                            flip_average=not a.no_flip, device=a.device, cmap=a.cmap,
-                           depth_range=parse_range(a.range), batch_size=a.batch_size, bf16=a.bf16)
+                           depth_range=parse_range(a.range), batch_size=a.batch_size, bf16=a.bf16,
+                           border_crop=a.border_crop)
     print(f"wrote {len(files)} files to {cli_path(a.out)}")
     return 0
 
@@ -367,6 +371,7 @@ def _cmd_export(a: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of `python -m depthlib`."""
     from .inference.export import DEFAULT_OPSET, MAX_SIDE, MIN_SIDE  # late, as torch: `depthlib pipeline` starts at once
+    from .inference.load import BORDER_REPLAYS
 
     ap = argparse.ArgumentParser(prog=command_name(), description="depth-workbook command line.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -389,6 +394,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--known-file", metavar="CSV", help="known distances of several images: a CSV with the header "
                    "image,x,y,metres, image being a file's name or its path as given")
     p.add_argument("--no-flip", action="store_true", help="no flip averaging (twice as fast)")
+    p.add_argument("--border-crop", choices=BORDER_REPLAYS, default="auto",
+                   help="auto (default): a checkpoint trained on NYU's border-cropped frames gets that crop replayed on "
+                   "640x480 images only, the size NYU's white border belongs to (other sizes are resized whole); none: "
+                   "never, for a 640x480 camera without that border (its edge columns are then predicted, not "
+                   "replicated)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default auto)")
     p.add_argument("--cmap", default="magma_r", help="matplotlib colormap of the colour PNG (default magma_r)")
     p.add_argument("--range", default=f"{DEFAULT_RANGE[0]:g},{DEFAULT_RANGE[1]:g}", metavar="LO,HI",

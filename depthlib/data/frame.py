@@ -85,6 +85,22 @@ class FrameSource(Protocol):
     def scenes(self) -> list[str]: ...
 
 
+def has_nyu_border(frames: object) -> bool:
+    """Whether frames of `frames` (a reader, a prepared file, or a dataset or view over one) may carry NYU's white
+    border, so that inference replays a checkpoint's NYU border crop on those of 640x480 (the rule every NYU form
+    needs). A reader says no with a class attribute `nyu_border = False` (`pairs`: your own camera's frames); a
+    prepared file keeps what its reader said. Wrappers are followed through their `source`, `src` or `dataset`."""
+    seen = 0
+    while frames is not None and seen < 16:
+        said = getattr(frames, "nyu_border", None)
+        if said is not None:
+            return bool(said)
+        frames = next((getattr(frames, a) for a in ("source", "src", "dataset") if getattr(frames, a, None) is not None),
+                      None)
+        seen += 1
+    return True
+
+
 def stored_jpeg(source: FrameSource, i: int) -> bytes | None:
     """Frame i's RGB file as `source` stores it, when that is a JPEG the source offers (`rgb_jpeg(i)`), else None."""
     get = getattr(source, "rgb_jpeg", None)

@@ -212,6 +212,8 @@ def pairs_by_rule(root: Path, rgb: str, depth: str, key: str) -> list[Pair]:
 class PairsSource:
     """Your own RGB + depth pairs (naming rule or list) -> Frames in metres; see the module docstring."""
 
+    nyu_border = False  # your camera's frames: no NYU white border to crop at inference, whatever their size
+
     def __init__(self, path: str, *, depth_scale: float | None = None, invalid: InvalidSpec = 0, max_depth: float = 10.0,
                  files: str | None = None, columns: Sequence[str] | None = None, rgb: str = "rgb/*",
                  depth: str = "depth/*", key: str = r"(.+)", focal: float | None = None,

@@ -27,7 +27,9 @@ frame is a few reads:
   reported it (NYU's forms: the Kinect's 518.86; pairs: the declared intrinsics), NaN when unknown. New in format 2:
   a format-1 file reads as if every frame's camera were unknown (camera_space="canonical" refuses to train on such
   frames; evaluation takes them to be of the model's canonical camera, with a notice).
-- attributes: ``complete``, ``n_written``, the source, the selection record (JSON), the writer settings.
+- attributes: ``complete``, ``n_written``, the source, the selection record (JSON), the writer settings, and
+  ``nyu_border``: whether the reader's frames may carry NYU's white border (inference replays a checkpoint's NYU
+  crop on 640x480 frames only then; ``pairs``: no).
 
 Writing goes to ``<name>.h5.partial`` and is renamed when complete; an interrupted run (even SIGKILL) resumes
 when re-run with the same source and settings: from ``n_written``, after checking every frame already on disk
@@ -122,6 +124,10 @@ class PreparedDataset:
             self.codec = str(f.attrs["rgb_codec"])
             self.format_version = int(f.attrs["format_version"])
             self.selection: dict[str, Any] = json.loads(f.attrs["selection"])
+            # whether its frames may carry NYU's white border (depthlib.data.frame.has_nyu_border), as its reader said;
+            # files written before the attribute: by the reader's class (only `pairs` says no)
+            said = f.attrs.get("nyu_border")
+            self.nyu_border = bool(said) if said is not None else str(f.attrs.get("source_type")) != "PairsSource"
             self.scene_names = [s.decode() if isinstance(s, bytes) else s for s in f["scene_names"][()]]
             split_id = f["split_id"][()]
             # per frame, 8 bytes each: read once (format 1 files have none: every camera unknown)

@@ -25,7 +25,7 @@ from ..core.atomic import publish
 from ..core.errors import DataError
 from ..core.lock import hold_lock
 from ..core.notices import notice
-from .frame import Frame, FrameSource, focal_or_nan, stored_jpeg
+from .frame import Frame, FrameSource, focal_or_nan, has_nyu_border, stored_jpeg
 from .prepared import _STR, FORMAT_VERSION, RGB_CODECS, _blosc, _crc, open_h5, verify_prepared
 
 _BLOB_CHUNK = 1 << 17  # bytes per chunk of the JPEG stream
@@ -165,7 +165,8 @@ def write_prepared(source: FrameSource, out_path: str | Path, *, indices: Sequen
         hw = first.depth.shape
         attrs = {"format_version": FORMAT_VERSION, "fingerprint": fp, "source_type": type(source).__name__,
                  "source_path": str(source.path), "selection": json.dumps(selection or {}), "height": hw[0],
-                 "width": hw[1], "depth_unit_m": depth_unit_m, "rgb_codec": rgb_codec, "jpeg_quality": jpeg_quality}
+                 "width": hw[1], "depth_unit_m": depth_unit_m, "rgb_codec": rgb_codec, "jpeg_quality": jpeg_quality,
+                 "nyu_border": has_nyu_border(source)}
         start = _resume_point(partial, fp) if partial.exists() else 0
         if start < 0:
             warnings.warn(f"{partial}: stale or unreadable partial file from another run; starting over.", stacklevel=2)

@@ -12,27 +12,45 @@ import os
 
 from torch import nn
 
-from ..core.errors import CheckpointError
+from ..core.errors import CheckpointError, ConfigError
 from ..core.paths import resolve
 from ..data.camera_space import CAMERA_SPACES
+from ..data.frame import has_nyu_border
 from ..data.transforms import NYU_FRAME, REPLAYABLE_BORDERS, REPLAYABLE_CROPS
 from ..models.adapter import InputAdapter
 from ..models.checkpoint import load_checkpoint, model_from_checkpoint
 from ..models.fastpath import prepare_for_inference
 
-__all__ = ["NYU_FRAME", "REPLAYABLE_CROPS", "canonical_fx", "load_for_inference"]
+__all__ = ["BORDER_REPLAYS", "NYU_FRAME", "REPLAYABLE_CROPS", "canonical_fx", "load_for_inference"]
+
+# Whether the checkpoint's training border crop is replayed on whole frames: "auto", on frames of the size it belongs
+# to (NYU's white border: 640x480 frames only), or "none", never (frames of a source without that border, such as a
+# 640x480 camera of your own: `pairs`; the crop would flatten their edge columns into a replicated copy).
+BORDER_REPLAYS = ("auto", "none")
 
 
-
-def load_for_inference(path: str | os.PathLike[str], *, device: str = "cpu", bf16: bool = False) -> nn.Module:
+def load_for_inference(path: str | os.PathLike[str], *, device: str = "cpu", bf16: bool = False,
+                       border_crop: str = "auto") -> nn.Module:
     """Fast inference copy (fastpath.prepare_for_inference) of a checkpoint's model on `device`, in an InputAdapter
     when it recorded its training input settings (with its canonical_fx when trained with camera_space "canonical":
-    predict then rescales by the images' fx); bf16=True: CPU bfloat16 autocast (native-bf16 CPUs only)."""
-    return prepare_for_inference(_load(path, device), bf16=bf16, inplace=True)  # the loaded model has no other user
+    predict then rescales by the images' fx); bf16=True: CPU bfloat16 autocast (native-bf16 CPUs only); border_crop:
+    one of BORDER_REPLAYS."""
+    if border_crop not in BORDER_REPLAYS:
+        raise ConfigError(f"border_crop={border_crop!r}: use one of {list(BORDER_REPLAYS)} ('auto': the checkpoint's NYU "
+                          "border crop on 640x480 frames; 'none': never, for frames without NYU's white border).")
+    return prepare_for_inference(_load(path, device, replay=border_crop == "auto"), bf16=bf16,
+                                 inplace=True)  # the loaded model has no other user
 
 
-def _load(path: str | os.PathLike[str], device: str) -> nn.Module:
-    """A checkpoint's model (eval mode, on `device`), wrapped in an InputAdapter when it recorded its input settings."""
+def border_crop_for(frames: object) -> str:
+    """The BORDER_REPLAYS value for frames of a source (a reader, a prepared file, or datasets over them): "none" when
+    the source says its frames have no NYU border (depthlib.data.frame.has_nyu_border), else "auto"."""
+    return "auto" if has_nyu_border(frames) else "none"
+
+
+def _load(path: str | os.PathLike[str], device: str, replay: bool = True) -> nn.Module:
+    """A checkpoint's model (eval mode, on `device`), wrapped in an InputAdapter when it recorded its input settings;
+    replay=False leaves its border crop out (every frame resized whole)."""
     path = resolve(path)
     ckpt = load_checkpoint(path, map_location=device)
     model = model_from_checkpoint(ckpt, path, map_location=device)
@@ -43,7 +61,7 @@ def _load(path: str | os.PathLike[str], device: str) -> nn.Module:
     if crop not in REPLAYABLE_CROPS:
         raise CheckpointError(f"{path}: border_crop={crop!r} cannot be replayed at inference. "
                               "Fix: train with border_crop='nyu' or 'none'.")
-    border, frame = REPLAYABLE_BORDERS[crop]
+    border, frame = REPLAYABLE_BORDERS[crop if replay else "none"]
     space = data.get("camera_space", "none")
     if space not in CAMERA_SPACES or (space == "canonical" and not float(data.get("canonical_fx", 0)) > 0):
         raise CheckpointError(f"{path}: camera_space={space!r} with canonical_fx={data.get('canonical_fx')!r} is not "

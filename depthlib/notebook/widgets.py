@@ -193,7 +193,8 @@ class Explorer:
         if label not in self._models:
             from .workbook import inference_model  # replays the training crop/resize on whole frames
 
-            self._models[label] = inference_model(str(self.paths[label]), device=str(self.device))
+            # the source's frames: without NYU's border crop when they have no such border (pairs)
+            self._models[label] = inference_model(str(self.paths[label]), device=str(self.device), frames=self.source)
         return self._models[label]
 
     def prediction(self, label: str, i: int, flip_average: bool | None = None) -> np.ndarray:

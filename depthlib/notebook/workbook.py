@@ -81,14 +81,20 @@ def eval_frames(prepared_path: str, split: str, *, source: str = "", path: str =
     return frames(prepared_path, split)
 
 
-def inference_model(checkpoint: str, *, device: str = "cpu") -> nn.Module:
-    """Load a checkpoint for whole frames: cropped and resized exactly as in training (see depthlib.inference)."""
-    return load_for_inference(resolve(checkpoint), device=device)
+def inference_model(checkpoint: str, *, device: str = "cpu", frames: Any = None) -> nn.Module:
+    """Load a checkpoint for whole frames: cropped and resized exactly as in training (see depthlib.inference); given
+    the `frames` it will see (a reader, prepared file or dataset), without NYU's border crop when their source has no
+    such border (pairs: a 640x480 camera of your own keeps its edge columns)."""
+    from ..inference.load import border_crop_for
+
+    crop = "auto" if frames is None else border_crop_for(frames)
+    return load_for_inference(resolve(checkpoint), device=device, border_crop=crop)
 
 
-def inference_models(checkpoints: Mapping[str, str], *, device: str = "cpu") -> dict[str, nn.Module]:
-    """{name: checkpoint path} -> {name: inference model}; names whose path is "" are left out."""
-    return {name: inference_model(path, device=device) for name, path in checkpoints.items() if path}
+def inference_models(checkpoints: Mapping[str, str], *, device: str = "cpu", frames: Any = None) -> dict[str, nn.Module]:
+    """{name: checkpoint path} -> {name: inference model} for `frames` (see inference_model); names whose path is ""
+    are left out."""
+    return {name: inference_model(path, device=device, frames=frames) for name, path in checkpoints.items() if path}
 
 
 def train_scratch_control(model: str, model_kwargs: Mapping[str, Any], train: Any, val: Any, cfg: Any, *,
