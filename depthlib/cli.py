@@ -341,7 +341,7 @@ def _cmd_predict(a: argparse.Namespace) -> int:
 
 def _cmd_export(a: argparse.Namespace) -> int:
     from .inference import load_for_inference
-    from .inference.export import check_exported, export_onnx, takes_fx
+    from .inference.export import check_exported, export_onnx, graph_shapes
 
     checkpoint = cli_path(a.checkpoint)
     model = load_for_inference(checkpoint)  # what `depthlib predict` runs: its crop, resize and padding go in the graph
@@ -352,9 +352,8 @@ def _cmd_export(a: argparse.Namespace) -> int:
     print(f"exporting {checkpoint} to ONNX ({shape})...", file=sys.stderr, flush=True)
     path = export_onnx(model, cli_path(a.out), height=height, width=width, flip_average=a.flip, opset=a.opset,
                        dynamic=not a.no_dynamic)
-    inputs = ("uint8 RGB [B,H,W,3] and fx float32[B] (each image's focal length in pixels of its width: the model was "
-              "trained in a canonical camera space)" if takes_fx(model) else "uint8 RGB [B,H,W,3]")
-    msg = f"wrote {path}: {inputs} -> depth in metres [B,1,H,W], as `depthlib predict" + \
+    inputs, output = graph_shapes(model, (height, width) if a.no_dynamic else None)
+    msg = f"wrote {path}: {inputs} -> {output}, as `depthlib predict" + \
         ("`" if a.flip else " --no-flip`") + " (its steps are in the file's metadata_props)"
     if not a.no_check:
         try:

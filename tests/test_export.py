@@ -146,7 +146,10 @@ def test_fixed_graph_states_its_shape_and_crops_the_nyu_frame(tmp_path: Path, ca
                  "--height", "480", "--width", "640"]) == 0
     printed = capsys.readouterr()
     assert "fixed 1x480x640x3 uint8 input" in printed.err and "ONNX Runtime matches predict" in printed.out
+    assert f"wrote {out}: uint8 RGB [1,480,640,3] -> depth in metres [1,1,480,640]" in printed.out
+    assert "[B," not in printed.out
     meta = _metadata(out)
+    assert meta["depthlib.output"].startswith("depth: float32[1,1,480,640]") and "only this shape" in meta["depthlib.output"]
     assert meta["depthlib.input"].startswith("image: uint8[1,480,640,3] RGB") and "any" not in meta["depthlib.input"]
     assert "only this shape" in meta["depthlib.input"]
     assert "6 rows top" in meta["depthlib.preprocessing"]
@@ -185,3 +188,18 @@ def test_export_disk_full_names_the_file_and_leaves_nothing(tmp_path: Path, monk
     with pytest.raises(ExportError, match=r"model\.onnx: could not be written \(No space left on device\)"):
         export_onnx(model, tmp_path / "out" / "model.onnx", height=32, width=32, dynamic=False)
     assert not list((tmp_path / "out").iterdir())
+
+
+def test_a_fixed_graphs_metadata_and_wrote_line_give_its_fixed_shapes(tmp_path: Path) -> None:
+    # --no-dynamic: the "wrote" line and depthlib.output still said [B,H,W,3] -> [B,1,H,W] for a 1x3x480x640 graph
+    from depthlib.inference.export import graph_shapes, onnx_metadata
+
+    model = load_for_inference(tiny_checkpoint(tmp_path / "t.pt", data=TRAINED["nyu"]))
+    fixed = onnx_metadata(model, fixed=(480, 640))
+    assert fixed["depthlib.output"] == "depth: float32[1,1,480,640], depth in metres at the input's size; fixed: only this shape"
+    assert fixed["depthlib.input"].startswith("image: uint8[1,480,640,3]")
+    assert not any("[B," in v for v in fixed.values()), fixed
+    assert graph_shapes(model, (480, 640)) == ("uint8 RGB [1,480,640,3]", "depth in metres [1,1,480,640]")
+    dynamic = onnx_metadata(model)
+    assert dynamic["depthlib.output"] == "depth: float32[B,1,H,W], depth in metres at the input's H, W"
+    assert graph_shapes(model) == ("uint8 RGB [B,H,W,3]", "depth in metres [B,1,H,W]")

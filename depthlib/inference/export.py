@@ -130,6 +130,16 @@ def _steps(model: nn.Module, flip_average: bool, fixed: tuple[int, int] | None) 
     return "in the graph: feed the image as decoded (uint8 RGB, no normalisation); the graph " + "; ".join(steps)
 
 
+def graph_shapes(model: nn.Module, fixed: tuple[int, int] | None = None) -> tuple[str, str]:
+    """(inputs, output) of the graph exported from `model` in words, with their shapes: [B,H,W,3] -> [B,1,H,W] for a
+    dynamic graph, the fixed [1,H,W,3] -> [1,1,H,W] of a fixed one (fixed (H, W)); what `export-onnx` prints."""
+    b, h, w = ("B", "H", "W") if fixed is None else (1, *fixed)
+    image = f"uint8 RGB [{b},{h},{w},3]"
+    inputs = (f"{image} and {FX_NAME} float32[{b}] (each image's focal length in pixels of its width: the model was "
+              "trained in a canonical camera space)" if takes_fx(model) else image)
+    return inputs, f"depth in metres [{b},1,{h},{w}]"
+
+
 def onnx_metadata(model: nn.Module, *, flip_average: bool = False, fixed: tuple[int, int] | None = None) -> dict[str, str]:
     """metadata_props of the graph exported from `model` (as predict runs it): fixed (H, W), or None for dynamic."""
     if fixed is None:
@@ -141,13 +151,16 @@ def onnx_metadata(model: nn.Module, *, flip_average: bool = False, fixed: tuple[
     size = getattr(model, "input_size", None)
     crop = _crop(model)
     at = "x".join(str(int(v)) for v in size) if size else "the input's size"
+    batch = "B" if fixed is None else "1"
     camera = (f"canonical: trained in a canonical camera space of fx {model.canonical_fx:.4f} px at {at} (HxW); input "
-              f"{FX_NAME}: float32[B], each image's horizontal focal length in pixels of its own width (NaN: the canonical "
+              f"{FX_NAME}: float32[{batch}], each image's horizontal focal length in pixels of its own width (NaN: the canonical "
               "camera); the depth is metres for that camera" if takes_fx(model) else
               "none: trained on metres as read; no focal-length input, the depth does not depend on the camera")
     return {
         "depthlib.input": shape,
-        "depthlib.output": f"{OUTPUT_NAME}: float32[B,1,H,W], depth in metres at the input's H, W",
+        "depthlib.output": (f"{OUTPUT_NAME}: float32[B,1,H,W], depth in metres at the input's H, W" if fixed is None else
+                            f"{OUTPUT_NAME}: float32[1,1,{fixed[0]},{fixed[1]}], depth in metres at the input's size; "
+                            "fixed: only this shape"),
         "depthlib.camera_space": camera,
         "depthlib.units": "metres",
         "depthlib.preprocessing": _steps(model, flip_average, fixed),
