@@ -184,6 +184,24 @@ def _readout_xy(page: Any) -> tuple[int, int]:
     return x, y
 
 
+def _one_line_at_1000_px(page: Any) -> None:
+    """Issue 25 trial, a 1000 px window: the pixel readout wrapped (and was clipped), the metrics caption wrapped, and
+    the depth-range slider was ~70 px wide with its value box cut off."""
+    page.set_viewport_size({"width": 1000, "height": 900})
+    page.wait_for_timeout(1000)
+    tops = page.evaluate("""() => { const r = [...document.querySelectorAll('.widget-html')].find(e => e.querySelector('b'));
+      return [...r.querySelectorAll('span')].flatMap(s => [...s.getClientRects()].map(x => Math.round(x.top))); }""")
+    assert tops and len(set(tops)) == 1, f"the pixel readout takes {len(set(tops))} lines at 1000 px: {tops}"
+    caption = page.evaluate("""() => { const c = document.querySelector('.widget-html caption');
+      return [c.getBoundingClientRect().height, parseFloat(getComputedStyle(c).lineHeight) || 20]; }""")
+    assert caption[0] < 1.5 * caption[1], f"the metrics caption wraps: {caption[0]} px tall, lines of {caption[1]} px"
+    slider = page.locator(".widget-inline-hbox:has(label:text-is('depth (m)'))").first
+    assert slider.bounding_box()["width"] >= 400, slider.bounding_box()
+    readout = slider.locator(".widget-readout").first
+    assert page.evaluate("(e) => e.scrollWidth <= e.clientWidth + 1", readout.element_handle()), "the range's value box is cut"
+    page.screenshot(path=str(ARTIFACTS / "05_narrow_1000px.png"))
+
+
 def _expected_scores(lab: dict[str, Any], frame: int) -> list[str]:
     """The metrics the explorer's table must show for `frame` (both checkpoints), computed here."""
     from depthlib.notebook.widgets import explore
@@ -247,5 +265,6 @@ def _drive(page: Any, lab: dict[str, Any]) -> None:
     x_box.press("Enter")
     page.locator(".widget-html", has_text="(5, ").first.wait_for(timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "04_pixel_readout.png"))
+    _one_line_at_1000_px(page)
     digest = hashlib.sha256((before + after).encode()).hexdigest()[:12]
     (ARTIFACTS / "result.txt").write_text(f"before {before}\nafter {after}\nrun {digest}\n")

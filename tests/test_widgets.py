@@ -287,7 +287,7 @@ def test_static_figure_labels_its_colour_bars_and_no_text_overlaps(ckpts: dict[s
         texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text().strip()]
         labels = {t.get_text() for t in texts}
         assert "depth (m)" in labels and any(lb.startswith("pred \u2212 gt (m)") and "too near" in lb for lb in labels)
-        assert "current \u2212 previous (m)" in labels  # the difference panel's own bar
+        assert any(lb.startswith("current \u2212 previous (m), \u00b1") for lb in labels)  # the difference's own bar
         assert any(lb.startswith("previous\n\u03b41 ") for lb in labels)  # the metrics, in the prediction's title
         assert f"ground truth\nmetrics: {pixels}" in labels
         boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
@@ -388,3 +388,97 @@ def test_explorer_metrics_say_their_pixels_and_can_use_04s_protocol(ckpts: dict[
     assert shown in worst_table(result) and shown in ex.table.value
     with pytest.raises(ConfigError, match="unknown evaluation protocol"):
         explore(protocol="densdepth", **kw)  # type: ignore[arg-type]
+
+
+def test_readout_and_caption_are_one_line_that_scrolls_and_the_range_slider_is_usable(ckpts: dict[str, Path]) -> None:
+    # Issue 25 trial, JupyterLab at 1280x900 with the file browser open: the pixel readout wrapped onto two lines
+    # (clipped at 1000 px), the metrics caption wrapped, and the depth-range slider was ~70 px wide, its value box cut.
+    import ipywidgets as W
+
+    ex = _explorer(ckpts, previous="previous")
+    for w in (ex.readout, ex.table):  # full width; a longer line scrolls sideways inside it instead of wrapping
+        assert (w.layout.width, w.layout.overflow) == ("100%", "auto")
+    assert ex.readout in ex.widget.children  # a row of its own, not squeezed beside the x / y boxes
+    value = ex.readout.value
+    assert value.startswith("<span style='white-space:nowrap'>") and value.count("<span") == 1  # one unbreakable line
+    assert "<caption style='white-space:nowrap;text-align:left'>" in ex.table.value
+    assert int(ex.depth_range.layout.width.removesuffix("px")) >= 400
+    assert ex.depth_range.layout.min_width == ex.depth_range.layout.width  # never squeezed by its row
+    rows = [c for c in ex.widget.children if isinstance(c, W.HBox)]
+    assert rows and all(r.layout.flex_flow == "row wrap" for r in rows)  # controls move down a line, not shrink
+
+
+def test_the_metrics_table_uses_the_reports_labels(ckpts: dict[str, Path]) -> None:
+    # The table said "delta1 / abs_rel" where 04 and the figures say "δ1 / AbsRel".
+    from depthlib.evaluation.report import LABELS
+
+    table = _explorer(ckpts).table.value
+    heads = [h.split(">", 1)[1] for h in table.split("</th>")[:-1]]
+    assert heads[1:] == [LABELS[k] for k in ("delta1", "abs_rel", "rmse", "log10")] == ["\u03b41", "AbsRel", "RMSE", "log10"]
+
+
+@pytest.fixture(scope="module")
+def near_ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """current, and previous: the same weights with the head's bias nudged, so the two differ by centimetres."""
+    from depthlib.models.checkpoint import load_checkpoint, save_checkpoint
+
+    d = tmp_path_factory.mktemp("near")
+    cur = tiny_checkpoint(d / "cur.pt", seed=0)
+    model = load_model(cur)
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    with torch.no_grad():
+        last.bias.add_(0.01)
+    assert load_checkpoint(cur)["arch"] == model.arch
+    return {"current": cur, "previous": save_checkpoint(d / "prev.pt", model=model)}
+
+
+def test_the_difference_panel_spans_the_differences_own_range(near_ckpts: dict[str, Path]) -> None:
+    # "current - previous" spanned +-err_max (1 m): two models centimetres apart drew a near-white panel.
+    from depthlib.figures.explorer import difference_range
+
+    ex = Explorer(ListSource(), near_ckpts, previous="previous", device="cpu", panel_width=64)
+    diff = ex.prediction("current", 0) - ex.prediction("previous", 0)
+    d = ex.difference_max()
+    assert d == difference_range(diff) and 0.001 <= d < 0.2 < ex.err_max.value
+    assert np.percentile(np.abs(diff), 98) <= d <= 1.1 * np.percentile(np.abs(diff), 98) + 1e-9
+    a = np.asarray(Image.open(io.BytesIO(ex.image.value))).astype(int)
+    lay = ex.layout()
+    panel = a[lay.h + 18: 2 * lay.h, lay.w: 2 * lay.w]  # the difference panel, under its title
+    # median distance from white over its pixels: 26 of 765 with the old +-1 m range, 440 now
+    assert np.median((255 - panel).sum(axis=-1)) > 200, "the difference panel is near white: its range hides it"
+    assert difference_range(np.r_[np.full(198, 0.0234), 0.5, 3.0]) == pytest.approx(0.024)
+    assert difference_range(np.zeros(5)) == 0.001
+
+
+def test_the_static_figure_has_a_heading_bars_under_its_panels_and_no_empty_slot(near_ckpts: dict[str, Path],
+                                                                                tmp_path: Path) -> None:
+    # 05_explore.png: no heading, colour bars on the right while the notebook says "under it", an empty bottom-left.
+    import matplotlib.pyplot as plt
+
+    from depthlib.figures.explorer import static_figure
+
+    ex = Explorer(ListSource(), near_ckpts, previous="previous", device="cpu", panel_width=64)
+    rows = [(lb, ex.prediction(lb, 0), ex.metrics(lb, 0)) for lb in ex.labels_shown()]
+    fig = static_figure(ex.source[0], "RGB f0", rows, depth=(1.0, 5.0, "magma_r"), err_max=1.0, error_cmap="RdBu_r",
+                        suptitle="explorer: frame f0")
+    try:
+        assert fig.get_suptitle() == "explorer: frame f0"
+        fig.canvas.draw()
+        panels = [ax for ax in fig.axes if ax.get_images()]
+        bars = [ax for ax in fig.axes if ax not in panels and ax.get_label() == "<colorbar>"]
+        assert len(panels) == 7 and len(bars) == 6  # RGB has no bar
+        for bar in bars:  # each bar directly under a panel, as wide as it
+            pos = bar.get_position()
+            above = [p.get_position() for p in panels if abs(p.get_position().x0 - pos.x0) < 0.02
+                     and p.get_position().y0 >= pos.y1 - 1e-3]
+            assert above and min(p.y0 for p in above) - pos.y1 < 0.1, pos
+        empty = [ax for ax in fig.axes if ax.get_visible() and not ax.axison]
+        assert not empty  # the bottom-left slot holds the difference's distribution
+        hist = [ax for ax in fig.axes if ax.patches and not ax.get_images() and ax.get_label() != "<colorbar>"]
+        assert len(hist) == 1 and "pixels per difference" in hist[0].get_title()
+        diff_img = [ax for ax in panels if ax.get_title().startswith("current \u2212 previous")][0].get_images()[0]
+        assert diff_img.get_clim() == (-ex.difference_max(), ex.difference_max())
+    finally:
+        plt.close(fig)
+    path = ex.save_static(tmp_path / "v.png")
+    assert Image.open(path).size[0] >= 1000

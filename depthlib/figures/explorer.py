@@ -45,6 +45,27 @@ def ground_truth_range(frame: Frame) -> tuple[float, float]:
     return lo, max(hi, lo + 0.1)
 
 
+def difference_range(diff: np.ndarray, percentile: float = 98.0) -> float:
+    """Half-width in metres of the symmetric colour range of a difference map (e.g. current - previous): the
+    `percentile`-th percentile of |diff| over its finite pixels, rounded up to two significant digits (at least 1 mm).
+    Two models of one lineage differ by centimetres: a +-err_max range (1 m) showed them as one flat colour."""
+    a = np.abs(np.asarray(diff, dtype=np.float64))
+    a = a[np.isfinite(a)]
+    e = float(np.percentile(a, percentile)) if a.size else 0.0
+    if e <= 0.001:
+        return 0.001
+    step = 10.0 ** (np.floor(np.log10(e)) - 1)  # two significant digits
+    return float(np.ceil(e / step - 1e-9) * step)
+
+
+def difference_caption(labels: Sequence[str], e: float, *, short: bool = False) -> str:
+    """The colour bar caption of a difference panel: what it subtracts, in metres, and where its range comes from
+    (short: for the live picture's narrower bars, whose ticks give +-e)."""
+    if short:
+        return f"{labels[0]} \u2212 {labels[1]} (m), \u00b1 p98"
+    return f"{labels[0]} \u2212 {labels[1]} (m), \u00b1{e:g}: 98th percentile of |difference|"
+
+
 @lru_cache(maxsize=8)
 def font(size: int) -> ImageFont.FreeTypeFont:
     """DejaVu Sans (matplotlib's own, so no extra font file) at `size` pixels."""
@@ -116,19 +137,19 @@ def _colour_bar(canvas: Image.Image, box: tuple[int, int, int], cmap: str, lo: f
 
 
 def _fmt(v: float) -> str:
-    return f"{v:.1f}" if abs(v) >= 0.95 or v == 0 else f"{v:.2f}"
+    return f"{v:.1f}" if abs(v) >= 0.95 or v == 0 else f"{v:.2g}" if abs(v) < 0.095 else f"{v:.2f}"
 
 
 def compose(panels: list[tuple[str, np.ndarray]], layout: Layout, *, marker: tuple[float, float] | None,
             depth: tuple[float, float, str], err_max: float, error_cmap: str, has_error: bool = True,
-            difference: str | None = None) -> np.ndarray:
+            difference: tuple[str, float] | None = None) -> np.ndarray:
     """uint8 [H,W,3] picture: `panels` ((title, uint8 [h,w,3]); "" title = blank) and the colour bars under them.
 
     marker (sx, sy) is the pixel's position inside a panel, drawn on every titled panel; `depth` is
     (lo, hi, cmap) of the depth panels and err_max the +- range of the signed error panels. Each bar sits
-    under the bottom row's panel it belongs to; `difference` (the caption of a second row's second panel,
-    e.g. "current \u2212 previous (m)") gives that panel its own +- err_max bar, and the depth bar moves to
-    the third column, under the predictions.
+    under the bottom row's panel it belongs to; `difference` (caption, e) of a second row's second panel
+    (difference_caption, difference_range) gives that panel its own +- e bar, and the depth bar moves to the
+    third column, under the predictions.
     """
     H, W = layout.size
     h, w, size = layout.h, layout.w, layout.text_size
@@ -149,7 +170,9 @@ def compose(panels: list[tuple[str, np.ndarray]], layout: Layout, *, marker: tup
     e = err_max
     signed = [(-e, f"\u2212{_fmt(e)}"), (0.0, "0"), (e, f"+{_fmt(e)} m")]
     if difference:
-        _colour_bar(canvas, (w + 8, y, 2 * w - 8), error_cmap, -e, e, signed, difference, size)
+        caption, d = difference
+        _colour_bar(canvas, (w + 8, y, 2 * w - 8), error_cmap, -d, d,
+                    [(-d, f"\u2212{_fmt(d)}"), (0.0, "0"), (d, f"+{_fmt(d)} m")], caption, size)
     _colour_bar(canvas, ((2 if difference else 1) * w + 8, y, 3 * w - 8), cmap, lo, hi,
                 [(lo, f"{_fmt(lo)} m"), (mid, f"{_fmt(mid)} m"), (hi, f"{_fmt(hi)} m")], "depth (m)", size)
     if has_error:
@@ -160,40 +183,64 @@ def compose(panels: list[tuple[str, np.ndarray]], layout: Layout, *, marker: tup
 
 def static_figure(frame: Frame, rgb_title: str, rows: Sequence[tuple[str, np.ndarray, Mapping[str, float]]], *,
                   depth: tuple[float, float, str], err_max: float, error_cmap: str,
-                  pixels: str = "its valid pixels, no crop") -> Any:
+                  pixels: str = "its valid pixels, no crop", suptitle: str = "") -> Any:
     """matplotlib Figure of the view: per (label, prediction [H,W] m, metrics) row: prediction and its error map.
 
     The first row adds the RGB (titled `rgb_title`) and the ground truth (its title says the metrics' `pixels`),
-    later rows the difference to the first prediction. Each depth / error panel has its own colour bar, as tall
-    as the picture.
+    a second row the difference to the first prediction (its own symmetric range: difference_range) and, in the
+    slot under the RGB, that difference's distribution. Every depth / error panel has its colour bar under it, as
+    the live view does; `suptitle` heads the figure.
     """
     import matplotlib.pyplot as plt
 
     lo, hi, cmap = depth
     e = err_max
     # constrained layout keeps titles, colour bars and their labels apart
-    fig, axes = plt.subplots(len(rows), 4, figsize=(16, 3.6 * len(rows)), squeeze=False, layout="constrained")
+    height = 4.2 * len(rows) + 0.4
+    fig, axes = plt.subplots(len(rows), 4, figsize=(16, height), squeeze=False, layout="constrained")
+    if suptitle:  # in a strip of its own above the layout: placed by the layout, a 3-line panel title reached it
+        fig.get_layout_engine().set(rect=(0, 0, 1, 1 - 0.45 / height))
+        fig.suptitle(suptitle, fontsize=13, y=1 - 0.08 / height, va="top").set_in_layout(False)
     gt = np.where(frame.valid, frame.depth, np.nan)
     depth_kw, err_kw = dict(cmap=cmap, vmin=lo, vmax=hi), dict(cmap=error_cmap, vmin=-e, vmax=e)
-    bars = {"depth": "depth (m)", "error": "pred \u2212 gt (m)\n\u2212 too near, + too far", "diff": "difference (m)"}
-    if len(rows) > 1:
-        bars["diff"] = f"{rows[0][0]} \u2212 {rows[1][0]} (m)"
+    bars = {"depth": "depth (m)", "error": "pred \u2212 gt (m): \u2212 too near, + too far"}
     first = rows[0]
     for r, (label, pred, m) in enumerate(rows):
         scores = f"\u03b41 {m['delta1']:.3f}  AbsRel {m['abs_rel']:.3f}\nRMSE {m['rmse']:.3f} m  log10 {m['log10']:.3f}"
-        truth = (f"ground truth\nmetrics: {pixels}", gt, depth_kw, "depth")
-        left = ([(rgb_title, to_rgb_uint8(frame.rgb), {}, ""), truth] if r == 0
-                else [None, (f"{first[0]} \u2212 {label}", first[1] - pred, err_kw, "diff")])
+        if r == 0:
+            left = [(rgb_title, to_rgb_uint8(frame.rgb), {}, ""), (f"ground truth\nmetrics: {pixels}", gt, depth_kw, "depth")]
+        else:
+            diff = first[1] - pred
+            d = difference_range(diff)
+            bars["diff"] = difference_caption((first[0], label), d)
+            left = [("hist", diff, d), (f"{first[0]} \u2212 {label}", diff, dict(cmap=error_cmap, vmin=-d, vmax=d), "diff")]
         cells = [*left, (f"{label}\n{scores}", pred, depth_kw, "depth"), (f"{label}: pred \u2212 gt", pred - gt, err_kw, "error")]
         for c, cell in enumerate(cells):
             ax = axes[r][c]
-            ax.set_xticks([]); ax.set_yticks([])  # noqa: E702
-            if cell is None:
-                ax.set_axis_off()
+            if cell[0] == "hist":
+                _difference_histogram(ax, cell[1], cell[2], (first[0], label))
                 continue
+            ax.set_xticks([]); ax.set_yticks([])  # noqa: E702
             title, image, kw, bar = cell
             im = ax.imshow(image, **kw)
             ax.set_title(title, fontsize=11)
-            if bar:  # beside the picture and exactly as tall (the axes box hugs an imshow)
-                fig.colorbar(im, cax=ax.inset_axes((1.03, 0.0, 0.05, 1.0))).set_label(bars[bar], fontsize=9)
+            if bar:  # under the picture, as wide as it (constrained layout makes room)
+                cb = fig.colorbar(im, ax=ax, location="bottom", fraction=0.06, pad=0.02, aspect=30)
+                cb.set_label(bars[bar], fontsize=9)
+                cb.ax.tick_params(labelsize=8)
     return fig
+
+
+def _difference_histogram(ax: Any, diff: np.ndarray, d: float, labels: tuple[str, str]) -> None:
+    """The distribution of a difference map in metres, its +-d colour range shaded (the slot under the RGB)."""
+    v = np.asarray(diff, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    span = 2.5 * d
+    ax.hist(np.clip(v, -span, span), bins=60, range=(-span, span), color="0.35")
+    ax.axvspan(-d, d, color="tab:blue", alpha=0.12, lw=0)
+    ax.axvline(float(np.median(v)) if v.size else 0.0, color="tab:red", lw=1)
+    ax.set_title(f"{labels[0]} \u2212 {labels[1]}: pixels per difference\n(shaded: the \u00b1{d:g} m colour range; "
+                 "red: median)", fontsize=10)
+    ax.set_xlabel("difference (m)", fontsize=9)
+    ax.set_yticks([])
+    ax.tick_params(labelsize=8)

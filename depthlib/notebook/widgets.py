@@ -33,7 +33,9 @@ from ..core.paths import resolve
 from ..data.frame import Frame, FrameSource
 from ..evaluation.metrics import depth_metrics, metric_sums, metrics_from_sums
 from ..evaluation.protocols import Protocol, get_protocol
-from ..figures.explorer import COLUMNS, Layout, compose, ground_truth_range, split_text, static_figure
+from ..evaluation.report import LABELS
+from ..figures.explorer import (COLUMNS, Layout, compose, difference_caption, difference_range, ground_truth_range,
+                                split_text, static_figure)
 from ..figures.viz import colorize, save_figure, short_name
 
 CMAPS = ("magma_r", "viridis_r", "plasma_r", "inferno_r", "turbo_r", "jet_r", "gray")
@@ -41,6 +43,10 @@ ERROR_CMAP = "RdBu_r"  # signed error pred - gt: blue = too near, red = too far
 METRICS_SHOWN = ("delta1", "abs_rel", "rmse", "log10")
 NONE = "(none)"
 NOWRAP = "<span style='white-space:nowrap'>{}</span>"
+# A line that never wraps: wider than the notebook (JupyterLab with the file browser open, a 1000 px window), it
+# scrolls sideways inside its widget (ONE_LINE: the widget's layout) instead of breaking or being cut off.
+ONE_LINE = dict(width="100%", overflow="auto")
+RANGE_WIDTH = "440px"  # the depth-range slider: its track and its "lo – hi" value box both readable
 _IDS = itertools.count()
 
 # Runs once per rendered view (an <img> that fails to load): finds this explorer's picture and hidden
@@ -150,7 +156,8 @@ class Explorer:
         self.previous = W.Dropdown(options=[NONE, *labels], value=previous or NONE, description="previous")
         self.cmap = W.Dropdown(options=list(CMAPS), value=cmap, description="colormap")
         self.depth_range = W.FloatRangeSlider(value=(lo, hi), min=0.0, max=max(hi, 10.0), step=0.1,
-                                              description="depth (m)", continuous_update=False)
+                                              description="depth (m)", continuous_update=False, readout_format=".1f",
+                                              layout=W.Layout(width=RANGE_WIDTH, min_width=RANGE_WIDTH))
         self.auto_range = W.Checkbox(value=not fixed, description="range of each frame's ground truth",
                                      layout=W.Layout(width="auto"))
         self.err_max = W.BoundedFloatText(value=float(err_max), min=0.01, max=20.0, step=0.1, description="error ± (m)")
@@ -159,8 +166,8 @@ class Explorer:
         self.x = W.BoundedIntText(value=0, min=0, max=0, description="x (px)", layout=small)
         self.y = W.BoundedIntText(value=0, min=0, max=0, description="y (px)", layout=small)
         self.image = W.Image(format="png", layout=W.Layout(width="100%", max_width=f"{4 * self.panel_width}px"))
-        self.readout = W.HTML()
-        self.table = W.HTML()
+        self.readout = W.HTML(layout=W.Layout(**ONE_LINE))
+        self.table = W.HTML(layout=W.Layout(**ONE_LINE))
         root, box = f"depthlib-explorer-{next(_IDS)}", "depthlib-click"
         self.clicks = W.Text(value="", layout=W.Layout(display="none"))  # "fx,fy,n" from a click on the picture
         self.clicks.add_class(box)
@@ -175,12 +182,14 @@ class Explorer:
                   self.flip, self.x, self.y):
             w.observe(self._changed, names="value")
         self.clicks.observe(self._clicked, names="value")
+        # Rows wrap between controls rather than squeezing them; the readout has a row of its own.
+        row = lambda *ws: W.HBox(list(ws), layout=W.Layout(flex_flow="row wrap"))  # noqa: E731
         self.widget = W.VBox([
-            W.HBox([self.frame, self.frame_name, self.split]),
-            W.HBox([self.current, self.previous, self.flip]),
-            W.HBox([self.cmap, self.depth_range, self.auto_range]),
-            W.HBox([self.err_max, self.x, self.y, self.readout]),
-            self.image, self.table, self.clicks, self._click_bridge,
+            row(self.frame, self.frame_name, self.split),
+            row(self.current, self.previous, self.flip),
+            row(self.cmap, self.depth_range, self.auto_range),
+            row(self.err_max, self.x, self.y),
+            self.readout, self.image, self.table, self.clicks, self._click_bridge,
         ])
         self.widget.add_class(root)
         self.refresh()
@@ -299,12 +308,23 @@ class Explorer:
             p = small(self.prediction(label, i))
             if first is None:
                 first = (label, p)
-            else:  # second row: how the two checkpoints differ, under their own panels (layout().blank)
+            else:  # second row: how the two checkpoints differ, under their own panels (layout().blank), in their
+                # difference's own range (difference_max): centimetres vanish in +-err_max
+                d = self.difference_max()
                 out += [("", np.full((h, w, 3), 32, np.uint8)),
-                        (f"{first[0]} - {label}", colorize(first[1] - p, -e, e, ERROR_CMAP))]
+                        (f"{first[0]} - {label}", colorize(first[1] - p, -d, d, ERROR_CMAP))]
             out.append((f"{label}", colorize(p, lo, hi, self.cmap.value)))
             out.append((f"{label}: pred - gt", colorize(p - gt, -e, e, ERROR_CMAP, valid=valid)))
         return out
+
+    def difference_max(self) -> float:
+        """Half-width in metres of the "current - previous" panel's colour range on the current frame
+        (figures.explorer.difference_range: 98th percentile of |difference|); 0 with one checkpoint shown."""
+        shown = self.labels_shown()
+        if len(shown) < 2:
+            return 0.0
+        i = self.frame.value
+        return difference_range(self.prediction(shown[0], i) - self.prediction(shown[1], i))
 
     def layout(self) -> Layout:
         """Geometry of the displayed picture (panel size, rows, colour-bar strip) for the current view."""
@@ -320,7 +340,8 @@ class Explorer:
         marker = ((self.x.value + 0.5) * lay.w / Wd, (self.y.value + 0.5) * lay.h / H)
         lo, hi = self.depth_range.value
         shown = self.labels_shown()
-        difference = f"{shown[0]} \u2212 {shown[1]} (m)" if len(shown) > 1 else None
+        d = self.difference_max()
+        difference = (difference_caption(shown, d, short=True), d) if len(shown) > 1 else None
         return compose(self.panels(), lay, marker=marker, depth=(lo, hi, self.cmap.value),
                        err_max=float(self.err_max.value), error_cmap=ERROR_CMAP, difference=difference)
 
@@ -331,12 +352,12 @@ class Explorer:
         gt = f"{f.depth[y, x]:.3f} m" if f.valid[y, x] else "hole"
         parts = [f"<b>({x}, {y})</b> ground truth {gt}"]
         parts += [f"{html.escape(lb)} {self.prediction(lb, i)[y, x]:.3f} m" for lb in self.labels_shown()]
-        # the line may break between entries, never inside one ("previous" / "1.775 m")
-        return " | ".join(NOWRAP.format(p) for p in parts)
+        # one line: never broken between a label and its value ("previous" / "1.775 m"), nor between entries
+        return NOWRAP.format(" | ".join(parts))
 
     def metrics_html(self) -> str:
         """HTML table of METRICS_SHOWN for each shown checkpoint on the current frame."""
-        head = "".join(f"<th style='padding:0 8px'>{m}</th>" for m in METRICS_SHOWN)
+        head = "".join(f"<th style='padding:0 8px'>{html.escape(LABELS[m])}</th>" for m in METRICS_SHOWN)
         rows = []
         for lb in self.labels_shown():
             m = self.metrics(lb, self.frame.value)
@@ -345,7 +366,8 @@ class Explorer:
         name = html.escape(self._names[self.frame.value])
         split = html.escape(self.split_of(self.frame.value))
         pixels = html.escape(self.pixels_text())
-        return (f"<table><caption>frame {name} · {split} · metrics: {pixels}</caption><tr><th></th>{head}</tr>"
+        caption = "<caption style='white-space:nowrap;text-align:left'>"  # one line: the widget scrolls (ONE_LINE)
+        return (f"<table>{caption}frame {name} · {split} · metrics: {pixels}</caption><tr><th></th>{head}</tr>"
                 f"{''.join(rows)}</table>")
 
     def refresh(self) -> None:
@@ -407,10 +429,14 @@ class Explorer:
 
         i = self.frame.value
         f = self._frame(i)
-        rows = [(lb, self.prediction(lb, i), self.metrics(lb, i)) for lb in self.labels_shown()]
+        shown = self.labels_shown()
+        rows = [(lb, self.prediction(lb, i), self.metrics(lb, i)) for lb in shown]
+        heading = (f"explorer: frame {short_name(self._names[i], 60)}, "
+                   + (f"{shown[0]} and {shown[1]} (difference: {shown[0]} \u2212 {shown[1]})" if len(shown) > 1
+                      else shown[0]))
         fig = static_figure(f, f"RGB {short_name(self._names[i], 40)}\n{self.split_of(i)}", rows,
                             depth=(*self.depth_range.value, self.cmap.value), err_max=float(self.err_max.value),
-                            error_cmap=ERROR_CMAP, pixels=self.pixels_text(short=True))
+                            error_cmap=ERROR_CMAP, pixels=self.pixels_text(short=True), suptitle=heading)
         try:
             return save_figure(fig, resolve(path), dpi=dpi)
         finally:
