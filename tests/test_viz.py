@@ -161,3 +161,15 @@ def test_a_saved_notebook_shows_where_its_progress_bars_ended(tmp_path: Path) ->
     assert not stuck, stuck
     for name in ("p.h5", "epoch 1/1", "evaluate"):
         assert any(line.startswith(name) for line in bars), (name, bars)
+
+
+def test_04_says_its_verdict_once_in_the_headline() -> None:
+    # 04 printed the headline, then at the end the old "current AbsRel ... vs baseline ...; delta1 ..." again.
+    import ast
+
+    code = "\n".join("".join(c["source"]) for c in _cells("04_evaluate.ipynb") if c["cell_type"] == "code")
+    prints = [ast.unparse(n) for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Call)
+              and isinstance(n.func, ast.Name) and n.func.id == "print"]
+    verdicts = [p for p in prints if "baseline" in p or "abs_rel" in p or "delta1" in p or "headline" in p]
+    assert verdicts == ["print(headline(metric, markdown=False))"], verdicts
+    assert "require_beat_baseline" in code and "require_beat_control" in code  # the asserts stay
