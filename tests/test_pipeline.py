@@ -324,3 +324,37 @@ def test_log_output_shows_what_the_notebooks_print(monkeypatch, capsys):
     finally:  # the handler writes to this test's captured stdout: leave the logger as it was
         log.setLevel(level)
         log.handlers[:] = handlers
+
+
+def test_only_02_lists_what_it_wrote_and_says_the_later_outputs_are_older(tmp_path):
+    # `--only 02` listed "metrics: figures/sample/metrics.json", which 04 had written in an earlier run, as an output.
+    import os
+    import time
+
+    from depthlib.notebook.pipeline import outputs_report
+
+    plan, whole = make_plan("sample", only=["02"]), make_plan("sample")
+    root = tmp_path / "root"
+    with project_at(root):
+        old = time.time() - 3600
+        for rel in (plan.outputs["metrics"], plan.outputs["metrics_table"], "figures/sample/milestone.png",
+                    "runs/sample/04_evaluate.ipynb", "checkpoints/sample/finetune/best.pt"):
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_text("earlier run")
+            os.utime(root / rel, (old, old))
+        since = time.time()
+        (root / "checkpoints/sample/train").mkdir(parents=True)
+        (root / "checkpoints/sample/train/best.pt").write_text("this run")
+        (root / "figures/sample/02_train_curves.png").write_text("this run")
+        (root / "runs/sample/02_train.ipynb").write_text("this run")
+        lines = outputs_report(plan, since)
+    listed = [ln.split(":")[0] for ln in lines if not ln.startswith("note:")]
+    assert listed == ["figures", "checkpoints", "executed_notebooks"], lines
+    assert lines[0] == "figures: figures/sample"
+    note = lines[-1]
+    assert note.startswith("note: 03_finetune, 04_evaluate, 05_explore did not run, so what they wrote before (not "
+                           "written by this run: metrics: figures/sample/metrics.json; metrics_table: "
+                           "figures/sample/metrics.md) is older than what 02_train wrote now; run them too "
+                           "(--only 03 04 05, or no --only)"), note
+    with project_at(root):  # a whole run: no note
+        assert not any(ln.startswith("note:") for ln in outputs_report(whole, since))

@@ -96,3 +96,20 @@ def test_settings_a_run_could_not_use_are_refused_before_training():
         workbook.data_settings(DataConfig(border_crop="detect"))
     with pytest.raises(ConfigError, match=r"control_epochs=0\. Fix: control_epochs >= 1"):
         workbook.train_scratch_control("unet", {}, None, None, None, out_dir="checkpoints/x/scratch", epochs=0, lr=1e-3)
+
+
+def test_the_scratch_control_says_it_starts(tmp_path, capsys):
+    # `--set 02:epochs=1 --fresh` went from "epoch 1/1" straight to "epoch 1/20" of the control without a word.
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _train_helpers import SynthDepth, cfg
+
+    h = workbook.train_scratch_control("unet", {"width": 4, "depth": 2}, SynthDepth(4, hw=32), None,
+                                       cfg(tmp_path / "train", epochs=1), out_dir=str(tmp_path / "scratch"), epochs=2,
+                                       lr=1e-3)
+    out = capsys.readouterr().out
+    assert len(h) == 2
+    assert out.startswith(f"scratch control: the same architecture from random weights, 2 epochs at lr 0.001, into "
+                          f"{tmp_path / 'scratch'}\n")

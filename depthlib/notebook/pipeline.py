@@ -48,6 +48,7 @@ class Plan:
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
     skipped: str = ""   # why notebooks that --only names do not run (the profile's [pipeline] skip), if any do not
+    skip: set[str] = field(default_factory=set)  # the profile's [pipeline] skip: notebooks it never runs
 
 
 def notebook_parameters(path: Path) -> dict[str, Any]:
@@ -122,6 +123,7 @@ def make_plan(profile: str, *, run_name: str | None = None, only: list[str] | No
     skip = _skipped(profile, prof.get("pipeline", {}))
     plan = Plan(profile=profile, run_dir=resolve(Path("runs") / (run_name or profile_path(profile).stem)))
     plan.outputs = dict(prof.get("outputs", {}))
+    plan.skip = set(skip)
     if only is not None and not only:
         raise ConfigError(f"--only needs at least one notebook: a name ({', '.join(NOTEBOOKS)}) or its number (01-05).")
     wanted = None if only is None else {notebook_named(n, f"--only {n}") for n in only}
@@ -209,6 +211,7 @@ def _run_locked(plan: Plan, *, progress: bool, log_output: bool, stream: bool) -
     from .pipeline_kernel import PipelineKernelManager
 
     plan.run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
     for nb, params in plan.steps.items():
         src = project_root() / "notebooks" / f"{nb}.ipynb"
         dst = plan.run_dir / f"{nb}.ipynb"
@@ -233,9 +236,34 @@ def _run_locked(plan: Plan, *, progress: bool, log_output: bool, stream: bool) -
             for msg in notices_in(json.loads(dst.read_text())):
                 print(f"[pipeline] {nb}: {msg}", flush=True)
         print(f"[pipeline] {nb}: done in {time.perf_counter() - t0:.0f} s", flush=True)
-    for what, where in plan.outputs.items():
-        print(f"[pipeline] {what}: {resolve(where)}")
+    for line in outputs_report(plan, started):
+        print(f"[pipeline] {line}")
     return plan
+
+
+def _written_since(path: Path, since: float) -> bool:
+    """Whether the file `path`, or a file anywhere under the folder `path`, was modified at or after `since`."""
+    if path.is_file():
+        return path.stat().st_mtime >= since
+    return path.is_dir() and any(f.is_file() and f.stat().st_mtime >= since for f in path.rglob("*"))
+
+
+def outputs_report(plan: Plan, since: float) -> list[str]:
+    """Lines on the profile's [outputs] after a run that started at `since` (time.time()): each output this run wrote,
+    and, when notebooks after those that ran were left out (--only), that they did not run and what they wrote
+    before is older than this run's outputs."""
+    ran = [nb for nb in NOTEBOOKS if nb in plan.steps]
+    lines, old = [], []
+    for what, where in plan.outputs.items():
+        path = resolve(where)
+        (lines if _written_since(path, since - 1.0) else old).append(f"{what}: {display_path(path)}")
+    later = [nb for nb in NOTEBOOKS if ran and nb > ran[0] and nb not in plan.steps and nb not in plan.skip]
+    if later:
+        unwritten = f" (not written by this run: {'; '.join(old)})" if old else ""
+        lines.append(f"note: {', '.join(later)} did not run, so what they wrote before{unwritten} is older than what "
+                     f"{', '.join(ran)} wrote now; run them too (--only {' '.join(nb[:2] for nb in later)}, or no "
+                     "--only) to bring it up to date.")
+    return lines
 
 
 def _show_papermill_log() -> None:

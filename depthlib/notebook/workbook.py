@@ -117,6 +117,9 @@ def train_scratch_control(model: str, model_kwargs: Mapping[str, Any], train: An
         raise ConfigError(f"control_out_dir={out_dir!r} asks for a scratch control but control_epochs={epochs}. "
                           "Fix: control_epochs >= 1 (as many steps as 02 + 03 give the pretrained model), "
                           "or control_out_dir='' to skip it.")
+    # one line between 02's epochs and the control's, which count again from 1 (to `epochs`, not 02's)
+    print(f"scratch control: the same architecture from random weights, {epochs} epoch{'s' * (epochs != 1)} at lr "
+          f"{lr:g}, into {out_dir}", flush=True)
     seed_everything(cfg.seed)
     kwargs = {**dict(model_kwargs), **({"pretrained": False} if "pretrained" in model_kwargs else {})}
     net = create_model(model, **kwargs)
