@@ -18,7 +18,7 @@ Adoption rule: (b) or (c) replaces (a) in the sample profile only if its worst d
 at z = 1 within 0.01 of (a)'s (medians over seeds).
 
     .venv/bin/python benchmarks/bench_lens.py                      # seeds 0 1 2, lens_zoom_max 2
-    .venv/bin/python benchmarks/bench_lens.py --jobs 2 --reuse     # two seeds at a time; finished runs kept
+    .venv/bin/python benchmarks/bench_lens.py --reuse              # finished runs kept
 """
 
 from __future__ import annotations
@@ -49,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap = script_parser(__doc__, "benchmarks/RESULTS_lens.md (--out); every number also in runs/lens/results.json")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds to run (default 0 1 2)")
     ap.add_argument("--lens", type=float, default=2.0, help="(b)'s lens_zoom_max in 02 and 03 (default 2)")
-    ap.add_argument("--jobs", type=int, default=1, help="trainings at a time, one torch thread each (default 1)")
+    ap.add_argument("--jobs", type=int, default=1, choices=[1],
+                    help="trainings at a time: 1 (the pipeline locks the sample profile's output folders, which every "
+                         "training of this script shares, so a second one at once is refused)")
     ap.add_argument("--reuse", action="store_true", help="keep a finished run under runs/lens/ instead of training again")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS_lens.md"))
     return ap
