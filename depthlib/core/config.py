@@ -83,6 +83,9 @@ class TrainConfig:
     # best.pt: "val_loss" (lowest; with init_from the starting weights, validated first as epoch 0, stay best.pt
     # unless an epoch beats them), or "last" (a fixed schedule: the final epoch; epoch 0 is validated for reference)
     select: str = "val_loss"
+    # select "val_loss" from init_from: the relative val-loss drop an epoch needs over the starting weights (epoch 0)
+    # to replace them in best.pt; a few validation frames are noisy (0: any drop)
+    select_margin: float = 0.0
     seed: int = 0
     deterministic: bool = False
     out_dir: str = "checkpoints/run"    # best.pt / last.pt / history.{csv,json}

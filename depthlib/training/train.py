@@ -265,7 +265,8 @@ class _Run:
         for cb in self.callbacks:
             cb.on_train_end(self.state)
         if self.history.best_epoch == 0 and len(self.history) > 1 and not self.history.stopped_early:
-            self._notice(f"fine-tuning never beat the weights it started from on the validation frames (val loss "
+            by = f" by select_margin={self.cfg.select_margin:g}" if self.cfg.select_margin > 0 else ""
+            self._notice(f"fine-tuning never beat the weights it started from on the validation frames{by} (val loss "
                          f"{self.history.epochs[0]['val_loss']:.4f} at epoch 0, best after it "
                          f"{min(self.history['val_loss'][1:]):.4f}): {self.out_dir / 'best.pt'} is {self.cfg.init_from} "
                          "unchanged. Fix: " + ("freeze_encoder_bn=True, " if not self.cfg.freeze_encoder_bn else "")
@@ -419,6 +420,8 @@ class _Run:
         score = row.get("val_loss", row["train_loss"])
         # select="last": a fixed schedule, so a handful of validation frames never picks the model.
         improved = score < self.history.best_val_loss or self.cfg.select == "last"
+        if improved and self.cfg.select == "val_loss" and self.history.best_epoch == 0 and self.cfg.select_margin > 0:
+            improved = score < self.history.epochs[0]["val_loss"] * (1 - self.cfg.select_margin)  # the start is best.pt
         if improved:
             self.history.best_val_loss, self.history.best_epoch = score, epoch + 1
         if improved:  # best before last: a crash between the two redoes this epoch on resume
