@@ -173,3 +173,24 @@ def test_04_says_its_verdict_once_in_the_headline() -> None:
     verdicts = [p for p in prints if "baseline" in p or "abs_rel" in p or "delta1" in p or "headline" in p]
     assert verdicts == ["print(headline(metric, markdown=False))"], verdicts
     assert "require_beat_baseline" in code and "require_beat_control" in code  # the asserts stay
+
+
+def test_a_heading_kept_out_of_the_layout_is_saved_with_the_figure(tmp_path) -> None:
+    # 05_explore.png (second user trial, after the heading was added): the heading sat outside the constrained
+    # layout, and the tight box, which takes only artists in the layout, cut it off the saved picture.
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from depthlib.figures.viz import save_figure
+
+    fig, ax = plt.subplots(figsize=(4, 3), layout="constrained")
+    ax.imshow(np.zeros((8, 8)))
+    fig.get_layout_engine().set(rect=(0, 0, 1, 0.85))
+    fig.suptitle("HEADING", fontsize=20, y=0.99, va="top").set_in_layout(False)
+    path = save_figure(fig, tmp_path / "h.png")
+    plt.close(fig)
+    img = np.asarray(Image.open(path).convert("L"))
+    rows_dark = np.nonzero((img < 128).any(axis=1))[0]
+    first_block = rows_dark[: int(np.nonzero(np.diff(rows_dark) > 3)[0][0]) + 1]
+    # the picture starts with the heading's letters (a few dark pixels a row), not with the black image's rows
+    assert (img[first_block] < 128).mean() < 0.3, (first_block, img.shape)

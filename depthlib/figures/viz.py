@@ -60,8 +60,11 @@ def save_figure(fig: plt.Figure, path: str | os.PathLike[str], dpi: int = 100) -
     root under the pipeline: resolving here sends every figure to the same place either way.
     """
     out = resolve(path)
+    # a heading kept out of the layout (explorer.static_figure places it in a strip of its own) is still part of
+    # the picture: the tight box takes every figure-level artist, not only those in the layout
+    extra = [a for a in fig.get_children() if a not in fig.axes and a.get_visible() and a is not fig.patch]
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", bbox_extra_artists=extra)
     return out
 
 
