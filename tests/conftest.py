@@ -13,6 +13,11 @@ from typing import Iterator
 import pytest
 import torch
 
+# nbformat (imported by test_browser, test_viz, test_user_paths) imports jsonschema, which would build the IRI grammar
+# of rfc3987_syntax for 4.4 s in every worker: no test uses jsonschema's "iri" format (depthlib.notebook.pipeline.
+# import_papermill does the same for the pipeline process and says why).
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample"
 SHARED_NYU = ROOT.parent / "shared" / "data" / "nyu_samples"

@@ -358,3 +358,30 @@ def test_only_02_lists_what_it_wrote_and_says_the_later_outputs_are_older(tmp_pa
                            "(--only 03 04 05, or no --only)"), note
     with project_at(root):  # a whole run: no note
         assert not any(ln.startswith("note:") for ln in outputs_report(whole, since))
+
+
+def test_papermill_loads_without_the_iri_grammar_and_still_validates_notebooks():
+    # depthlib.notebook.pipeline.import_papermill keeps jsonschema from building rfc3987_syntax's parser (4.4 s a
+    # pipeline start); notebooks must still validate, and the name must be importable again afterwards.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from depthlib.notebook.pipeline import import_papermill\n"
+        "pm = import_papermill()\n"
+        "assert 'rfc3987_syntax' not in sys.modules, 'the IRI grammar was built, or its name left blocked'\n"
+        "import nbformat\n"
+        "nb = nbformat.read('notebooks/04_evaluate.ipynb', as_version=4)\n"
+        "nbformat.validate(nb)\n"
+        "bad = nbformat.v4.new_notebook(); bad.cells.append({'cell_type': 'code'})\n"
+        "try:\n"
+        "    nbformat.validate(bad)\n"
+        "except nbformat.ValidationError:\n"
+        "    print('invalid refused')\n"
+        "import importlib.util\n"
+        "print('importable again', importlib.util.find_spec('rfc3987_syntax') is not None)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "invalid refused" in res.stdout and "importable again True" in res.stdout

@@ -204,8 +204,28 @@ def run(plan: Plan, *, progress: bool = True, log_output: bool = False, stream: 
         return _run_locked(plan, progress=progress, log_output=log_output, stream=stream and not log_output)
 
 
+def import_papermill() -> Any:
+    """papermill, imported without jsonschema's optional IRI grammar.
+
+    papermill imports nbformat, nbformat jsonschema, and jsonschema loads rfc3987_syntax when it is installed
+    (JupyterLab's jupyter-events brings it): that module builds an Earley parser of RFC 3987 at import, 4.4 s of
+    every `depthlib pipeline` start (2-core AMD EPYC, 2026-12-06, `python -X importtime`). It only serves the "iri"
+    formats of a jsonschema FormatChecker, which nbformat's notebook validation does not use; the kernels never
+    import it. Afterwards the name is importable again for anything else in the process.
+    """
+    blocked = "jsonschema" not in sys.modules and "rfc3987_syntax" not in sys.modules
+    if blocked:
+        sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]  # `import` then raises ImportError
+    try:
+        import papermill
+    finally:
+        if blocked and sys.modules.get("rfc3987_syntax", 0) is None:
+            del sys.modules["rfc3987_syntax"]
+    return papermill
+
+
 def _run_locked(plan: Plan, *, progress: bool, log_output: bool, stream: bool) -> Plan:
-    import papermill as pm
+    pm = import_papermill()
     from papermill.exceptions import PapermillExecutionError
 
     from .pipeline_kernel import PipelineKernelManager
