@@ -170,7 +170,8 @@ def test_lite0_pretrained_needs_no_network_and_is_the_real_imagenet_network(empt
     # The depth model's encoder holds exactly those weights (all but the classifier).
     model = create_model("densedepth", encoder="efficientnet_lite0", width=0.25, pretrained=True)
     enc = model.encoder.net.state_dict()
-    assert all(torch.equal(v, clf.state_dict()[k]) for k, v in enc.items())
+    clf_sd = clf.state_dict()
+    assert all(torch.equal(v, clf_sd[k]) for k, v in enc.items())
     assert DOWNLOADS == []
 
 

@@ -120,7 +120,8 @@ def test_freeze_encoder_keeps_weights_and_bn_stats_through_a_step(name):
     assert any("running_mean" in k for k in after)
     for k, v in before.items():
         assert torch.equal(v, after[k]), f"{name}: encoder {k} changed while frozen"
-    assert any(not torch.equal(v, model.decoder.state_dict()[k]) for k, v in dec_before.items())
+    dec_after = model.decoder.state_dict()
+    assert any(not torch.equal(v, dec_after[k]) for k, v in dec_before.items())
     model.freeze_encoder(False).train()
     assert model.encoder.training and all(p.requires_grad for p in model.encoder.parameters())
 
