@@ -163,6 +163,7 @@ def test_evaluate_and_the_explorer_use_each_frames_focal_length(ckpts: dict[str,
     assert capsys.readouterr().out.count("has no focal length") == 1
 
 
+@pytest.mark.slow  # one torch.export-based ONNX export (~6 s): run once, not again in each kernel pass of `make test`
 def test_the_onnx_graph_of_a_canonical_model_takes_fx(ckpts: dict[str, Path], tmp_path: Path) -> None:
     import onnx
 
