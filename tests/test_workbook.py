@@ -87,6 +87,27 @@ def test_each_evaluation_progress_bar_names_its_model(capsys):
     assert f"evaluate current, median aligned [{proto.name}]" in capsys.readouterr().err
 
 
+def test_the_metric_and_relative_tables_come_from_one_prediction_per_frame(capsys):
+    # 04 asks for its metric and relative tables together: the numbers are those of two evaluate_all calls, from
+    # half the network runs (once four: each table predicted every frame again, flip averaging doubling each).
+    from depthlib.evaluation.protocols import get_protocol
+    from test_evaluate import SMALL, FakeModel, ListDataset
+
+    ds, proto = ListDataset(3, holes=True), get_protocol("eigen").rescaled(*SMALL)
+    a, b = FakeModel(), FakeModel()
+    both = workbook.evaluate_tables({"current": a}, ds, ("none", "scale_shift"), protocol=proto, flip_average=True,
+                                    device="cpu", batch_size=2)
+    once = sum(a.batch_sizes)
+    apart = {al: workbook.evaluate_all({"current": b}, ds, protocol=proto, flip_average=True, device="cpu",
+                                       batch_size=2, alignment=al)["current"] for al in ("none", "scale_shift")}
+    assert once == 2 * len(ds) and sum(b.batch_sizes) == 2 * once  # flip averaging: 2 runs a frame, per pass
+    for al in ("none", "scale_shift"):
+        got = both[al]["current"]
+        assert got.alignment == al and got.metrics == apart[al].metrics and got.per_image == apart[al].per_image
+    assert both["none"]["current"].metrics != both["scale_shift"]["current"].metrics
+    assert f"evaluate current, scale_shift aligned [{proto.name}]" in capsys.readouterr().err
+
+
 def test_settings_a_run_could_not_use_are_refused_before_training():
     # A border crop predict cannot replay was once found out only when 04 loaded the finished checkpoint; a
     # control with 0 epochs trained nothing and 04 failed on its missing best.pt.

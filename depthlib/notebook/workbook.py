@@ -229,8 +229,20 @@ def evaluate_all(models: Mapping[str, nn.Module], dataset: Any, **kwargs: Any) -
     """
     from ..evaluation.evaluate import evaluate
 
-    how = f", {kwargs['alignment']} aligned" if kwargs.get("alignment", "none") != "none" else ""
-    return {name: evaluate(m, dataset, desc=f"{name}{how}", **kwargs) for name, m in models.items()}
+    return {name: evaluate(m, dataset, desc=name, **kwargs) for name, m in models.items()}
+
+
+def evaluate_tables(models: Mapping[str, nn.Module], dataset: Any, alignments: Sequence[str],
+                    **kwargs: Any) -> dict[str, dict[str, Any]]:
+    """evaluate_all under each of `alignments`, every frame predicted once per model -> {alignment: {name: EvalResult}}.
+
+    04's metric table ("none") and relative table come from one pass: half the network runs of two evaluate_all calls.
+    """
+    from ..evaluation.evaluate import evaluate_alignments
+
+    per_model = {name: evaluate_alignments(m, dataset, alignments=alignments, desc=name, **kwargs)
+                 for name, m in models.items()}
+    return {a: {name: res[a] for name, res in per_model.items()} for a in dict.fromkeys(alignments)}
 
 
 def write_report(results: Mapping[str, Any], out_dir: str, *, stem: str = "metrics", title: str = "") -> str:
