@@ -369,8 +369,8 @@ def _cmd_export(a: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of `python -m depthlib`."""
-    from .inference.export import DEFAULT_OPSET, MAX_SIDE, MIN_SIDE  # late, as torch: `depthlib pipeline` starts at once
-    from .inference.load import BORDER_REPLAYS
+    # from core, not from the modules that use them: those load torch, and --help answers at once without it
+    from .core.limits import BORDER_REPLAYS, DEFAULT_OPSET, MAX_SIDE, MIN_SIDE
 
     ap = argparse.ArgumentParser(prog=command_name(), description="depth-workbook command line.")
     sub = ap.add_subparsers(dest="command", required=True)

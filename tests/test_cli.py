@@ -177,14 +177,18 @@ def test_a_bad_device_setting_says_the_fix_as_a_setting() -> None:
         resolve_device("tpu")
 
 
-@pytest.mark.slow
-def test_python_dash_m_entry_point() -> None:
+def test_python_dash_m_entry_point_answers_help_and_usage_errors_without_loading_torch() -> None:
+    # --help and a usage error once took 5-8 s each: building the parser imported torch for four constants
     r = subprocess.run([sys.executable, "-m", "depthlib", "predict", "--help"], capture_output=True, text=True,
                        timeout=300, cwd=ROOT)
     assert r.returncode == 0 and "--intrinsics" in r.stdout and "--ply" in r.stdout
+    assert "8..4096" in " ".join(r.stdout.split()) or "--border-crop {auto,none}" in r.stdout
     r = subprocess.run([sys.executable, "-m", "depthlib", "export-onnx"], capture_output=True, text=True,
                        timeout=300, cwd=ROOT)
     assert r.returncode == 2 and "--checkpoint" in r.stderr
+    code = "import sys; from depthlib.cli import build_parser; build_parser(); print(sorted({'torch', 'timm'} & set(sys.modules)))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
 
 
 def _same_colours(png: Image.Image, expect: np.ndarray) -> None:

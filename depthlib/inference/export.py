@@ -33,14 +33,13 @@ from torch import Tensor, nn
 
 from ..core.atomic import atomic_path
 from ..core.errors import ConfigError, DepthlibError
+from ..core.limits import DEFAULT_OPSET, MAX_SIDE  # noqa: F401  (imported from here too)
 from ..core.paths import resolve
 from ..models.predict import MIN_SIDE, depth_at_input_size, images_from_rgb, predict
 
 INPUT_NAME = "image"
 FX_NAME = "fx"  # the second input of a canonical checkpoint's graph
 OUTPUT_NAME = "depth"
-DEFAULT_OPSET = 18
-MAX_SIDE = 4096  # upper bound of the dynamic H / W (torch.export needs a finite range)
 MAX_BATCH = 1024
 MM = 1e-3  # metres: how close to predict the export promises to be
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")

@@ -13,6 +13,7 @@ import os
 from torch import nn
 
 from ..core.errors import CheckpointError, ConfigError
+from ..core.limits import BORDER_REPLAYS  # noqa: F401  ("auto" / "none": see there; imported from here too)
 from ..core.paths import resolve
 from ..data.camera_space import CAMERA_SPACES
 from ..data.frame import has_nyu_border
@@ -23,10 +24,6 @@ from ..models.fastpath import prepare_for_inference
 
 __all__ = ["BORDER_REPLAYS", "NYU_FRAME", "REPLAYABLE_CROPS", "canonical_fx", "load_for_inference"]
 
-# Whether the checkpoint's training border crop is replayed on whole frames: "auto", on frames of the size it belongs
-# to (NYU's white border: 640x480 frames only), or "none", never (frames of a source without that border, such as a
-# 640x480 camera of your own: `pairs`; the crop would flatten their edge columns into a replicated copy).
-BORDER_REPLAYS = ("auto", "none")
 
 
 def load_for_inference(path: str | os.PathLike[str], *, device: str = "cpu", bf16: bool = False,

@@ -14,12 +14,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core.errors import ConfigError
+from ..core.limits import MIN_SIDE  # noqa: F401  (the smallest side predict accepts; imported from here too)
 from .adapter import InputAdapter
 from .fastpath import FAST_ATTR
 
-# Smallest side predict accepts. Below it an image holds too little scene for a depth estimate, and a
-# stride-32 encoder sees a single replicated pixel; 8 also keeps every border replay well-defined.
-MIN_SIDE = 8
 
 
 def images_from_rgb(rgb: Tensor) -> Tensor:
