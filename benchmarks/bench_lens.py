@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import statistics
@@ -39,7 +38,6 @@ from _common import ROOT, command_line, cpu_summary, parse_early, script_parser,
 
 RUNS = ROOT / "runs" / "lens"
 PREPARED = RUNS / "sample.h5"
-ZOOMS = (1.0, 1.5, 2.0)
 KINECT_FX = 518.8579011745019   # NYU's Kinect RGB fx at 640x480 (depthlib.core.camera.NYU_KINECT)
 RECIPES = {"a": "(a) today's recipe", "b": "(b) canonical targets + lens zoom", "c": "(c) (a), input resized to the "
            "canonical focal length"}
@@ -58,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 parse_early(__name__, build_parser)
+
+# the zoom, the scores and the table's columns, shared with notebook 04's live row
+from depthlib.evaluation.lens import ZOOMS, lens_scores, table_header, worst_drift  # noqa: E402
 
 
 def prepare() -> None:
@@ -92,74 +93,53 @@ def train(recipe: str, seed: int, lens: float, reuse: bool) -> Path:
     return best
 
 
-def predictions(checkpoint: Path, recipe: str, frames: list) -> dict[str, dict[float, tuple]]:
-    """{frame: {z: (predicted metres [H,W], true metres [H,W], valid)}} of one model, as `recipe` runs it."""
-    import numpy as np
+def predictions(checkpoint: Path, recipe: str, frames: list) -> list[tuple[str, dict[float, tuple[float, float]]]]:
+    """[(frame, {z: (median ratio predicted / true, AbsRel)})] of one model, as `recipe` runs it: depthlib.evaluation.lens
+    zooms and scores, and for (a) and (b) predicts as every caller does, each zoomed frame's focal length passed."""
     import torch
     import torch.nn.functional as F
 
-    from bench_known_points import zoomed
+    from depthlib.evaluation.lens import frame_scores, predict_frame
     from depthlib.inference.load import load_for_inference
-    from depthlib.models.predict import images_from_rgb, predict
+    from depthlib.models.predict import predict
 
     torch.set_num_threads(1)
     model = load_for_inference(checkpoint)
     # what the training camera's focal length is at the network: NYU's Kinect through the border crop and the resize
     trained_fx = KINECT_FX * model.input_size[1] / (640 - model.border[2] - model.border[3])
-    out: dict[str, dict[float, tuple]] = {}
-    for name, rgb0, gt0 in frames:
-        for z in ZOOMS:
-            rgb, gt = zoomed(rgb0, gt0, z)
-            x = images_from_rgb(torch.from_numpy(rgb[None]))
-            fx = KINECT_FX * z   # the zoomed frame's focal length, passed as --intrinsics would
-            with torch.no_grad():
-                if recipe == "c":
-                    # the whole image, resized so that its focal length is the training camera's at the network
-                    w = max(32, round(640 * trained_fx / fx))
-                    small = F.interpolate(x, size=(round(w * 480 / 640), w), mode="bilinear", antialias=True,
-                                          align_corners=False)
-                    pred = predict(model.model, small, flip_average=True, out_size=gt.shape)
-                else:
-                    pred = predict(model, x, flip_average=True, out_size=gt.shape, fx=fx)
-            p = pred[0, 0].float().numpy().astype(np.float64)
-            out.setdefault(name, {})[z] = (p, gt, (gt > 1e-3) & (gt < 10) & np.isfinite(p) & (p > 0))
-    return out
+
+    def resized_input(s: dict) -> torch.Tensor:
+        """(c): the whole image, resized so that its focal length is the training camera's at the network."""
+        x = s["image"][None]
+        w = max(32, round(640 * trained_fx / s["fx"]))
+        small = F.interpolate(x, size=(round(w * 480 / 640), w), mode="bilinear", antialias=True, align_corners=False)
+        return predict(model.model, small, flip_average=True, out_size=tuple(x.shape[-2:]))[0, 0]
+
+    samples = [{"image": torch.from_numpy(rgb).permute(2, 0, 1).float() / 255, "depth": torch.from_numpy(gt)[None],
+                "name": name, "fx": KINECT_FX} for name, rgb, gt in frames]
+    run = resized_input if recipe == "c" else (lambda s: predict_frame(model, s, flip_average=True))
+    return frame_scores(run, samples, ZOOMS)
 
 
-def scores(preds: dict[str, dict[float, tuple]], names: list[str]) -> dict[float, dict[str, float]]:
-    """{z: {"ratio": median over frames of each one's median pred / true, "abs_rel": mean over frames}}."""
-    import numpy as np
-
-    out = {}
-    for z in ZOOMS:
-        ratios, rels = [], []
-        for n in names:
-            p, g, v = preds[n][z]
-            ratios.append(float(np.median(p[v] / g[v])))
-            rels.append(float(np.mean(np.abs(p[v] - g[v]) / g[v])))
-        out[z] = {"ratio": float(np.median(ratios)), "abs_rel": float(np.mean(rels))}
-    return out
-
-
-def drift(per_z: dict[float, dict[str, float]]) -> float:
-    """Worst |ln(ratio at z / ratio at z = 1)| over z."""
-    return max(abs(math.log(per_z[z]["ratio"] / per_z[ZOOMS[0]]["ratio"])) for z in ZOOMS)
+def scores(preds: list[tuple[str, dict]], names: list[str]) -> dict[float, dict[str, float]]:
+    """{z: {"ratio": median over frames of each one's median pred / true, "abs_rel": mean over frames}} of `names`."""
+    return lens_scores([f for n, f in preds if n in names], ZOOMS)
 
 
 def table(results: dict[str, dict[int, dict]], label: str) -> str:
     """Markdown: per recipe and seed, ratio and AbsRel per z and the worst drift; then the median over seeds."""
-    head = ("| recipe | seed | " + " | ".join(f"ratio z={z:g} | AbsRel z={z:g}" for z in ZOOMS)
-            + " | worst drift |\n|---|---|" + "---|---|" * len(ZOOMS) + "---|\n")
+    cols = table_header(ZOOMS)
+    head = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
     rows = []
     for r, per_seed in results.items():
         cells = {s: per_seed[s][label] for s in per_seed}
         for s, sc in cells.items():
             rows.append(f"| {RECIPES[r]} | {s} | " + " | ".join(f"{sc[z]['ratio']:.3f} | {sc[z]['abs_rel']:.3f}"
-                                                                for z in ZOOMS) + f" | {drift(sc):.3f} |")
+                                                                for z in ZOOMS) + f" | {worst_drift(sc):.3f} |")
         med = median_scores(cells)
         rows.append(f"| **{RECIPES[r]}** | median | " + " | ".join(
             f"**{med[z]['ratio']:.3f}** | **{med[z]['abs_rel']:.3f}**" for z in ZOOMS)
-            + f" | **{statistics.median(drift(sc) for sc in cells.values()):.3f}** |")
+            + f" | **{statistics.median(worst_drift(sc) for sc in cells.values()):.3f}** |")
     return head + "\n".join(rows) + "\n"
 
 
@@ -173,7 +153,7 @@ def verdict(results: dict[str, dict[int, dict]], label: str) -> tuple[str, str]:
     stats = {}
     for r, per_seed in results.items():
         cells = {s: per_seed[s][label] for s in per_seed}
-        stats[r] = (statistics.median(drift(sc) for sc in cells.values()), median_scores(cells)[1.0]["abs_rel"])
+        stats[r] = (statistics.median(worst_drift(sc) for sc in cells.values()), median_scores(cells)[1.0]["abs_rel"])
     (da, aa) = stats["a"]
     passes = [r for r in ("b", "c") if stats[r][0] < da and abs(stats[r][1] - aa) <= 0.01]
     pick = min(passes, key=lambda r: stats[r][0]) if passes else "a"
