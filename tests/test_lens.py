@@ -4,6 +4,7 @@ one-frame figure and the reader of the committed lens table, on synthetic frames
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,9 @@ import torch
 
 from depthlib.core.errors import ConfigError, DataError
 from depthlib.evaluation import lens
+from depthlib.notebook.pipeline import make_plan, notebook_parameters
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _frame(depth: np.ndarray, fx: float = 100.0, name: str = "f") -> dict:
@@ -158,3 +162,10 @@ def test_the_table_reader_keeps_the_median_rows_and_says_when_the_file_is_missin
     (tmp_path / "other.md").write_text("# no table\n")
     assert "no median rows" in lens.read_lens_table(tmp_path / "other.md").note
 
+
+@pytest.mark.parametrize("profile", sorted(p.stem for p in (ROOT / "notebooks" / "profiles").glob("*.toml")))
+def test_every_profile_gets_a_lens_section_that_runs(profile):
+    # the notebook's defaults, as each profile leaves or sets them
+    params = {**notebook_parameters(ROOT / "notebooks" / "04_evaluate.ipynb"), **make_plan(profile).steps["04_evaluate"]}
+    assert lens.check_zooms(params["lens_zooms"]) == (1.0, 1.5, 2.0)
+    assert lens.read_lens_table(params["lens_table"]).rows, params["lens_table"]   # the committed table, read
