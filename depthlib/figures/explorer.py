@@ -26,6 +26,7 @@ SPLITS = {"train": "train split: seen in training", "val": "val split: not train
           "test": "test split: held out"}
 BACKGROUND = (32, 32, 32)
 MARKER = (0, 255, 0)
+KNOWN = (0, 230, 255)  # rings of the known points (cyan: unlike the green cross, and clear on magma and RdBu)
 
 
 def split_text(split: str | None) -> str:
@@ -136,16 +137,33 @@ def _colour_bar(canvas: Image.Image, box: tuple[int, int, int], cmap: str, lo: f
     draw.text(((x0 + x1 - cw) / 2, y0 + bar_h + size + 6), caption, fill=(255, 255, 255), font=small)
 
 
+def _known_ring(draw: ImageDraw.ImageDraw, c: tuple[float, float], number: int, size: int, box: tuple[int, int, int, int]) -> None:
+    """A ring at c (dark outline, so it reads on light and dark panels) and its number beside it, inside box."""
+    cx, cy = c
+    r = max(4, size // 3)
+    draw.ellipse((cx - r - 1, cy - r - 1, cx + r + 1, cy + r + 1), outline=(0, 0, 0), width=4)
+    draw.ellipse((cx - r, cy - r, cx + r, cy + r), outline=KNOWN, width=2)
+    f = font(max(10, size - 3))
+    label = str(number)
+    tw = draw.textlength(label, font=f)
+    x0, y0, x1, y1 = box  # beside the ring, on the side that stays in the panel
+    tx = cx + r + 2 if cx + r + 2 + tw + 2 <= x1 else cx - r - 2 - tw
+    ty = min(max(cy - size / 2, y0), y1 - size)
+    draw.rectangle((tx - 1, ty, tx + tw + 1, ty + size - 2), fill=(0, 0, 0))
+    draw.text((tx, ty - 1), label, fill=KNOWN, font=f)
+
+
 def _fmt(v: float) -> str:
     return f"{v:.1f}" if abs(v) >= 0.95 or v == 0 else f"{v:.2g}" if abs(v) < 0.095 else f"{v:.2f}"
 
 
 def compose(panels: list[tuple[str, np.ndarray]], layout: Layout, *, marker: tuple[float, float] | None,
             depth: tuple[float, float, str], err_max: float, error_cmap: str, has_error: bool = True,
-            difference: tuple[str, float] | None = None) -> np.ndarray:
+            difference: tuple[str, float] | None = None, known: Sequence[tuple[float, float]] = ()) -> np.ndarray:
     """uint8 [H,W,3] picture: `panels` ((title, uint8 [h,w,3]); "" title = blank) and the colour bars under them.
 
-    marker (sx, sy) is the pixel's position inside a panel, drawn on every titled panel; `depth` is
+    marker (sx, sy) is the pixel's position inside a panel, drawn on every titled panel, as are the known points
+    (`known`: their positions inside a panel, numbered from 1 in the order given); `depth` is
     (lo, hi, cmap) of the depth panels and err_max the +- range of the signed error panels. Each bar sits
     under the bottom row's panel it belongs to; `difference` (caption, e) of a second row's second panel
     (difference_caption, difference_range) gives that panel its own +- e bar, and the depth bar moves to the
@@ -159,7 +177,9 @@ def compose(panels: list[tuple[str, np.ndarray]], layout: Layout, *, marker: tup
         ox, oy = (k % COLUMNS) * w, (k // COLUMNS) * h
         canvas.paste(Image.fromarray(rgb), (ox, oy))
         if title:
-            _title(draw, (ox, oy), title, size)
+            for n, (kx, ky) in enumerate(known, start=1):
+                _known_ring(draw, (ox + kx, oy + ky), n, size, (ox, oy, ox + w, oy + h))
+            _title(draw, (ox, oy), title, size)  # over a ring near the corner: the title stays readable
             if marker is not None:
                 cx, cy = ox + marker[0], oy + marker[1]
                 draw.line((cx - 7, cy, cx + 7, cy), fill=MARKER, width=2)
@@ -183,23 +203,27 @@ def compose(panels: list[tuple[str, np.ndarray]], layout: Layout, *, marker: tup
 
 def static_figure(frame: Frame, rgb_title: str, rows: Sequence[tuple[str, np.ndarray, Mapping[str, float]]], *,
                   depth: tuple[float, float, str], err_max: float, error_cmap: str,
-                  pixels: str = "its valid pixels, no crop", suptitle: str = "") -> Any:
+                  pixels: str = "its valid pixels, no crop", suptitle: str = "",
+                  known: Sequence[tuple[float, float]] = (), notes: Sequence[str] = ()) -> Any:
     """matplotlib Figure of the view: per (label, prediction [H,W] m, metrics) row: prediction and its error map.
 
     The first row adds the RGB (titled `rgb_title`) and the ground truth (its title says the metrics' `pixels`),
     a second row the difference to the first prediction (its own symmetric range: difference_range) and, in the
     slot under the RGB, that difference's distribution. Every depth / error panel has its colour bar under it, as
-    the live view does; `suptitle` heads the figure.
+    the live view does; `suptitle` heads the figure. `known`: frame pixels (x, y) of known points, ringed and
+    numbered from 1 on every picture; `notes`: per row, words after the label in its prediction's title (e.g.
+    ", calibrated x1.12"; the error panel then says "calibrated" too).
     """
     import matplotlib.pyplot as plt
 
     lo, hi, cmap = depth
     e = err_max
     # constrained layout keeps titles, colour bars and their labels apart
-    height = 4.2 * len(rows) + 0.4
+    extra = 0.25 * suptitle.count("\n")  # inches per further line of the heading: the panels keep their room
+    height = 4.4 * len(rows) + 0.4 + extra
     fig, axes = plt.subplots(len(rows), 4, figsize=(16, height), squeeze=False, layout="constrained")
     if suptitle:  # in a strip of its own above the layout: placed by the layout, a 3-line panel title reached it
-        fig.get_layout_engine().set(rect=(0, 0, 1, 1 - 0.45 / height))
+        fig.get_layout_engine().set(rect=(0, 0, 1, 1 - (0.45 + extra) / height))
         fig.suptitle(suptitle, fontsize=13, y=1 - 0.08 / height, va="top").set_in_layout(False)
     gt = np.where(frame.valid, frame.depth, np.nan)
     depth_kw, err_kw = dict(cmap=cmap, vmin=lo, vmax=hi), dict(cmap=error_cmap, vmin=-e, vmax=e)
@@ -214,7 +238,9 @@ def static_figure(frame: Frame, rgb_title: str, rows: Sequence[tuple[str, np.nda
             d = difference_range(diff)
             bars["diff"] = difference_caption((first[0], label), d)
             left = [("hist", diff, d), (f"{first[0]} \u2212 {label}", diff, dict(cmap=error_cmap, vmin=-d, vmax=d), "diff")]
-        cells = [*left, (f"{label}\n{scores}", pred, depth_kw, "depth"), (f"{label}: pred \u2212 gt", pred - gt, err_kw, "error")]
+        note = notes[r] if r < len(notes) else ""
+        error = f"{label}{', calibrated' if note else ''}: pred \u2212 gt"
+        cells = [*left, (f"{label}{note}\n{scores}", pred, depth_kw, "depth"), (error, pred - gt, err_kw, "error")]
         for c, cell in enumerate(cells):
             ax = axes[r][c]
             if cell[0] == "hist":
@@ -224,11 +250,25 @@ def static_figure(frame: Frame, rgb_title: str, rows: Sequence[tuple[str, np.nda
             title, image, kw, bar = cell
             im = ax.imshow(image, **kw)
             ax.set_title(title, fontsize=11)
+            _known_rings(ax, known)
             if bar:  # under the picture, as wide as it (constrained layout makes room)
                 cb = fig.colorbar(im, ax=ax, location="bottom", fraction=0.06, pad=0.02, aspect=30)
                 cb.set_label(bars[bar], fontsize=9)
                 cb.ax.tick_params(labelsize=8)
     return fig
+
+
+def _known_rings(ax: Any, known: Sequence[tuple[float, float]]) -> None:
+    """Known points on a picture: a ring at each one's nearest pixel, numbered from 1 as in the residual table."""
+    import matplotlib.patheffects as pe
+
+    outline = [pe.withStroke(linewidth=3.5, foreground="black")]
+    for n, (x, y) in enumerate(known, start=1):
+        cx, cy = np.floor(x + 0.5), np.floor(y + 0.5)
+        ax.plot([cx], [cy], marker="o", markersize=9, markerfacecolor="none", markeredgewidth=1.8,
+                color=np.array(KNOWN) / 255, path_effects=outline)
+        ax.annotate(str(n), (cx, cy), xytext=(6, 4), textcoords="offset points", fontsize=9, fontweight="bold",
+                    color=np.array(KNOWN) / 255, path_effects=outline)
 
 
 def _difference_histogram(ax: Any, diff: np.ndarray, d: float, labels: tuple[str, str]) -> None:
