@@ -10,6 +10,8 @@ shown and kept in an LRU cache, so returning to a frame or toggling the comparis
 Without a frontend (papermill) everything still runs, and `save_static(path)` writes the current
 view as a PNG figure. The metrics count every valid pixel, no crop, or with `protocol` (e.g. "densedepth")
 the pixels 04 evaluates, computed as depthlib.evaluation.evaluate does, so a frame's numbers are the ones 04 gives it.
+Distances measured at pixels (typed at the clicked pixel, or `add_known(x, y, metres)`) calibrate the shown
+predictions as `predict --known` does: depthlib.notebook.known_points.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from ..evaluation.report import LABELS
 from ..figures.explorer import (COLUMNS, Layout, compose, difference_caption, difference_range, ground_truth_range,
                                 split_text, static_figure)
 from ..figures.viz import colorize, save_figure, short_name
+from ..inference.calibrate import Calibration
+from .known_points import ExplorerKnownPoints, KnownPoints, calibrated_words, panel_title, summary
 
 CMAPS = ("magma_r", "viridis_r", "plasma_r", "inferno_r", "turbo_r", "jet_r", "gray")
 ERROR_CMAP = "RdBu_r"  # signed error pred - gt: blue = too near, red = too far
@@ -99,7 +103,7 @@ def _png(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-class Explorer:
+class Explorer(ExplorerKnownPoints):
     """Browse `source`'s frames with predictions of one or two checkpoints (labels -> paths).
 
     depth_range (lo, hi) metres fixes the depth colour scale; None or empty: each frame's ground-truth range.
@@ -165,6 +169,9 @@ class Explorer:
         small = W.Layout(width="180px")
         self.x = W.BoundedIntText(value=0, min=0, max=0, description="x (px)", layout=small)
         self.y = W.BoundedIntText(value=0, min=0, max=0, description="y (px)", layout=small)
+        self.known = KnownPoints()  # distances measured at pixels, per frame: the shown predictions are calibrated
+        self.known.add.on_click(lambda _: self._add_typed())
+        self.known.clear.on_click(lambda _: self.clear_known())
         self.image = W.Image(format="png", layout=W.Layout(width="100%", max_width=f"{4 * self.panel_width}px"))
         self.readout = W.HTML(layout=W.Layout(**ONE_LINE))
         self.table = W.HTML(layout=W.Layout(**ONE_LINE))
@@ -179,7 +186,7 @@ class Explorer:
         self._quiet = False
         self._set_pixel_bounds(self._frame(self.frame.value), centre=True)
         for w in (self.frame, self.current, self.previous, self.cmap, self.depth_range, self.auto_range, self.err_max,
-                  self.flip, self.x, self.y):
+                  self.flip, self.x, self.y, self.known.use):
             w.observe(self._changed, names="value")
         self.clicks.observe(self._clicked, names="value")
         # Rows wrap between controls rather than squeezing them; the readout has a row of its own.
@@ -188,8 +195,8 @@ class Explorer:
             row(self.frame, self.frame_name, self.split),
             row(self.current, self.previous, self.flip),
             row(self.cmap, self.depth_range, self.auto_range),
-            row(self.err_max, self.x, self.y),
-            self.readout, self.image, self.table, self.clicks, self._click_bridge,
+            row(self.err_max, self.x, self.y), self.known.controls, self.known.message,
+            self.readout, self.image, self.table, self.known.residuals, self.clicks, self._click_bridge,
         ])
         self.widget.add_class(root)
         self.refresh()
@@ -224,20 +231,24 @@ class Explorer:
         out = predict(model, x.to(self.device), flip_average=flip, out_size=f.rgb.shape[:2], fx=f.fx)
         return out[0, 0].float().cpu().numpy()
 
-    def metrics(self, label: str, i: int) -> dict[str, float]:
-        """Metrics of checkpoint `label` on frame i over `pixels_text()`'s pixels (cached)."""
+    def metrics(self, label: str, i: int, calibrated: bool = True) -> dict[str, float]:
+        """Metrics of checkpoint `label` on frame i over `pixels_text()`'s pixels (cached): of the prediction as
+        shown, calibrated to the frame's known points when it has any (calibrated=False: as predicted)."""
         flip = bool(self.flip.value)
+        cal = self.calibration(label, i) if calibrated else None
 
         def make() -> dict[str, float]:
             f = self._frame(i)
             if self.protocol is not None:
-                return self._protocol_metrics(label, f, flip)
+                return self._protocol_metrics(label, f, flip, cal)
             t = lambda a: torch.from_numpy(np.array(a))[None, None]  # noqa: E731
-            return depth_metrics(pred=t(self.prediction(label, i, flip)), target=t(f.depth), valid=t(f.valid))
+            pred = self.prediction(label, i, flip) if cal is None else cal.depth
+            return depth_metrics(pred=t(pred), target=t(f.depth), valid=t(f.valid))
 
-        return self.predictions.get(("metrics", label, i, flip), make)
+        points = self.known.active(i) if cal is not None else ()
+        return self.predictions.get(("metrics", label, i, flip, points), make)
 
-    def _protocol_metrics(self, label: str, f: Frame, flip: bool) -> dict[str, float]:
+    def _protocol_metrics(self, label: str, f: Frame, flip: bool, cal: Calibration | None = None) -> dict[str, float]:
         """The metrics depthlib.evaluation.evaluate records for frame `f` under self.protocol (its per-image record)."""
         from ..data.frame import frame_to_sample
         from ..evaluation.evaluate import prepare_batch
@@ -247,6 +258,9 @@ class Explorer:
         batch = {k: s[k][None] for k in ("image", "depth", "valid")} | {"fx": torch.tensor([s["fx"]])}
         pred, target, valid = prepare_batch(as_fast(self._model(label)), batch, self.protocol, flip_average=flip,
                                             alignment="none", device=self.device, source=f.name)
+        if cal is not None:  # the fit to the known points maps each kept depth, then the protocol's clamp, as its
+            # alignment is applied (depthlib.evaluation.protocols.Protocol.apply)
+            pred = torch.from_numpy(cal.fit.apply(pred.cpu().numpy())).to(pred.device).clamp(*self.protocol.pred_range)
         return metrics_from_sums(metric_sums(pred=pred, target=target, valid=valid)[0])
 
     def pixels_text(self, short: bool = False) -> str:
@@ -305,7 +319,7 @@ class Explorer:
                ("ground truth", colorize(gt, lo, hi, self.cmap.value, valid=valid))]
         first = None
         for label in self.labels_shown():
-            p = small(self.prediction(label, i))
+            p, cal = small(self.shown_prediction(label, i)), self.calibration(label, i)
             if first is None:
                 first = (label, p)
             else:  # second row: how the two checkpoints differ, under their own panels (layout().blank), in their
@@ -313,8 +327,9 @@ class Explorer:
                 d = self.difference_max()
                 out += [("", np.full((h, w, 3), 32, np.uint8)),
                         (f"{first[0]} - {label}", colorize(first[1] - p, -d, d, ERROR_CMAP))]
-            out.append((f"{label}", colorize(p, lo, hi, self.cmap.value)))
-            out.append((f"{label}: pred - gt", colorize(p - gt, -e, e, ERROR_CMAP, valid=valid)))
+            out.append((label if cal is None else panel_title(label, cal), colorize(p, lo, hi, self.cmap.value)))
+            error = f"{label}{'' if cal is None else ', calibrated'}: pred - gt"
+            out.append((error, colorize(p - gt, -e, e, ERROR_CMAP, valid=valid)))
         return out
 
     def difference_max(self) -> float:
@@ -324,7 +339,7 @@ class Explorer:
         if len(shown) < 2:
             return 0.0
         i = self.frame.value
-        return difference_range(self.prediction(shown[0], i) - self.prediction(shown[1], i))
+        return difference_range(self.shown_prediction(shown[0], i) - self.shown_prediction(shown[1], i))
 
     def layout(self) -> Layout:
         """Geometry of the displayed picture (panel size, rows, colour-bar strip) for the current view."""
@@ -338,12 +353,14 @@ class Explorer:
         lay = self.layout()
         H, Wd = lay.frame_hw
         marker = ((self.x.value + 0.5) * lay.w / Wd, (self.y.value + 0.5) * lay.h / H)
+        known = [((np.floor(p.x + 0.5) + 0.5) * lay.w / Wd, (np.floor(p.y + 0.5) + 0.5) * lay.h / H)
+                 for p in self.known_points()]  # each at its nearest pixel's centre, as calibrate reads it
         lo, hi = self.depth_range.value
         shown = self.labels_shown()
         d = self.difference_max()
         difference = (difference_caption(shown, d, short=True), d) if len(shown) > 1 else None
         return compose(self.panels(), lay, marker=marker, depth=(lo, hi, self.cmap.value),
-                       err_max=float(self.err_max.value), error_cmap=ERROR_CMAP, difference=difference)
+                       err_max=float(self.err_max.value), error_cmap=ERROR_CMAP, difference=difference, known=known)
 
     def pixel_text(self) -> str:
         """HTML of the depths at pixel (x, y): ground truth and every shown prediction, each entry on one line."""
@@ -351,7 +368,10 @@ class Explorer:
         f = self._frame(i)
         gt = f"{f.depth[y, x]:.3f} m" if f.valid[y, x] else "hole"
         parts = [f"<b>({x}, {y})</b> ground truth {gt}"]
-        parts += [f"{html.escape(lb)} {self.prediction(lb, i)[y, x]:.3f} m" for lb in self.labels_shown()]
+        for lb in self.labels_shown():
+            cal, raw = self.calibration(lb, i), self.prediction(lb, i)[y, x]
+            parts.append(f"{html.escape(lb)} {raw:.3f} m" if cal is None else
+                         f"{html.escape(lb)}, calibrated {cal.depth[y, x]:.3f} m (predicted {raw:.3f} m)")
         # one line: never broken between a label and its value ("previous" / "1.775 m"), nor between entries
         return NOWRAP.format(" | ".join(parts))
 
@@ -360,9 +380,13 @@ class Explorer:
         head = "".join(f"<th style='padding:0 8px'>{html.escape(LABELS[m])}</th>" for m in METRICS_SHOWN)
         rows = []
         for lb in self.labels_shown():
-            m = self.metrics(lb, self.frame.value)
-            cells = "".join(f"<td style='padding:0 8px'>{m[k]:.4f}</td>" for k in METRICS_SHOWN)
-            rows.append(f"<tr><td>{html.escape(lb)}</td>{cells}</tr>")
+            n = len(self.known.active(self.frame.value)) if self.calibration(lb) is not None else 0
+            # calibrated: that row first and labelled, then the prediction as it came, to compare
+            versions = [(f"{lb}, calibrated ({n} points)", True), (f"{lb}, as predicted", False)] if n else [(lb, True)]
+            for name, calibrated in versions:
+                m = self.metrics(lb, self.frame.value, calibrated)
+                cells = "".join(f"<td style='padding:0 8px'>{m[k]:.4f}</td>" for k in METRICS_SHOWN)
+                rows.append(f"<tr><td>{html.escape(name)}</td>{cells}</tr>")
         name = html.escape(self._names[self.frame.value])
         split = html.escape(self.split_of(self.frame.value))
         pixels = html.escape(self.pixels_text())
@@ -374,6 +398,9 @@ class Explorer:
         """Recompute the picture, pixel readout and metrics from the widget values, then show them together."""
         # Everything is computed before anything is shown, so the numbers never trail the picture.
         picture, readout, table = _png(self.render()), self.pixel_text(), self.metrics_html()
+        i = self.frame.value
+        cals = {lb: c for lb in self.labels_shown() if (c := self._calibrated(lb, i)) is not None}
+        self.known.show(cals, self._names[i])
         self.frame_name.value = self._names[self.frame.value]
         self.split.value = f"<i>{html.escape(self.split_of(self.frame.value))}</i>"
         self.table.value, self.readout.value, self.image.value = table, readout, picture
@@ -430,13 +457,22 @@ class Explorer:
         i = self.frame.value
         f = self._frame(i)
         shown = self.labels_shown()
-        rows = [(lb, self.prediction(lb, i), self.metrics(lb, i)) for lb in shown]
+        cals = {lb: self.calibration(lb, i) for lb in shown}
+        rows = [(lb, self.shown_prediction(lb, i), self.metrics(lb, i)) for lb in shown]
         heading = (f"explorer: frame {short_name(self._names[i], 60)}, "
                    + (f"{shown[0]} and {shown[1]} (difference: {shown[0]} \u2212 {shown[1]})" if len(shown) > 1
                       else shown[0]))
+        points = self.known_points()
+        used = {lb: c for lb, c in cals.items() if c is not None}
+        if used:
+            heading += f"\n{summary(used)} (the numbered rings)"
+        elif points:
+            heading += f"\n{len(points)} known points (the numbered rings), calibration off"
         fig = static_figure(f, f"RGB {short_name(self._names[i], 40)}\n{self.split_of(i)}", rows,
                             depth=(*self.depth_range.value, self.cmap.value), err_max=float(self.err_max.value),
-                            error_cmap=ERROR_CMAP, pixels=self.pixels_text(short=True), suptitle=heading)
+                            error_cmap=ERROR_CMAP, pixels=self.pixels_text(short=True), suptitle=heading,
+                            known=[(p.x, p.y) for p in points],
+                            notes=["" if c is None else ", " + calibrated_words(c) for c in cals.values()])
         try:
             return save_figure(fig, resolve(path), dpi=dpi)
         finally:
