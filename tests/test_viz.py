@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 
 from depthlib.figures import viz
@@ -173,6 +174,24 @@ def test_04_says_its_verdict_once_in_the_headline() -> None:
     verdicts = [p for p in prints if "baseline" in p or "abs_rel" in p or "delta1" in p or "headline" in p]
     assert verdicts == ["print(headline(metric, markdown=False))"], verdicts
     assert "require_beat_baseline" in code and "require_beat_control" in code  # the asserts stay
+
+
+def test_save_figure_keeps_what_a_tight_save_keeps(tmp_path) -> None:
+    # 04's grids lost the colour bars at their right edge (768 -> 705 px wide) once save_figure passed only the
+    # figure-level artists as the tight box's extra artists: a figure with nothing out of the layout must come out
+    # as matplotlib's own tight save makes it.
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from depthlib.figures.viz import depth_grid, save_figure
+
+    row = {"image": torch.rand(3, 24, 32), "depth": 1 + torch.rand(1, 24, 32) * 3, "current": 1 + torch.rand(1, 24, 32) * 3}
+    fig = depth_grid([row, row], ["image", "depth", "current"], suptitle="two rows")
+    ours = save_figure(fig, tmp_path / "ours.png")
+    fig.savefig(tmp_path / "plain.png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    a, b = (np.asarray(Image.open(p).convert("RGB")) for p in (ours, tmp_path / "plain.png"))
+    assert a.shape == b.shape and np.array_equal(a, b)
 
 
 def test_a_heading_kept_out_of_the_layout_is_saved_with_the_figure(tmp_path) -> None:

@@ -61,8 +61,12 @@ def save_figure(fig: plt.Figure, path: str | os.PathLike[str], dpi: int = 100) -
     """
     out = resolve(path)
     # a heading kept out of the layout (explorer.static_figure places it in a strip of its own) is still part of
-    # the picture: the tight box takes every figure-level artist, not only those in the layout
-    extra = [a for a in fig.get_children() if a not in fig.axes and a.get_visible() and a is not fig.patch]
+    # the picture: the tight box takes what it takes by default (every axes' artists: colour bars' triangles and
+    # outlines too) and also the figure-level artists left out of the layout. Given alone, that second list
+    # replaced the default one for every axes, and cut the colour bars off 04's grids.
+    extra = fig.get_default_bbox_extra_artists()
+    extra += [a for a in fig.get_children() if a not in fig.axes and a.get_visible() and not a.get_in_layout()
+              and a is not fig.patch]
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", bbox_extra_artists=extra)
     return out
