@@ -262,11 +262,15 @@ def write_report(results: Mapping[str, Any], out_dir: str, *, stem: str = "metri
 
 
 def milestone_figure(models: Mapping[str, nn.Module], dataset: Any, indices: Sequence[int], results: Mapping[str, Any],
-                     path: str, *, flip_average: bool = True) -> Any:
-    """RGB | ground truth | one column per model, titled with each model's AbsRel / delta1 on the whole split."""
+                     path: str, *, flip_average: bool = True, rows: Sequence[Mapping[str, Any]] | None = None) -> Any:
+    """RGB | ground truth | one column per model, titled with each model's AbsRel / delta1 on the whole split.
+
+    rows: prediction_rows of these models on these frames, when the caller has them already (04 draws three figures
+    from one set); otherwise they are predicted here."""
     from ..figures import viz
 
-    rows = prediction_rows(models, dataset, indices, flip_average=flip_average)
+    if rows is None:
+        rows = prediction_rows(models, dataset, indices, flip_average=flip_average)
     titles = ["RGB", "ground truth"] + [
         f"{n}\nAbsRel {results[n].metrics['abs_rel']:.3f}  δ1 {results[n].metrics['delta1']:.3f}" for n in models]
     first = next(iter(results.values()))
