@@ -72,10 +72,12 @@ def frames() -> list[tuple[str, np.ndarray, np.ndarray]]:
 
 
 def zoomed(rgb: np.ndarray, depth: np.ndarray, z: float) -> tuple[np.ndarray, np.ndarray]:
-    """The centre 1/z of the frame resized back to its size (RGB bicubic, depth nearest: no invented depths)."""
+    """The centre 1/z of the frame resized back to its size (RGB bicubic, depth nearest: no invented depths): the
+    box of depthlib.evaluation.lens, on the uint8 picture as read (zoom_sample takes a float sample)."""
+    from depthlib.evaluation.lens import zoom_box
+
     h, w = depth.shape
-    ch, cw = round(h / z), round(w / z)
-    top, left = (h - ch) // 2, (w - cw) // 2
+    top, left, ch, cw = zoom_box(h, w, z)
     box = (left, top, left + cw, top + ch)
     r = np.array(Image.fromarray(rgb).crop(box).resize((w, h), Image.BICUBIC))
     d = np.array(Image.fromarray(depth.astype(np.float32)).crop(box).resize((w, h), Image.NEAREST))
