@@ -106,7 +106,8 @@ FULL = Sizes({"encoder": "densenet169", "width": 1.0}, (480, 640), 8, 5, 20, 8, 
              {"gen": 40, "train": 90, "pipeline": 240, "loader": 40, "predict": 60, "ddp": 90, "compile": 180})
 TOY_MODEL = {"encoder": "efficientnet_lite0", "width": 0.25}
 TOY = Sizes({**TOY_MODEL, "pretrained": False}, (64, 96), 2, 1, 3, 0, 1, 40, 6,
-            SHRINK + ("01:hole_demo=", "01:n_show=1", "04:n_show=1", "02:precision=fp32", "03:precision=fp32",
+            SHRINK + ("01:hole_demo=", "01:n_show=1", "04:n_show=1", "04:lens_zooms=[]",  # the rehearsal times no lens
+                      "02:precision=fp32", "03:precision=fp32",
                       "02:image_size=[64,96]", "03:image_size=[64,96]", "02:batch_size=2", "03:batch_size=2",
                       "02:num_workers=0", "03:num_workers=0",
                       "02:model_kwargs=" + literal({**TOY_MODEL, "pretrained": True})),  # the offline Lite0 wheel
