@@ -265,6 +265,16 @@ def _drive(page: Any, lab: dict[str, Any]) -> None:
     x_box.press("Enter")
     page.locator(".widget-html", has_text="(5, ").first.wait_for(timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "04_pixel_readout.png"))
+
+    # A known distance at that pixel (issue #22): typed, added, and the picture and residual table follow it.
+    shown = page.evaluate(_IMAGE_DIGEST)
+    distance = page.locator(".widget-inline-hbox:has(label:text-is('distance (m)')) input").first
+    distance.fill("2.5")
+    page.locator("button", has_text="add known point").first.click()
+    page.locator(".widget-html", has_text="calibrated from 1 point").first.wait_for(timeout=60_000)
+    _wait_for_new_image(page, shown, timeout=60.0)
+    assert "2.5" in page.locator(".widget-html pre").first.inner_text()  # the residual table names the metres given
+    page.screenshot(path=str(ARTIFACTS / "04b_known_point.png"))
     _one_line_at_1000_px(page)
     digest = hashlib.sha256((before + after).encode()).hexdigest()[:12]
     (ARTIFACTS / "result.txt").write_text(f"before {before}\nafter {after}\nrun {digest}\n")

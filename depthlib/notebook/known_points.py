@@ -73,8 +73,9 @@ class KnownPoints:
 
     def __init__(self) -> None:
         self._points: dict[int, list[KnownPoint]] = {}
+        # the label at its own width: the default 90 px cut it to "distance (..." in JupyterLab (browser test screenshot)
         self.distance = W.Text(value="", placeholder="e.g. 2.35", description="distance (m)",
-                               layout=W.Layout(width="220px"))
+                               style={"description_width": "initial"}, layout=W.Layout(width="220px"))
         self.add = W.Button(description="add known point", tooltip="the distance at pixel (x, y) of this frame")
         self.clear = W.Button(description="clear points", tooltip="remove this frame's known points")
         self.use = W.Checkbox(value=True, description="calibrate to the known points", layout=W.Layout(width="auto"))
