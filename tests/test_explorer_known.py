@@ -81,7 +81,9 @@ def test_a_shift_is_fitted_and_applied_as_predict_does(ckpts: dict[str, Path]) -
     ex = _explorer(ckpts)
     raw = ex.prediction("current", 0)
     s, t = 1.3, 0.12
-    xym = [(x, y, float(1 / (1 / (s * raw[y, x]) + t))) for x, y in ((20, 15), (5, 20), (28, 4), (10, 8), (25, 22))]
+    # in float64: raw[y, x] is a float32 scalar, and NumPy keeps 1.3 * float32 in float32, whose rounding the
+    # intercept of 5 close depths magnified to 1.6e-7 on 0.12 under torch's portable kernels (make test-kernels)
+    xym = [(x, y, 1 / (1 / (s * float(raw[y, x])) + t)) for x, y in ((20, 15), (5, 20), (28, 4), (10, 8), (25, 22))]
     for x, y, m in xym:
         ex.add_known(x, y, m)
     want, got = _want(ex, "current", 0, xym), ex.calibration()
