@@ -9,12 +9,16 @@ Each setting names every 03 value it depends on, so the results do not change wh
 Measured on the capture's held-out (test) frames, 04's `no_crop_valid` protocol with flip averaging: AbsRel and
 δ1 of "previous" (the sample model), "current" (03's best.pt, picked by validation loss with the starting weights
 as epoch 0), the last epoch's weights (last.pt, what the epochs did before selection) and the mean-depth baseline;
-also which epoch best.pt holds. Writes benchmarks/RESULTS_own_data.md (machine, CPU flags, date, commands) and
-one result.json per run beside its outputs (`--report-only` rewrites the table from those).
+also which epoch best.pt holds, and for camera_space="canonical" the factor its targets were scaled by (canonical_fx
+over the frames' focal length at the input, from the prepared file and best.pt). Writes
+benchmarks/RESULTS_own_data.md (machine, CPU flags, date, commands) and one result.json per run beside its outputs
+(`--report-only` rewrites the table from those).
 
     make pipeline                                              # the sample model, first
-    .venv/bin/python benchmarks/bench_own_data.py              # both captures, every setting (about 40 min, 2 cores)
+    .venv/bin/python benchmarks/bench_own_data.py              # both captures, every setting (1-2 hours on 2 cores)
     .venv/bin/python benchmarks/bench_own_data.py --captures sun3d --settings shipped bn_frozen
+    .venv/bin/python benchmarks/bench_own_data.py --resume --prepare-again --settings bn_frozen_lr2e-5_margin5 \
+        bn_frozen_lr2e-5_margin5_canonical --seeds 0 1 2          # after a capture's writer or the prepared format changed
 """
 
 from __future__ import annotations
@@ -41,13 +45,16 @@ SAMPLE_MODEL = "checkpoints/sample/finetune/best.pt"   # own.toml's init_from an
 CAPTURES = {
     "sun3d": "SUN3D study room (Asus Xtion, fx 570 px): fragment 1 trains (20 frames) and validates (its last 5), "
              "fragment 2 held out (25 frames); CSV list, uint16 mm, 320x240, the camera's own holes (about 12 %)",
-    "nyu_tum": "NYU frames as a TUM capture (1/5000 m PNGs, 320x240): the sample's 27 training frames train, its "
-               "bathroom (2) validates; held out (8): the sample's test bedroom (5, in-painted depth) and the raw-depth "
-               "basement (3, raw Kinect depth, 25-33 % holes), neither ever trained on",
+    "nyu_tum": "NYU frames as a TUM capture (1/5000 m PNGs, 320x240, NYU's Kinect inside its white border declared as "
+               "`intrinsics`): the sample's 27 training frames train, its bathroom (2) validates; held out (8): the "
+               "sample's test bedroom (5, in-painted depth) and the raw-depth basement (3, raw Kinect depth, 25-33 % "
+               "holes), neither ever trained on",
 }
-# 03 values each setting runs with; every one is named, whatever own.toml says today.
+# 03 values each setting runs with; every one is named, whatever own.toml says today. select_margin, camera_space and
+# canonical_fx came after 52797dd: its runs had no margin and trained on metres, the values given here.
 SHIPPED = {"freeze_encoder": False, "freeze_encoder_bn": False, "lr": 5e-5, "epochs": 5, "batch_size": 4,
-           "select": "val_loss", "wise_alpha": 1.0, "subset": "all"}
+           "select": "val_loss", "select_margin": 0.0, "wise_alpha": 1.0, "subset": "all", "camera_space": "none",
+           "canonical_fx": 0.0}
 SETTINGS = {
     "shipped": {},                                                          # own.toml as of 52797dd
     "bn_frozen": {"freeze_encoder_bn": True},
@@ -58,6 +65,13 @@ SETTINGS = {
     "bn_frozen_lr2e-5_10ep": {"freeze_encoder_bn": True, "lr": 2e-5, "epochs": 10},
     "encoder_frozen": {"freeze_encoder": True},
     "encoder_frozen_lr2e-4": {"freeze_encoder": True, "lr": 2e-4},
+    "bn_frozen_lr2e-5_margin5": {"freeze_encoder_bn": True, "lr": 2e-5, "select_margin": 0.05},   # own.toml, ea61c03
+    # canonical_fx 0: NYU's Kinect over 640 columns at image_size's width (207.543 px at 256), border_crop "none"
+    "bn_frozen_lr2e-5_margin5_canonical": {"freeze_encoder_bn": True, "lr": 2e-5, "select_margin": 0.05,
+                                           "camera_space": "canonical"},
+    # the sample model's own input camera: the Kinect inside NYU's border (625 columns) at 256 wide, 212.5242 px
+    "bn_frozen_lr2e-5_margin5_canonical_fx212": {"freeze_encoder_bn": True, "lr": 2e-5, "select_margin": 0.05,
+                                                 "camera_space": "canonical", "canonical_fx": 212.5242},
 }
 # the results file's sections this script writes (its "## Reading" section is written by hand, and kept)
 OWNS = (*(re.escape(c) + ": " for c in CAPTURES), r"Settings run with several seeds")
@@ -82,14 +96,21 @@ def literal(value: object) -> str:
     return repr(value) if not isinstance(value, bool) else str(value).lower()
 
 
-def make_project(work: Path, model: Path) -> Path:
-    """A scratch project root: the checkout's notebooks and code (symlinked), the sample model copied in."""
+def make_project(work: Path, model: Path, *, keep_runs: bool = False) -> Path:
+    """A scratch project root: the checkout's notebooks and code (symlinked), the sample model copied in.
+
+    keep_runs: only the capture and its prepared file are removed; the runs measured there stay (same frames).
+    """
     root = work / "project"
-    shutil.rmtree(root, ignore_errors=True)
-    (root / "data").mkdir(parents=True)
-    for part in ("notebooks", "depthlib", "data/sample"):
-        (root / part).symlink_to(ROOT / part, target_is_directory=True)
-    (root / SAMPLE_MODEL).parent.mkdir(parents=True)
+    if keep_runs and root.is_dir():
+        for part in ("data/own", "data/prepared"):
+            shutil.rmtree(root / part, ignore_errors=True)
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+        (root / "data").mkdir(parents=True)
+        for part in ("notebooks", "depthlib", "data/sample"):
+            (root / part).symlink_to(ROOT / part, target_is_directory=True)
+    (root / SAMPLE_MODEL).parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(model, root / SAMPLE_MODEL)
     return root
 
@@ -114,9 +135,29 @@ def last_epoch_metrics(root: Path, out_dir: Path) -> dict:
     from depthlib.notebook import workbook
 
     test = workbook.eval_frames("data/prepared/own.h5", "test")
-    model = workbook.inference_models({"last epoch": str(out_dir / "last.pt")})
+    model = workbook.inference_models({"last epoch": str(out_dir / "last.pt")}, frames=test)
     res = workbook.evaluate_all(model, test, protocol="no_crop_valid", flip_average=True, device="cpu")
     return res["last epoch"].metrics
+
+
+def checkpoint_data(path: Path) -> dict:
+    """The input settings a checkpoint recorded (image_size, border_crop; camera_space and canonical_fx if canonical)."""
+    from depthlib.models.checkpoint import load_checkpoint
+
+    return load_checkpoint(path)["extra"]["train_config"]["data"]
+
+
+def prepared_focal(root: Path) -> dict:
+    """The prepared file's focal lengths: {"width", "fx" (distinct values, px of its width), "known", "frames"}."""
+    import h5py
+    import numpy as np
+
+    with h5py.File(root / "data" / "prepared" / "own.h5", "r") as f:
+        fx = f["fx"][()] if "fx" in f else np.full(int(f.attrs["n_written"]), np.nan)
+        width = int(f.attrs["width"])
+    known = fx[np.isfinite(fx)]
+    return {"width": width, "fx": sorted({round(float(v), 4) for v in known}), "known": int(known.size),
+            "frames": int(fx.size)}
 
 
 def run_tag(name: str, seed: int) -> str:
@@ -144,13 +185,14 @@ def run_setting(root: Path, capture: str, name: str, seed: int = 0) -> dict:
                           for m in metrics}}
     last = last_epoch_metrics(root, root / ft)
     result["metrics"]["last epoch"] = {k: last[k] for k in ("abs_rel", "delta1", "n_images")}
+    result["data"] = checkpoint_data(root / ft / "best.pt")
     atomic_write_text(root / figs / "result.json", json.dumps(result, indent=1))
     return result
 
 
-def prepare_capture(work: Path, capture: str, model: Path) -> Path:
-    """Write the capture, make the project root and run 01 on it -> the root."""
-    root = make_project(work, model)
+def prepare_capture(work: Path, capture: str, model: Path, *, keep_runs: bool = False) -> Path:
+    """Write the capture, make the project root (keep_runs: see make_project) and run 01 on it -> the root."""
+    root = make_project(work, model, keep_runs=keep_runs)
     folder = root / "data" / "own"
     folder.mkdir(parents=True)
     od = own_data()
@@ -158,7 +200,7 @@ def prepare_capture(work: Path, capture: str, model: Path) -> Path:
     sets = [f"01:{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in src.items()]
     cmd, seconds = pipeline(root, ["01"], sets, work / "01.log")
     atomic_write_text(work / "capture.json", json.dumps({"settings": src, "command": " ".join(cmd[1:]),
-                                                         "seconds": seconds}, indent=1))
+                                                         "seconds": seconds, "focal": prepared_focal(root)}, indent=1))
     return root
 
 
@@ -175,6 +217,8 @@ def verdict(r: dict) -> str:
     else:
         better = (cur["abs_rel"] < prev["abs_rel"], cur["delta1"] > prev["delta1"])
         word = "better" if all(better) else "**worse**" if not any(better) else "mixed"
+        if r["best_epoch"] == 0:   # canonical: the starting weights, their depth times f / canonical_fx
+            word += " (best.pt = start, rescaled)"
     beats = cur["abs_rel"] < base["abs_rel"] and cur["delta1"] > base["delta1"]
     return word + ("" if beats else "; **not better than the baseline**")
 
@@ -222,7 +266,10 @@ def report(results: list[dict], work: Path) -> str:
             v = r["values"]
             seed = f", seed {r['seed']}" if r.get("seed") else ""
             what = (f"{'encoder frozen' if v['freeze_encoder'] else 'BN kept' if v['freeze_encoder_bn'] else 'BN updates'}"
-                    f", lr {v['lr']:g}, {v['epochs']} ep{seed}")
+                    f", lr {v['lr']:g}, {v['epochs']} ep"
+                    + (f", margin {v['select_margin']:g}" if v.get("select_margin") else "")
+                    + (f", **{v['camera_space']}**" if v.get("camera_space", "none") != "none" else "")
+                    + (f" fx {v['canonical_fx']:g}" if v.get("canonical_fx") else "") + seed)
             e = r["epochs"]
             later = min((x["val_loss"] for x in e[1:]), default=float("nan"))
             m = r["metrics"]
@@ -231,7 +278,9 @@ def report(results: list[dict], work: Path) -> str:
                          f"{fmt(m['mean-depth baseline'])} | {verdict(r)} | {r['seconds']:.0f} |")
         lines.append("")
         prep = work / capture / "capture.json"
-        prep_cmd = json.loads(prep.read_text())["command"] if prep.is_file() else "?"
+        prepared = json.loads(prep.read_text()) if prep.is_file() else {}
+        prep_cmd = prepared.get("command", "?")
+        lines += camera_lines(prepared.get("focal"), rows)
         lines.append(f"Commands (in `{work.name}/{capture}/project`, DEPTH_WORKBOOK_ROOT set to it): 01 once, "
                      f"`python {prep_cmd}`; then per setting, e.g. `python {rows[0]['command']}`.")
         lines.append("")
@@ -239,13 +288,32 @@ def report(results: list[dict], work: Path) -> str:
     return "\n".join(lines)
 
 
+def camera_lines(focal: dict | None, rows: list[dict]) -> list[str]:
+    """What the prepared file says of the capture's camera, and the factor canonical runs scaled its targets by."""
+    if not focal:
+        return []
+    fx = ", ".join(f"{v:g}" for v in focal["fx"]) or "none"
+    line = (f"Camera: the prepared file records fx {fx} px (of its {focal['width']}-pixel width) for {focal['known']} "
+            f"of its {focal['frames']} frames.")
+    canon = sorted({(r["data"]["canonical_fx"], r["data"]["image_size"][1]) for r in rows
+                    if r.get("data", {}).get("camera_space") == "canonical"})
+    if canon and len(focal["fx"]) == 1:
+        for c, w in canon:
+            f_in = focal["fx"][0] * w / focal["width"]
+            line += (f" Canonical runs (best.pt: canonical_fx {c:.3f} px at {w} wide): fx at the input {f_in:.3f} px, "
+                     f"so every target is depth x {c / f_in:.4f} and predict multiplies by {f_in / c:.4f}.")
+    return [line, ""]
+
+
 def summary(results: list[dict]) -> list[str]:
     """The settings run with several seeds: range of current and last-epoch AbsRel / δ1, runs worse than previous."""
     def span(rs: list[dict], model: str, key: str, digits: int) -> str:
-        v = [r["metrics"][model][key] for r in rs]
-        return f"{min(v):.{digits}f}-{max(v):.{digits}f}"
+        v = sorted(r["metrics"][model][key] for r in rs)
+        mid = v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+        return f"{v[0]:.{digits}f}-{v[-1]:.{digits}f} ({mid:.{digits}f})"
 
     lines = ["## Settings run with several seeds (03's seed; previous and baseline do not depend on it)", "",
+             "Ranges over the seeds, the median in brackets.", "",
              "| setting | capture | seeds | current AbsRel | current δ1 | best.pt = start | current worse than "
              "previous | last epoch AbsRel | last epoch δ1 |", "|---|---|---|---|---|---|---|---|---|"]
     for name in SETTINGS:
@@ -276,7 +344,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report-only", action="store_true", help="rewrite --out from the result.json files in --work")
     ap.add_argument("--resume", action="store_true",
                     help="keep the captures already prepared in --work and the settings already measured there")
+    ap.add_argument("--prepare-again", action="store_true",
+                    help="with --resume: write the captures and run 01 again in their project roots (a capture's writer "
+                         "or the prepared format changed; the frames are the same), keeping the runs measured there")
     a = ap.parse_args(argv)
+    if a.prepare_again and not a.resume:
+        ap.error("--prepare-again keeps the runs of --resume; without --resume every capture is prepared anew anyway")
     work, model = Path(a.work), Path(a.model)
     if not a.report_only:
         if not model.is_file():
@@ -291,7 +364,9 @@ def main(argv: list[str] | None = None) -> int:
                           json.dumps({"path": str(model), "sha256": hashlib.sha256(model.read_bytes()).hexdigest()}))
         for capture in a.captures:
             root = work / capture / "project"
-            if not (a.resume and (work / capture / "capture.json").is_file()):
+            if a.prepare_again and a.resume:
+                root = prepare_capture(work / capture, capture, model, keep_runs=True)
+            elif not (a.resume and (work / capture / "capture.json").is_file()):
                 root = prepare_capture(work / capture, capture, model)
             for name, seed in ((n, s) for n in a.settings for s in a.seeds):
                 if a.resume and (root / "figures" / "own" / run_tag(name, seed) / "result.json").is_file():
