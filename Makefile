@@ -34,7 +34,7 @@ pipeline: $(STAMP)
 ## The whole test suite (slow and browser tests included, as CI runs it), then the fast suite again under the
 ## kernels other CPUs get: torch picks AVX2, AVX-512 or AMX kernels by CPU, and float32 sums differ between them.
 test: $(STAMP) browser-deps
-	$(PY) -m pytest -q -n $(TEST_JOBS) --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_JOBS) --maxschedchunk 2 --durations=15 $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-kernels
 
 ## The fast suite under an AVX2-only CPU's kernels, then under torch's portable (no SIMD dispatch) kernels.

@@ -26,6 +26,10 @@ SHARED_NYU = ROOT.parent / "shared" / "data" / "nyu_samples"
 # threads each on 2 cores spin against each other (a tiny test's convolution then takes several times as long).
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
+# The same for what the tests start (pipelines and their kernels, scripts): with two threads spinning against the
+# other worker and the background pipeline, the own-data test's 03 alone took 118 s (the whole test 62-73 s before).
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 
 
 @pytest.fixture(scope="session")
@@ -76,22 +80,20 @@ _background: list[subprocess.Popen] = []
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The tests of the model a user has run last, and its pipeline starts now, in the background, ahead of the tests.
+    """The tests of the model a user has run last, and its pipeline starts now, in the background.
 
-    pytest-xdist hands tests out in this order: the slow tests first (the long ones then never start last, with one
-    worker idle), the fast ones, and last the tests of the sample model, so while one process runs the sample
-    pipeline the workers run every test that does not need it and no worker sits waiting on the lock. Only the first
-    worker to collect starts the pipeline; then every worker lowers its own priority, so the pipeline, which the last
-    tests wait for, keeps a core to itself and the workers share the rest (measured on 2 cores: without it the
-    pipeline finished at 296 s of a 416 s run, and its last dependent test ran alone for 73 s).
+    pytest-xdist hands tests out in this order (make test passes --maxschedchunk 2, so a worker is never handed the
+    last tests long before it reaches them): while one process runs the sample pipeline the workers run every test
+    that does not need it, and no worker sits waiting on the lock. Only the first worker to collect starts it.
+    (Tried and dropped: the slow tests first, and the workers below the pipeline's priority: a worker took the
+    dependent tests early and waited 119 s for the pipeline, 471 s against 398-416 s in all; the kernel's per-session
+    scheduling, on here, already gives the pipeline, a session of its own, its share.)
     """
     users = [it for it in items if "sample_project" in getattr(it, "fixturenames", ())]
     if not users:
         return
-    items.sort(key=lambda it: ("sample_project" in getattr(it, "fixturenames", ()), it.get_closest_marker("slow") is None))
+    items.sort(key=lambda it: "sample_project" in getattr(it, "fixturenames", ()))   # stable: order kept otherwise
     _start_sample_pipeline(config)
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        os.nice(5)  # below the background pipeline (the tests' own subprocesses inherit it)
 
 
 def _start_sample_pipeline(config: pytest.Config) -> None:
