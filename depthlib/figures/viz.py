@@ -60,15 +60,25 @@ def save_figure(fig: plt.Figure, path: str | os.PathLike[str], dpi: int = 100) -
     root under the pipeline: resolving here sends every figure to the same place either way.
     """
     out = resolve(path)
-    # a heading kept out of the layout (explorer.static_figure places it in a strip of its own) is still part of
-    # the picture: the tight box takes what it takes by default (every axes' artists: colour bars' triangles and
-    # outlines too) and also the figure-level artists left out of the layout. Given alone, that second list
-    # replaced the default one for every axes, and cut the colour bars off 04's grids.
-    extra = fig.get_default_bbox_extra_artists()
-    extra += [a for a in fig.get_children() if a not in fig.axes and a.get_visible() and not a.get_in_layout()
-              and a is not fig.patch]
+    # A heading kept out of the layout (explorer.static_figure places it in a strip of its own) is still part of the
+    # picture, but matplotlib's tight box takes only what is in the layout. Passing it as bbox_extra_artists does
+    # not do: that list replaces every axes' own (the colour bars were cut off 04's grids), and the full list
+    # instead made each axes measure every artist of the figure (save_static 1.0 -> 1.7 s). So: the tight box of
+    # the figure, widened to those artists.
+    left_out = [a for a in fig.get_children() if a not in fig.axes and a.get_visible() and not a.get_in_layout()
+                and a is not fig.patch]
+    box: Any = "tight"
+    if left_out:
+        from matplotlib.transforms import Bbox
+
+        fig.draw_without_rendering()  # the layout, as the save will draw it
+        renderer = fig.canvas.get_renderer()
+        to_inches = fig.dpi_scale_trans.inverted()
+        box = Bbox.union([fig.get_tightbbox(renderer), *(a.get_window_extent(renderer).transformed(to_inches)
+                                                          for a in left_out)])
+        box = box.padded(plt.rcParams["savefig.pad_inches"])
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", bbox_extra_artists=extra)
+        fig.savefig(tmp, dpi=dpi, bbox_inches=box)
     return out
 
 
