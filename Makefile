@@ -37,10 +37,13 @@ test: $(STAMP) browser-deps
 	$(PY) -m pytest -q -n $(TEST_JOBS) --maxschedchunk 2 --durations=15 $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-kernels
 
-## The fast suite under an AVX2-only CPU's kernels, then under torch's portable (no SIMD dispatch) kernels.
+## The fast suite under an AVX2-only CPU's kernels and under torch's portable (no SIMD dispatch) kernels, at once:
+## one pytest node per kernel set, each running every fast test (conftest checks that torch took the kernels asked
+## for, and a failure names them).
+KERNEL_NODES := --dist each --tx 'popen//env:ATEN_CPU_CAPABILITY=avx2//env:ONEDNN_MAX_CPU_ISA=AVX2' \
+	--tx 'popen//env:ATEN_CPU_CAPABILITY=default'
 test-kernels: $(STAMP)
-	ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 $(PY) -m pytest -q -n $(TEST_JOBS) -m "not slow" $(PYTEST_ARGS)
-	ATEN_CPU_CAPABILITY=default $(PY) -m pytest -q -n $(TEST_JOBS) -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(KERNEL_NODES) -m "not slow" $(PYTEST_ARGS)
 
 ## Only the fast part.
 test-fast: $(STAMP)

@@ -77,8 +77,10 @@ def _shared_base(config: pytest.Config) -> Path:
 
 
 _background: list[subprocess.Popen] = []
+STARTED = "sample_project.started"   # left in the shared base temp folder by the worker that starts the pipeline
 
 
+@pytest.hookimpl(trylast=True)   # after -m / -k deselection: a run without the sample model's tests never starts it
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The tests of the model a user has run last, and its pipeline starts now, in the background.
 
@@ -99,7 +101,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def _start_sample_pipeline(config: pytest.Config) -> None:
     base = _shared_base(config)
     try:
-        os.close(os.open(base / "sample_project.started", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        os.close(os.open(base / STARTED, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
     except FileExistsError:
         return
     # One torch thread: the workers have the cores' other share. Float sums then group differently from `make
@@ -137,12 +139,32 @@ def sample_project(request: pytest.FixtureRequest) -> Path:
         pytest.fail(str(e), pytrace=False)
 
 
+def _kernels() -> str:
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "")
+    return f"{torch.backends.cpu.get_cpu_capability()}{f', oneDNN at most {isa}' if isa else ''}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A pass asked for other CPUs' kernels (make test-kernels: one node per kernel set) checks that torch took them."""
+    asked = os.environ.get("ATEN_CPU_CAPABILITY")
+    if asked and torch.backends.cpu.get_cpu_capability().lower() != asked.lower():
+        raise pytest.UsageError(f"ATEN_CPU_CAPABILITY={asked} did not take effect: torch runs "
+                                f"{torch.backends.cpu.get_cpu_capability()} kernels")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """A failure says which CPU kernels it ran under (make test-kernels runs the suite under two sets at once)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        report.sections.append(("CPU kernels", _kernels()))
+
+
 def pytest_report_header(config) -> str:
     """Which CPU kernels this run uses: results differ between them, so a report says which it had."""
     flags = ""
     with contextlib.suppress(OSError):
         line = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags"))
         flags = " ".join(f for f in line.split() if f.startswith(("avx512f", "avx512_bf16", "amx", "avx2")))
-    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "")
-    return (f"torch {torch.__version__} CPU kernels: {torch.backends.cpu.get_cpu_capability()}"
-            f"{f', oneDNN at most {isa}' if isa else ''}; CPU flags: {flags or 'unknown'}")
+    return f"torch {torch.__version__} CPU kernels: {_kernels()}; CPU flags: {flags or 'unknown'}"

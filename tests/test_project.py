@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tomllib
 
+import pytest
 import torch
 import yaml
 
@@ -80,6 +81,25 @@ def test_the_cpu_kernels_asked_for_are_the_ones_in_use():
     assert isa, out[-2000:]
     if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() == "AVX2":
         assert "AVX2" in isa.group(1) and "512" not in isa.group(1) and "AMX" not in isa.group(1), isa.group(1)
+
+
+@pytest.mark.slow
+def test_a_run_without_the_sample_models_tests_does_not_start_their_pipeline(tmp_path):
+    # `make test-fast` and both kernel passes (-m "not slow") started the shared sample pipeline in the background,
+    # which then took a core from the fast tests until pytest stopped it: conftest picked the sample model's tests
+    # before -m deselected them (make test-kernels 132 s -> 73 s, make test-fast 86 s -> 39 s once it looked after).
+    from conftest import STARTED
+
+    def collect(*args: str) -> Path:
+        base = tmp_path / f"base{len(args)}"
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--collect-only", *args,
+               "--basetemp", str(base), "tests/test_transfer.py"]
+        res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert res.returncode in (0, 5), res.stdout[-2000:] + res.stderr[-2000:]   # 5: every test deselected
+        return base / STARTED
+
+    assert not collect("-m", "not slow").exists()
+    assert collect().exists()             # the same run with them starts it (and stops it as pytest exits)
 
 
 def test_pyproject_metadata_uses_no_deprecated_form():
