@@ -362,7 +362,9 @@ def test_only_02_lists_what_it_wrote_and_says_the_later_outputs_are_older(tmp_pa
 
 def test_papermill_loads_without_the_iri_grammar_and_still_validates_notebooks():
     # depthlib.notebook.pipeline.import_papermill keeps jsonschema from building rfc3987_syntax's parser (4.4 s a
-    # pipeline start); notebooks must still validate, and the name must be importable again afterwards.
+    # pipeline start); notebooks must still validate, and the name must be importable again afterwards. In the same
+    # process (one interpreter start less): the workbook and the CLI load without torchvision, whose import loads
+    # torch._dynamo (1.4 s of every kernel and command; only DenseNet, MobileNet, timm and the fast JPEG loader use it).
     import subprocess
     import sys
 
@@ -381,7 +383,10 @@ def test_papermill_loads_without_the_iri_grammar_and_still_validates_notebooks()
         "    print('invalid refused')\n"
         "import importlib.util\n"
         "print('importable again', importlib.util.find_spec('rfc3987_syntax') is not None)\n"
+        "import depthlib.notebook.workbook, depthlib.cli\n"
+        "print('torchvision loaded', 'torchvision' in sys.modules, 'torch._dynamo' in sys.modules)\n"
     )
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "invalid refused" in res.stdout and "importable again True" in res.stdout
+    assert "torchvision loaded False False" in res.stdout, res.stdout

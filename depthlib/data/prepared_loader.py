@@ -14,7 +14,6 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from torchvision.io import decode_jpeg
 
 from ..core.errors import DataError
 from .prepared import PreparedDataset
@@ -61,6 +60,10 @@ class PreparedTorchDataset(Dataset):
         """uint8 [3, H, W]."""
         if self.src.codec == "jpeg":
             data = torch.from_numpy(ds["rgb"][ds["offset"][r]:ds["offset"][r + 1]])
+            # imported at the first frame, not with the module: torchvision loads torch._dynamo (1.4 s of every
+            # process that imports depthlib, most of which never decode a prepared file's JPEGs this way)
+            from torchvision.io import decode_jpeg
+
             try:
                 return decode_jpeg(data).numpy()
             except RuntimeError as e:

@@ -20,7 +20,6 @@ import re
 from typing import Callable
 
 import torch
-import torchvision
 from torch import Tensor, nn
 
 from ..core.errors import CheckpointError, ConfigError
@@ -75,12 +74,15 @@ class DenseNetEncoder(nn.Module):
     """Image float[B,3,H,W] -> five torchvision DenseNet features at strides 2, 4, 8, 16, 32."""
 
     SKIPS = ("relu0", "pool0", "transition1", "transition2", "norm5")
-    _BUILDERS = {"densenet121": torchvision.models.densenet121, "densenet161": torchvision.models.densenet161,
-                 "densenet169": torchvision.models.densenet169, "densenet201": torchvision.models.densenet201}
+    VARIANTS = ("densenet121", "densenet161", "densenet169", "densenet201")
 
     def __init__(self, variant: str = "densenet169", pretrained: bool = False) -> None:
         super().__init__()
-        self.features = self._BUILDERS[variant](weights=None).features
+        import torchvision  # here, not at import: it loads torch._dynamo (1.4 s of every process that imports depthlib)
+
+        if variant not in self.VARIANTS:
+            raise KeyError(variant)
+        self.features = getattr(torchvision.models, variant)(weights=None).features
         spec = _DENSENET_WEIGHTS[variant]
         self.mean, self.std = spec.mean, spec.std
         if pretrained:
@@ -175,6 +177,8 @@ class MobileNetV2Encoder(nn.Module):
 
     def __init__(self, pretrained: bool = False) -> None:
         super().__init__()
+        import torchvision  # here, not at import (DenseNetEncoder says why)
+
         self.features = torchvision.models.mobilenet_v2(weights=None).features
         self.mean, self.std = MOBILENET_V2_WEIGHTS.mean, MOBILENET_V2_WEIGHTS.std
         if pretrained:
