@@ -149,6 +149,45 @@ def test_ctrl_c_during_a_notebook_prints_one_line_and_exits_130(tmp_path):
     assert _gone(int(ready.read_text())), "the notebook's kernel outlived the pipeline"
 
 
+# a Ctrl-C lost in papermill's event loop (once in a full `make test`): the run went on waiting on its cell
+
+_SWALLOWS = """
+import os, signal, subprocess, sys, time
+from depthlib.notebook import pipeline_kernel
+from depthlib.notebook.pipeline import CtrlC
+
+class Kernel:                    # what kill_kernels reads of a kernel manager: its provisioner's process
+    pass
+
+km = Kernel()
+km.provisioner = Kernel()
+km.provisioner.process = subprocess.Popen(["sleep", "60"], start_new_session=True, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL)
+pipeline_kernel._LIVE.add(km)
+print("kernel", km.provisioner.process.pid, flush=True)
+signal.signal(signal.SIGINT, CtrlC("[pipeline] interrupted: re-run", grace_s=0.3, retries=2))
+t0, sent = time.monotonic(), False
+while time.monotonic() - t0 < 30:
+    try:
+        if not sent:
+            sent = True
+            os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.02)
+    except KeyboardInterrupt:    # what the event loop did once in a while: caught it and went on
+        print("swallowed", flush=True)
+print("still running after 30 s", flush=True)
+"""
+
+
+def test_a_swallowed_ctrl_c_is_raised_again_then_the_run_exits_130_killing_its_kernel():
+    res = subprocess.run([sys.executable, "-c", _SWALLOWS], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 130, (res.returncode, res.stdout, res.stderr)
+    lines = res.stdout.split()
+    assert res.stdout.count("swallowed") == 3, res.stdout      # the signal, then raised again twice
+    assert res.stderr.strip().splitlines()[-1] == "[pipeline] interrupted: re-run", res.stderr
+    assert _gone(int(lines[lines.index("kernel") + 1]), timeout=5), "the kernel outlived the pipeline"
+
+
 # --set 03:freeze_encoder_bn=true, the spelling the profiles and --dry-run print, was refused
 
 def test_set_takes_values_as_dry_run_prints_them(capsys):

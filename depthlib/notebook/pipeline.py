@@ -21,8 +21,10 @@ import argparse
 import ast
 import contextlib
 import json
+import os
 import signal
 import sys
+import threading
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -299,6 +301,43 @@ def _show_papermill_log() -> None:
         log.addHandler(h)
 
 
+class CtrlC:
+    """The pipeline's SIGINT handler: KeyboardInterrupt in the main thread, as Python's own, and a watchdog.
+
+    Ctrl-C lands wherever papermill's event loop happens to be; once in a rare while (under load, a few runs in a
+    hundred) the KeyboardInterrupt was lost there and the run went on waiting for its notebook's cell, the user's
+    Ctrl-C ignored. If main() has not reached its handler `grace_s` after the signal, the watchdog raises it again
+    in the main thread (`retries` times), then says the line main() would have said, kills the kernels this process
+    started (pipeline_kernel.kill_kernels) and exits with 130 at once.
+    """
+
+    def __init__(self, message: str, *, grace_s: float = 5.0, retries: int = 2) -> None:
+        self.message, self.grace_s, self.retries = message, grace_s, retries
+        self.handled = threading.Event()     # main() set it in its except clause
+        self._watching = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if not self._watching:
+            self._watching = True
+            threading.Thread(target=self._watch, name="ctrl-c watchdog", daemon=True).start()
+        raise KeyboardInterrupt
+
+    def _watch(self) -> None:
+        import _thread
+
+        for _ in range(self.retries):
+            if self.handled.wait(self.grace_s):
+                return
+            _thread.interrupt_main(signal.SIGINT)      # calls this handler in the main thread: raise it again
+        if self.handled.wait(self.grace_s):
+            return
+        from .pipeline_kernel import kill_kernels
+
+        kill_kernels()
+        print(self.message, file=sys.stderr, flush=True)
+        os._exit(130)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry: python -m depthlib pipeline [--profile sample] [--only 02 03] [--set 02_train:epochs=3]."""
     ap = argparse.ArgumentParser(prog=f"{command_name()} pipeline", description=__doc__.split("\n")[0])
@@ -333,6 +372,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a.log_output:
         _show_papermill_log()
+    again = ("re-run the same command to start over, or without --fresh to resume from the last checkpoint"
+             if a.fresh else "re-run the same command to resume")
+    ctrl_c = CtrlC(f"[pipeline] interrupted: {again}")
+    previous = signal.signal(signal.SIGINT, ctrl_c) if threading.current_thread() is threading.main_thread() else None
     try:
         run(plan, log_output=a.log_output, stream=not a.quiet)
     except LockError as e:
@@ -342,11 +385,13 @@ def main(argv: list[str] | None = None) -> int:
         # Ctrl-C lands in papermill's event loop; its traceback says nothing a user needs. The kernel (a session of
         # its own, so the terminal's SIGINT never reached it) is shut down at exit by nbclient's atexit hook: a second
         # Ctrl-C meanwhile would only add a traceback to it.
+        ctrl_c.handled.set()
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        again = ("re-run the same command to start over, or without --fresh to resume from the last checkpoint"
-                 if a.fresh else "re-run the same command to resume")
-        print(f"[pipeline] interrupted: {again}", file=sys.stderr)
+        print(ctrl_c.message, file=sys.stderr)
         return 130
+    finally:
+        if previous is not None and signal.getsignal(signal.SIGINT) is ctrl_c:
+            signal.signal(signal.SIGINT, previous)
     return 0
 
 

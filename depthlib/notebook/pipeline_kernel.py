@@ -14,6 +14,10 @@ rather than filtering logs (a real kernel error still reaches the terminal):
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import weakref
 from typing import Any
 
 import zmq
@@ -21,8 +25,34 @@ from jupyter_client.manager import AsyncKernelManager
 from traitlets import default
 
 
+_LIVE: "weakref.WeakSet[PipelineKernelManager]" = weakref.WeakSet()
+
+
+def kill_kernels() -> int:
+    """Kill every kernel this process started and still holds (and what each started) -> how many were running.
+
+    For a pipeline that must exit at once (its Ctrl-C went unanswered): nbclient's own shutdown at exit is too late
+    then, and a kernel runs in a session of its own, so the terminal's signals never reach it.
+    """
+    n = 0
+    for km in list(_LIVE):
+        proc = getattr(getattr(km, "provisioner", None), "process", None)
+        if proc is None or proc.poll() is not None:
+            continue
+        n += 1
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)   # its session: the kernel and anything it started
+        with contextlib.suppress(OSError):
+            proc.kill()
+    return n
+
+
 class PipelineKernelManager(AsyncKernelManager):
     """AsyncKernelManager with encrypted transport (when available) and an interrupt-free graceful shutdown."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _LIVE.add(self)
 
     @default("transport_encryption")
     def _transport_encryption_default(self) -> str:
