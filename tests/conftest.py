@@ -67,7 +67,7 @@ def project_at(root: Path) -> Iterator[Path]:
             os.environ["DEPTH_WORKBOOK_ROOT"] = before
 
 
-from _sample_project import SAMPLE_RUN_OVERRIDES, run_locked  # noqa: E402,F401  (tests import the overrides from here)
+from _sample_project import SAMPLE_RUN_OVERRIDES, STARTED, run_locked, wait_model  # noqa: E402,F401  (tests import the overrides from here)
 
 
 def _shared_base(config: pytest.Config) -> Path:
@@ -77,24 +77,31 @@ def _shared_base(config: pytest.Config) -> Path:
 
 
 _background: list[subprocess.Popen] = []
-STARTED = "sample_project.started"   # left in the shared base temp folder by the worker that starts the pipeline
 
 
 @pytest.hookimpl(trylast=True)   # after -m / -k deselection: a run without the sample model's tests never starts it
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The tests of the model a user has run last, and its pipeline starts now, in the background.
+    """The shared sample pipeline starts now, in the background; its tests are ordered around it.
 
     pytest-xdist hands tests out in this order (make test passes --maxschedchunk 2, so a worker is never handed the
-    last tests long before it reaches them): while one process runs the sample pipeline the workers run every test
-    that does not need it, and no worker sits waiting on the lock. Only the first worker to collect starts it.
-    (Tried and dropped: the slow tests first, and the workers below the pipeline's priority: a worker took the
-    dependent tests early and waited 119 s for the pipeline, 471 s against 398-416 s in all; the kernel's per-session
-    scheduling, on here, already gives the pipeline, a session of its own, its share.)
+    last tests long before it reaches them). First the test marked `early` (the own-data run, 90 s): one worker takes
+    it at once and waits for the model (`sample_model`: 01-03, two thirds of the run) while the pipeline and the
+    other worker keep both cores busy, then fine-tunes while 04 and 05 run; last, it ran after the whole pipeline
+    on one core. Last the other tests of the run (`sample_model`, `sample_project`). Only the first worker to
+    collect starts the run. (Two tests first, one on each worker, left both waiting: 443 s against 393 s.)
+    (Tried and dropped, 23d621d: every slow test first with the workers niced below the pipeline: 471 s against
+    398-416 s; the kernel's per-session scheduling, on here, already gives the pipeline, a session of its own, its
+    share.)
     """
-    users = [it for it in items if "sample_project" in getattr(it, "fixturenames", ())]
-    if not users:
+    def rank(it: pytest.Item) -> int:
+        names = getattr(it, "fixturenames", ())
+        if "sample_model" not in names and "sample_project" not in names:
+            return 1
+        return 0 if it.get_closest_marker("early") else 2
+
+    if all(rank(it) == 1 for it in items):
         return
-    items.sort(key=lambda it: "sample_project" in getattr(it, "fixturenames", ()))   # stable: order kept otherwise
+    items.sort(key=rank)   # stable: the order is kept otherwise
     _start_sample_pipeline(config)
 
 
@@ -159,6 +166,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     report = outcome.get_result()
     if report.failed:
         report.sections.append(("CPU kernels", _kernels()))
+
+
+@pytest.fixture(scope="session")
+def sample_model(request: pytest.FixtureRequest) -> Path:
+    """The root of the shared run (sample_project) as soon as its model is made: 01-03 done, 04 and 05 maybe not.
+
+    For the tests of checkpoints/sample/finetune/best.pt and data/prepared/sample.h5 alone.
+    """
+    try:
+        return wait_model(_shared_base(request.config))
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
 
 
 def pytest_report_header(config) -> str:

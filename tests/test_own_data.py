@@ -85,8 +85,9 @@ def test_pipeline_skip_table_is_checked(tmp_path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.early           # handed out first: it waits for the shared pipeline's model (conftest)
 @pytest.mark.timeout(2400)   # the shared sample pipeline may run in this test's setup
-def test_own_profile_fine_tunes_the_sample_model_on_a_tum_style_folder(tmp_path, sample_project, sample_dir,
+def test_own_profile_fine_tunes_the_sample_model_on_a_tum_style_folder(tmp_path, sample_model, sample_dir,
                                                                        capsys) -> None:
     """The README's own-data run from the model `make pipeline` makes: held-out frames are no worse afterwards.
 
@@ -96,7 +97,7 @@ def test_own_profile_fine_tunes_the_sample_model_on_a_tum_style_folder(tmp_path,
     """
     root = fresh_project(tmp_path / "project")
     (root / SAMPLE_MODEL).parent.mkdir(parents=True)
-    shutil.copy2(sample_project / SAMPLE_MODEL, root / SAMPLE_MODEL)
+    shutil.copy2(sample_model / SAMPLE_MODEL, root / SAMPLE_MODEL)
     capture = write_nyu_tum_capture(root / "data" / "own", sample_dir)
     sets = [f"01:{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in capture.items()]
     with project_at(root):
