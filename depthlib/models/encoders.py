@@ -74,16 +74,13 @@ class DenseNetEncoder(nn.Module):
     """Image float[B,3,H,W] -> five torchvision DenseNet features at strides 2, 4, 8, 16, 32."""
 
     SKIPS = ("relu0", "pool0", "transition1", "transition2", "norm5")
-    VARIANTS = ("densenet121", "densenet161", "densenet169", "densenet201")
 
     def __init__(self, variant: str = "densenet169", pretrained: bool = False) -> None:
         super().__init__()
         import torchvision  # here, not at import: it loads torch._dynamo (1.4 s of every process that imports depthlib)
 
-        if variant not in self.VARIANTS:
-            raise KeyError(variant)
+        spec = _DENSENET_WEIGHTS[variant]   # the four variants with published weights; KeyError for any other name
         self.features = getattr(torchvision.models, variant)(weights=None).features
-        spec = _DENSENET_WEIGHTS[variant]
         self.mean, self.std = spec.mean, spec.std
         if pretrained:
             _load_weights(spec, self.features, _densenet_features_state)
