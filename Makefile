@@ -14,7 +14,9 @@ TEST_JOBS ?= 2
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q --no-compile -e '.[dev]'
+	@# The message filter quiets setuptools' box about folders named like the package in the working directory:
+	@# here that folder is the package being installed (depthlib/ at the root, imported from it either way).
+	PYTHONWARNINGS='ignore:Editable installation' $(PY) -m pip install -q --no-compile -e '.[dev]'
 	@# pip compiles the ~13,000 installed .py files one by one (~40 s); both cores do it in ~25 s. Not left to the
 	@# first imports: with PYTHONDONTWRITEBYTECODE set they would compile torch anew in every process. A file that
 	@# does not compile on this Python (torch's py312 test helpers) is left as source, as pip leaves it.
