@@ -89,7 +89,7 @@ def train(recipe: str, seed: int, lens: float, reuse: bool) -> Path:
     shutil.rmtree(work, ignore_errors=True)   # a fresh run, never a resumed one
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=ROOT, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    (work / "seconds.json").write_text(json.dumps({"seconds": time.perf_counter() - t0}))
+    write_json(work / "seconds.json", {"seconds": time.perf_counter() - t0})   # atomic: a killed run leaves none
     return best
 
 
