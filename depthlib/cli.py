@@ -20,7 +20,7 @@ from .core.ahead import ahead
 from .core.atomic import atomic_path
 from .core.camera import NYU_KINECT, Camera, assumed_line, no_camera_space_line, resolve, upright_size
 from .core.errors import ConfigError, DataError, DepthlibError
-from .core.program import command_name
+from .core.program import command_name, parse_or_explain
 
 # NYU Depth V2 Kinect RGB camera (NYU toolbox camera_params.m), 640x480, 0-based pixel centres.
 NYU_INTRINSICS = NYU_KINECT.intrinsics
@@ -462,7 +462,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in FORWARDED:
         return FORWARDED[argv[0]][0](argv[1:])
-    args = build_parser().parse_args(argv)
+    args = parse_or_explain(build_parser(), argv)
     try:
         return int(args.run(args))
     except DepthlibError as e:

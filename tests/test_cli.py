@@ -191,6 +191,20 @@ def test_python_dash_m_entry_point_answers_help_and_usage_errors_without_loading
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
 
 
+def test_numbers_given_with_spaces_get_the_comma_form_in_the_error(capsys: pytest.CaptureFixture[str]) -> None:
+    # argparse takes the first number as --intrinsics' value and calls the rest "unrecognized arguments"
+    for argv, hint in ((["--intrinsics", "570.342", "570.342", "320", "240"], "--intrinsics 570.342,570.342,320,240"),
+                       (["--known", "320", "240", "2.5"], "--known 320,240,2.5")):
+        with pytest.raises(SystemExit) as e:
+            main(["predict", "a.png", "--checkpoint", "c.pt", "--out", "o", *argv])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and "unrecognized arguments:" in err and hint in err and "no spaces" in err, err
+    with pytest.raises(SystemExit):   # other leftovers: argparse's own message, no hint
+        main(["predict", "a.png", "--checkpoint", "c.pt", "--out", "o", "--intrinsics", "1,2,3,4", "--bogus", "5"])
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --bogus 5" in err and "no spaces" not in err, err
+
+
 def _same_colours(png: Image.Image, expect: np.ndarray) -> None:
     """Colours equal up to the PNG's millimetre rounding (a colour-map step or two), and far from any other range."""
     diff = np.abs(np.array(png, dtype=np.int16) - expect.astype(np.int16))
