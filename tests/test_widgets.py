@@ -343,11 +343,31 @@ def test_pixel_readout_entries_stay_on_one_line(ckpts: dict[str, Path]) -> None:
     assert "<b>(1, 1)</b>" in ex.readout.value and "previous" in ex.readout.value
 
 
-def test_a_click_on_the_blank_panel_is_ignored(ckpts: dict[str, Path]) -> None:
+def test_the_slot_under_the_rgb_shows_how_the_two_checkpoints_differ() -> None:
+    from depthlib.figures.explorer import histogram_panel
+
+    diff = np.full((48, 64), 0.1)           # every pixel 10 cm: one bar, right of centre, the median line on it
+    diff[:, :16] = np.nan                   # holes are left out
+    img = histogram_panel(diff, 0.2, (120, 160), "RdBu_r", 11).astype(int)
+    plot = img[25:120 - 20]                 # under the title, over the tick labels
+    is_red = (plot[..., 0] > 200) & (plot[..., 1] < 80) & (plot[..., 2] < 80)
+    ground = (plot == (32, 32, 32)).all(axis=-1) | (plot == (46, 52, 66)).all(axis=-1)   # background, +-d shade
+    x0, x1 = 6, 160 - 6                     # the plot's +-2.5 d = +-0.5 m across the panel
+    red = np.nonzero(is_red.any(axis=0))[0]
+    assert red.size and abs(red.mean() - (x0 + 0.6 * (x1 - x0))) <= 2, red     # the median: +0.1 m
+    bar = np.nonzero((~ground & ~is_red).any(axis=0))[0]
+    # 32 bins of 1/32 m: 0.1 m falls in [0.09375, 0.125), x 93.9-98.5
+    assert bar.size and bar.min() >= 93 and bar.max() <= 99, bar
+    assert histogram_panel(diff, 0.2, (20, 64), "RdBu_r", 11).shape == (20, 64, 3)   # too small to plot: no error
+
+
+def test_a_click_on_the_histogram_panel_is_ignored(ckpts: dict[str, Path]) -> None:
     ex = _explorer(ckpts, previous="previous")
     H, W = ex.layout().size
+    slot = ex.render()[48:96, :64].reshape(-1, 3)
+    assert len(np.unique(slot, axis=0)) > 3     # the distribution is drawn there, no longer an empty panel
     before = (ex.x.value, ex.y.value)
-    ex.clicks.value = f"{20.5 / W},{(48 + 20.5) / H},1"  # second row, first panel: nothing drawn there
+    ex.clicks.value = f"{20.5 / W},{(48 + 20.5) / H},1"  # second row, first panel: no frame pixel there
     assert (ex.x.value, ex.y.value) == before
     ex.clicks.value = f"{(64 + 20.5) / W},{(48 + 20.5) / H},2"  # the panel beside it ("current - previous")
     assert (ex.x.value, ex.y.value) == (10, 10)

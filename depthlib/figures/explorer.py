@@ -153,6 +153,36 @@ def _known_ring(draw: ImageDraw.ImageDraw, c: tuple[float, float], number: int, 
     draw.text((tx, ty - 1), label, fill=KNOWN, font=f)
 
 
+def histogram_panel(diff: np.ndarray, d: float, hw: tuple[int, int], cmap: str, size: int) -> np.ndarray:
+    """uint8 [h,w,3]: the distribution of a difference map in metres, for the slot under the RGB (as the static
+    figure's): bars over +-2.5 d coloured as the difference panel colours them, its +-d range shaded, the median red."""
+    h, w = hw
+    v = np.asarray(diff, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    canvas = Image.new("RGB", (w, h), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    small = font(max(10, size - 2))
+    span, bins = 2.5 * d, max(8, min(60, w // 5))
+    top, bottom, x0, x1 = size + 10, h - size - 8, 6, w - 6   # under the title; over the tick labels
+    sx = lambda m: x0 + (m + span) / (2 * span) * (x1 - x0)  # noqa: E731  metres -> x
+    _title(draw, (0, 0), "pixels per difference", size)
+    if bottom - top < 4 or x1 - x0 < bins:   # a panel too small for a plot keeps its title
+        return np.asarray(canvas)
+    draw.rectangle((sx(-d), top, sx(d), bottom), fill=(46, 52, 66))
+    counts, edges = np.histogram(np.clip(v, -span, span), bins=bins, range=(-span, span))
+    colours = (matplotlib.colormaps[cmap](np.clip((edges[:-1] + edges[1:]) / 2 / (2 * d) + 0.5, 0, 1))[:, :3] * 255)
+    for c, a, b, rgb in zip(counts, edges[:-1], edges[1:], colours.astype(int)):
+        if c:
+            draw.rectangle((sx(a), bottom - (bottom - top) * c / counts.max(), sx(b) - 1, bottom), fill=tuple(rgb))
+    if v.size:
+        mx = sx(float(np.clip(np.median(v), -span, span)))
+        draw.line((mx, top, mx, bottom), fill=(230, 40, 40), width=2)
+    for value, label in ((-span, f"\u2212{span:g}"), (0.0, "0 m"), (span, f"+{span:g}")):
+        lw = draw.textlength(label, font=small)
+        draw.text((min(max(sx(value) - lw / 2, 2), w - lw - 2), bottom + 3), label, fill=(230, 230, 230), font=small)
+    return np.asarray(canvas)
+
+
 def _fmt(v: float) -> str:
     return f"{v:.1f}" if abs(v) >= 0.95 or v == 0 else f"{v:.2g}" if abs(v) < 0.095 else f"{v:.2f}"
 

@@ -37,7 +37,7 @@ from ..evaluation.metrics import depth_metrics, metric_sums, metrics_from_sums
 from ..evaluation.protocols import Protocol, get_protocol
 from ..evaluation.report import LABELS
 from ..figures.explorer import (COLUMNS, Layout, compose, difference_caption, difference_range, ground_truth_range,
-                                split_text, static_figure)
+                                histogram_panel, split_text, static_figure)
 from ..figures.viz import colorize, save_figure, short_name
 from ..inference.calibrate import Calibration
 from .known_points import ExplorerKnownPoints, KnownPoints, calibrated_words, panel_title, summary
@@ -325,7 +325,7 @@ class Explorer(ExplorerKnownPoints):
             else:  # second row: how the two checkpoints differ, under their own panels (layout().blank), in their
                 # difference's own range (difference_max): centimetres vanish in +-err_max
                 d = self.difference_max()
-                out += [("", np.full((h, w, 3), 32, np.uint8)),
+                out += [("", histogram_panel(first[1] - p, d, (h, w), ERROR_CMAP, self.layout().text_size)),
                         (f"{first[0]} - {label}", colorize(first[1] - p, -d, d, ERROR_CMAP))]
             out.append((label if cal is None else panel_title(label, cal), colorize(p, lo, hi, self.cmap.value)))
             error = f"{label}{'' if cal is None else ', calibrated'}: pred - gt"
