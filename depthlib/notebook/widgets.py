@@ -322,8 +322,8 @@ class Explorer(ExplorerKnownPoints):
             p, cal = small(self.shown_prediction(label, i)), self.calibration(label, i)
             if first is None:
                 first = (label, p)
-            else:  # second row: how the two checkpoints differ, under their own panels (layout().blank), in their
-                # difference's own range (difference_max): centimetres vanish in +-err_max
+            else:  # second row: how the two checkpoints differ, in their difference's own range (difference_max:
+                # centimetres vanish in +-err_max), its distribution under the RGB (layout().blank: no pixel to click)
                 d = self.difference_max()
                 out += [("", histogram_panel(first[1] - p, d, (h, w), ERROR_CMAP, self.layout().text_size)),
                         (f"{first[0]} - {label}", colorize(first[1] - p, -d, d, ERROR_CMAP))]
