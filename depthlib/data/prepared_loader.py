@@ -48,7 +48,11 @@ class PreparedTorchDataset(Dataset):
         if self._ds.get("file") is not f:
             self._ds = {"file": f, "depth": f["depth"], "name": f["name"][()]}
             if self.src.codec == "jpeg":
-                self._ds.update(rgb=f["rgb_jpeg"], offset=f["rgb_offset"][()])
+                # torchvision imported here, once a process, not with the module: it loads torch._dynamo (1.4 s of
+                # every process that imports depthlib, most of which never decode a prepared file's JPEGs this way)
+                from torchvision.io import decode_jpeg
+
+                self._ds.update(rgb=f["rgb_jpeg"], offset=f["rgb_offset"][()], decode=decode_jpeg)
             else:
                 self._ds.update(rgb=f["rgb"])
         return self._ds
@@ -60,12 +64,8 @@ class PreparedTorchDataset(Dataset):
         """uint8 [3, H, W]."""
         if self.src.codec == "jpeg":
             data = torch.from_numpy(ds["rgb"][ds["offset"][r]:ds["offset"][r + 1]])
-            # imported at the first frame, not with the module: torchvision loads torch._dynamo (1.4 s of every
-            # process that imports depthlib, most of which never decode a prepared file's JPEGs this way)
-            from torchvision.io import decode_jpeg
-
             try:
-                return decode_jpeg(data).numpy()
+                return ds["decode"](data).numpy()
             except RuntimeError as e:
                 raise DataError(f"{self.src.path}[rgb_jpeg {r}]", f"JPEG cannot be decoded ({e}).",
                                 "the file is damaged; re-run 01_data_prep.") from None
