@@ -28,23 +28,20 @@ from traitlets import default
 _LIVE: "weakref.WeakSet[PipelineKernelManager]" = weakref.WeakSet()
 
 
-def kill_kernels() -> int:
-    """Kill every kernel this process started and still holds (and what each started) -> how many were running.
+def kill_kernels() -> None:
+    """Kill every kernel this process started and still holds, and what each started.
 
     For a pipeline that must exit at once (its Ctrl-C went unanswered): nbclient's own shutdown at exit is too late
     then, and a kernel runs in a session of its own, so the terminal's signals never reach it.
     """
-    n = 0
     for km in list(_LIVE):
         proc = getattr(getattr(km, "provisioner", None), "process", None)
         if proc is None or proc.poll() is not None:
             continue
-        n += 1
         with contextlib.suppress(OSError):
             os.killpg(proc.pid, signal.SIGKILL)   # its session: the kernel and anything it started
         with contextlib.suppress(OSError):
             proc.kill()
-    return n
 
 
 class PipelineKernelManager(AsyncKernelManager):
