@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -26,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import ROOT, command_line, parse_early, script_parser, utc_stamp, write_json, write_results
+from _common import ROOT, command_line, cpu_summary, parse_early, script_parser, utc_stamp, write_json, write_results
 
 DEFAULT_OUT = ROOT / "benchmarks" / "RESULTS_test_suite.md"
 TARGETS = {"make test-fast": 60.0, "make test": 420.0}        # seconds, issue 21
@@ -94,8 +95,6 @@ def render(rows: list[dict], machine: dict, label: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
-    from _common import cpu_summary
-
     work = Path(a.workdir or tempfile.mkdtemp(prefix="bench_test_suite_")).resolve()
     clone, shared = work / "main", ROOT.parent / "shared"
     if clone.exists():
@@ -124,8 +123,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not a.keep:
             shutil.rmtree(clone, ignore_errors=True)
-    import platform
-
     machine = {"date": utc_stamp(), "commit": commit, "cpu": cpu_summary(), "python": platform.python_version(),
                "shared": use_shared, "command": command_line("benchmarks/bench_test_suite.py", argv)}
     text = render(rows, machine, a.label)

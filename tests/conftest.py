@@ -182,8 +182,7 @@ def sample_model(request: pytest.FixtureRequest) -> Path:
 
 def pytest_report_header(config) -> str:
     """Which CPU kernels this run uses: results differ between them, so a report says which it had."""
-    flags = ""
-    with contextlib.suppress(OSError):
-        line = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags"))
-        flags = " ".join(f for f in line.split() if f.startswith(("avx512f", "avx512_bf16", "amx", "avx2")))
+    from depthlib.models.fastpath import cpu_flags
+
+    flags = " ".join(sorted(f for f in cpu_flags() if f.startswith(("avx512f", "avx512_bf16", "amx", "avx2"))))
     return f"torch {torch.__version__} CPU kernels: {_kernels()}; CPU flags: {flags or 'unknown'}"
